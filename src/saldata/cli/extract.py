@@ -1,0 +1,127 @@
+"""``saldata extract``."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from saldata.errors import SaldataError
+
+PANEL_DATA, PANEL_MODEL, PANEL_CAPTURE, PANEL_RUN = "Data", "Model", "Capture", "Run"
+
+
+class Preset(str, Enum):
+    describe = "describe"
+    emotion = "emotion"
+    objects = "objects"
+
+
+class Heads(str, Enum):
+    all = "all"
+    mean = "mean"
+
+
+class DType(str, Enum):
+    auto = "auto"
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+
+
+def extract(
+    out: Annotated[Path, typer.Option(help="Output directory (features.zarr, catalog/, run.json).")],
+    dataset: Annotated[str, typer.Option(help="salicon, demo, or folder:PATH.", rich_help_panel=PANEL_DATA)] = "demo",
+    data_root: Annotated[Path | None, typer.Option(help="Dataset root (salicon).", rich_help_panel=PANEL_DATA)] = None,
+    split: Annotated[
+        str | None, typer.Option(help="Split: train, val or test (salicon).", rich_help_panel=PANEL_DATA)
+    ] = None,
+    size: Annotated[
+        str, typer.Option(help="Images are reshaped to WIDTHxHEIGHT.", rich_help_panel=PANEL_DATA)
+    ] = "640x480",
+    limit: Annotated[int | None, typer.Option(help="Only the first N images.", rich_help_panel=PANEL_DATA)] = None,
+    model: Annotated[
+        str,
+        typer.Option(
+            help="Hub id, local directory, or tiny-random / mid-random (offline).", rich_help_panel=PANEL_MODEL
+        ),
+    ] = "llava-hf/llama3-llava-next-8b-hf",
+    dtype: Annotated[
+        DType, typer.Option(help="auto: bfloat16 on GPU, float32 on CPU.", rich_help_panel=PANEL_MODEL)
+    ] = DType.auto,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda.", rich_help_panel=PANEL_MODEL)] = "auto",
+    device_map: Annotated[
+        str | None,
+        typer.Option(
+            help="accelerate device_map (e.g. auto) for models larger than one GPU.", rich_help_panel=PANEL_MODEL
+        ),
+    ] = None,
+    attention: Annotated[
+        str,
+        typer.Option(
+            help="Attention kernel the capture wraps: sdpa or flash_attention_2.", rich_help_panel=PANEL_MODEL
+        ),
+    ] = "sdpa",
+    preset: Annotated[Preset, typer.Option(help="Prompt preset.", rich_help_panel=PANEL_CAPTURE)] = Preset.describe,
+    prompt: Annotated[
+        str | None, typer.Option(help="Custom prompt text (overrides --preset).", rich_help_panel=PANEL_CAPTURE)
+    ] = None,
+    max_new_tokens: Annotated[
+        int,
+        typer.Option(min=1, help="Tokens to generate at most (greedy; stops at EOS).", rich_help_panel=PANEL_CAPTURE),
+    ] = 64,
+    layer: Annotated[
+        int,
+        typer.Option(
+            help="Decoder layer to capture; -1 is the last (hidden state after the final norm).",
+            rich_help_panel=PANEL_CAPTURE,
+        ),
+    ] = -1,
+    heads: Annotated[
+        Heads, typer.Option(help="Keep every head's map, or their mean.", rich_help_panel=PANEL_CAPTURE)
+    ] = Heads.all,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per model call.", rich_help_panel=PANEL_RUN)] = 4,
+    shard_size: Annotated[
+        int, typer.Option(min=1, help="Images per shard: the unit of work and of writing.", rich_help_panel=PANEL_RUN)
+    ] = 64,
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster address; default: a local Ray.", rich_help_panel=PANEL_RUN)
+    ] = None,
+    num_actors: Annotated[
+        int | None, typer.Option(help="Model actors; default one per GPU (one on CPU).", rich_help_panel=PANEL_RUN)
+    ] = None,
+) -> None:
+    """Run a vision-language model over a dataset and store tokens, hidden states and attention maps.
+
+    Example (offline): saldata extract --dataset demo --model tiny-random --out runs/demo
+    """
+    from saldata.cli.progress import run_with_progress
+    from saldata.extractors.llava_next import CaptureSettings
+    from saldata.extractors.models import ModelSettings
+    from saldata.extractors.prompts import resolve_prompt
+    from saldata.pipelines.config import ExtractConfig, parse_size
+
+    try:
+        config = ExtractConfig(
+            dataset=dataset,
+            out=out,
+            data_root=data_root,
+            split=split,
+            image_size=parse_size(size),
+            limit=limit,
+            model=ModelSettings(
+                model=model, dtype=dtype.value, device=device, device_map=device_map, attention=attention
+            ),
+            capture=CaptureSettings(layer=layer, heads=heads.value, max_new_tokens=max_new_tokens),
+            prompt=resolve_prompt(preset.value, prompt),
+            batch_size=batch_size,
+            shard_size=shard_size,
+            address=address,
+            num_actors=num_actors,
+        )
+        run_with_progress(config)
+    except SaldataError as exc:
+        typer.secho(f"Error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=1) from None

@@ -1,0 +1,28 @@
+"""The ``saldata`` command: a thin typer layer over the library."""
+
+from __future__ import annotations
+
+import typer
+
+from saldata.cli.extract import extract
+
+app = typer.Typer(
+    name="saldata",
+    help="Extract what a vision-language model says about images, and where it looks while saying it.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command(no_args_is_help=True)(extract)
+
+
+@app.callback()
+def main() -> None:
+    """saldata: LLaVA-Next descriptions, per-token hidden states and attention maps, at scale.
+
+    Start with the offline demo: saldata extract --dataset demo --model tiny-random --out runs/demo
+    """
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,31 @@
+"""Dataset registry: ``--dataset NAME`` or ``--dataset folder:PATH``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from saldata.datasets.base import DatasetReader, ImageSource
+from saldata.datasets.demo import DemoReader
+from saldata.datasets.folder import FolderReader
+from saldata.datasets.salicon import SaliconReader
+from saldata.errors import DatasetError
+
+DATASETS: dict[str, type[DatasetReader]] = {r.name: r for r in (SaliconReader, DemoReader, FolderReader)}
+
+
+def open_dataset(spec: str, data_root: Path | None = None) -> DatasetReader:
+    """The reader for ``spec``: a registered name, or ``folder:PATH``."""
+    name, _, path = spec.partition(":")
+    if name not in DATASETS:
+        raise DatasetError(f"Unknown dataset {spec!r}; choose one of {', '.join(DATASETS)} (folder as folder:PATH).")
+    if name == "folder":
+        return FolderReader(Path(path).expanduser() if path else data_root)
+    return DATASETS[name](data_root)
+
+
+def list_images(spec: str, data_root: Path | None, split: str | None) -> list[ImageSource]:
+    reader = open_dataset(spec, data_root)
+    return reader.list_images(split or reader.default_split)
+
+
+__all__ = ["DATASETS", "DatasetReader", "ImageSource", "list_images", "open_dataset"]

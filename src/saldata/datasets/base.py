@@ -1,0 +1,53 @@
+"""Dataset readers: one class per dataset, one method each (``list_images``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from saldata.errors import DatasetError
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+
+
+@dataclass(frozen=True, slots=True)
+class ImageSource:
+    """One image to process, as the dataset names it."""
+
+    dataset: str
+    split: str
+    image_id: str
+    path: str
+
+
+class DatasetReader:
+    """Base of all readers. Subclasses set ``name`` and ``layout`` and implement ``list_images``.
+
+    ``list_images`` returns images in a stable order (the catalog's ``idx`` follows it) and
+    raises ``DatasetError`` when the folder is not laid out as ``layout`` describes.
+    """
+
+    name: ClassVar[str]
+    layout: ClassVar[str]
+    splits: ClassVar[tuple[str, ...]] = ("all",)
+    default_split: ClassVar[str] = "all"
+
+    def __init__(self, root: Path | None):
+        self.root = root
+
+    def list_images(self, split: str) -> list[ImageSource]:
+        raise NotImplementedError
+
+    def fail(self, problem: str) -> DatasetError:
+        return DatasetError(f"{problem}\nThe {self.name} dataset is expected to look like:\n{self.layout}")
+
+    def require_dir(self, path: Path, what: str) -> Path:
+        if not path.is_dir():
+            raise self.fail(f"{what} not found: {path}")
+        return path
+
+
+def image_files(folder: Path, recursive: bool = False) -> list[Path]:
+    pattern = "**/*" if recursive else "*"
+    return sorted(p for p in folder.glob(pattern) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())

@@ -1,0 +1,19 @@
+"""Every image under a folder, recursively; ids are paths relative to the folder."""
+
+from __future__ import annotations
+
+from saldata.datasets.base import DatasetReader, ImageSource, image_files
+
+
+class FolderReader(DatasetReader):
+    name = "folder"
+    layout = "  PATH/**/*.{jpg,jpeg,png,bmp,webp,tif,tiff}   (any depth; ids are relative paths)"
+
+    def list_images(self, split: str) -> list[ImageSource]:
+        root = self.require_dir(self.root, "Folder") if self.root else None
+        if root is None:
+            raise self.fail("Give the folder as --dataset folder:PATH.")
+        files = image_files(root, recursive=True)
+        if not files:
+            raise self.fail(f"No images under {root}.")
+        return [ImageSource(self.name, split, p.relative_to(root).as_posix(), str(p.resolve())) for p in files]

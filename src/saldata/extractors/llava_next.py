@@ -1,0 +1,149 @@
+"""The LLaVA-Next extractor: images in, generated tokens with their captured maps out."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from saldata.errors import ConfigError
+from saldata.extractors.capture import StepRecorder, capture_implementation, capture_layer
+from saldata.extractors.layout import ImageTokenLayout, layout_for
+from saldata.extractors.models import ModelSettings, load_model
+from saldata.extractors.prompts import Prompt
+
+HEADS_MODES = ("all", "mean")
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureSettings:
+    """What to capture. ``layer`` counts decoder layers from 0; negative values count from the end."""
+
+    layer: int = -1
+    heads: str = "all"
+    max_new_tokens: int = 64
+    force_new_tokens: bool = False  # benchmarks: suppress EOS so every image does equal work
+
+    def __post_init__(self):
+        if self.heads not in HEADS_MODES:
+            raise ConfigError(f"--heads must be 'all' or 'mean', not {self.heads!r}.")
+        if self.max_new_tokens < 1:
+            raise ConfigError("--max-new-tokens must be at least 1.")
+
+
+@dataclass(slots=True)
+class TokenCapture:
+    """One image's generation: per-token arrays of equal length n (EOS excluded)."""
+
+    token_ids: np.ndarray  # (n,) int32
+    tokens: list[str]  # each token decoded on its own
+    text: str
+    hidden: np.ndarray  # (n, hidden) float32
+    attn_base: np.ndarray  # (n, heads, base_rows, base_cols) float32
+    attn_highres: np.ndarray  # (n, heads, highres_rows, highres_cols) float32
+
+
+class LlavaNextExtractor:
+    """Loads the model once; each call runs one batch of same-size RGB images through ``generate``."""
+
+    def __init__(self, model_dir: Path, model: ModelSettings, capture: CaptureSettings, prompt: Prompt):
+        import torch
+
+        self.capture = capture
+        self.model, self.processor = load_model(model, model_dir, capture_implementation(model.attention))
+        self.config = self.model.config
+        self.language_model = self.model.model.language_model
+        n_layers = len(self.language_model.layers)
+        if not -n_layers <= capture.layer < n_layers:
+            raise ConfigError(f"--layer {capture.layer} is out of range: the model has {n_layers} decoder layers.")
+        self.layer = capture.layer % n_layers
+        self.heads = 1 if capture.heads == "mean" else self.config.text_config.num_attention_heads
+        self.hidden_size = self.config.text_config.hidden_size
+        self.prompt_text = self.processor.apply_chat_template(
+            [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt.text}]}],
+            add_generation_prompt=True,
+        )
+        eos = self.model.generation_config.eos_token_id
+        self.eos_ids = {eos} if isinstance(eos, int) else set(eos or [])
+        tokenizer = self.processor.tokenizer
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(self.eos_ids), 0)
+        self.generation_kwargs = dict(
+            max_new_tokens=capture.max_new_tokens,
+            min_new_tokens=capture.max_new_tokens if capture.force_new_tokens else None,
+            do_sample=False,
+            num_beams=1,
+            temperature=None,
+            top_p=None,
+            top_k=None,
+            eos_token_id=sorted(self.eos_ids) or None,
+            pad_token_id=pad,
+            return_dict_in_generate=True,
+        )
+        self.device = self.model.get_input_embeddings().weight.device
+        self._torch = torch
+
+    def layout(self, image_size: tuple[int, int]) -> ImageTokenLayout:
+        return layout_for(self.config, image_size)
+
+    def __call__(self, images: list[np.ndarray]) -> tuple[list[TokenCapture], float]:
+        """Captures for a batch of HxWx3 uint8 images of one size, and the batch's seconds."""
+        torch = self._torch
+        start = time.perf_counter()
+        sizes = {im.shape[:2] for im in images}
+        if len(sizes) != 1:
+            raise ValueError(f"A batch must hold images of one size, got {sorted(sizes)}")
+        height, width = sizes.pop()
+        layout = self.layout((width, height))
+        inputs = self.processor(
+            images=list(images), text=[self.prompt_text] * len(images), return_tensors="pt", padding=True
+        ).to(self.device)
+        inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+        image_positions = self._image_positions(inputs["input_ids"], layout)
+        recorder = StepRecorder(image_positions=image_positions, mean_heads=self.capture.heads == "mean")
+        with torch.inference_mode(), capture_layer(self.language_model, self.layer, recorder):
+            out = self.model.generate(**inputs, **self.generation_kwargs)
+        attention, hidden = recorder.stacked()
+        generated = out.sequences[:, inputs["input_ids"].shape[1] :]
+        base = _select(attention, layout.base_positions)
+        highres = _select(attention, layout.highres_positions)
+        captures = self._split(generated.cpu().numpy(), hidden.cpu().numpy(), base.cpu().numpy(), highres.cpu().numpy())
+        return captures, time.perf_counter() - start
+
+    def _image_positions(self, input_ids, layout: ImageTokenLayout):
+        is_image = input_ids == self.config.image_token_id
+        counts = is_image.sum(dim=1)
+        if not bool((counts == layout.n_tokens).all()):
+            raise RuntimeError(
+                f"The processor inserted {counts.tolist()} image tokens but the layout for "
+                f"{layout.image_size[0]}x{layout.image_size[1]} expects {layout.n_tokens}; "
+                "processor and model config disagree."
+            )
+        return is_image.nonzero()[:, 1].view(input_ids.shape[0], layout.n_tokens)
+
+    def _split(self, generated, hidden, base, highres) -> list[TokenCapture]:
+        tokenizer = self.processor.tokenizer
+        captures = []
+        for row, ids in enumerate(generated):
+            n = next((i for i, t in enumerate(ids) if int(t) in self.eos_ids), len(ids))
+            ids = ids[:n].astype(np.int32)
+            captures.append(
+                TokenCapture(
+                    token_ids=ids,
+                    tokens=[tokenizer.decode([int(t)]) for t in ids],
+                    text=tokenizer.decode(ids.tolist(), skip_special_tokens=True),
+                    hidden=hidden[row, :n],
+                    attn_base=base[row, :n],
+                    attn_highres=highres[row, :n],
+                )
+            )
+        return captures
+
+
+def _select(attention, positions: np.ndarray):
+    """(batch, steps, heads, n_image) -> (batch, steps, heads, rows, cols) at the layout's positions."""
+    import torch
+
+    index = torch.as_tensor(positions.ravel(), device=attention.device)
+    return attention.index_select(-1, index).unflatten(-1, positions.shape)

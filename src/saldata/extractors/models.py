@@ -1,0 +1,90 @@
+"""Resolve ``--model`` to a local directory and load it, the same way for every model.
+
+A hub id is first fetched into (or found in) the Hugging Face cache, a random model is built
+into saldata's cache, a directory is used as it is; then one code path loads all three
+with ``AutoProcessor`` and ``LlavaNextForConditionalGeneration.from_pretrained``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from saldata.errors import ConfigError, ModelLoadError
+from saldata.extractors.random_models import RANDOM_MODELS, random_model_dir
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+HUB_FILES = ["*.json", "*.safetensors", "*.jinja", "*.model", "*.txt", "tokenizer*"]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSettings:
+    """How to load the model. ``attention`` is the kernel the capture wraps (sdpa or flash_attention_2)."""
+
+    model: str
+    dtype: str = "auto"
+    device: str = "auto"
+    device_map: str | None = None
+    attention: str = "sdpa"
+
+    def __post_init__(self):
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"--dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}.")
+        if self.attention == "eager":
+            raise ConfigError("--attention eager is what saldata exists to avoid; use sdpa or flash_attention_2.")
+
+    def resolved_device(self) -> str:
+        import torch
+
+        if self.device != "auto":
+            return self.device
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    def resolved_dtype(self):
+        import torch
+
+        if self.dtype == "auto":
+            return torch.bfloat16 if self.resolved_device().startswith("cuda") else torch.float32
+        return getattr(torch, self.dtype)
+
+
+def resolve_model_dir(model: str, cache_dir: Path | None = None) -> Path:
+    """Local directory holding ``model``: a random preset, a directory, or a hub id."""
+    if model in RANDOM_MODELS:
+        return random_model_dir(model, cache_dir)
+    path = Path(model).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise ModelLoadError(f"Model directory {path} has no config.json; is it a saved Hugging Face model?")
+        return path.resolve()
+    if path.exists() or model.startswith((".", "/", "~")):
+        raise ModelLoadError(f"Model path {model!r} is not a directory.")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id=model, allow_patterns=HUB_FILES))
+    except Exception as exc:  # any hub failure: offline, unknown repo, gated, bad token
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(
+            f"Could not fetch model {model!r} from the Hugging Face Hub ({first_line}). "
+            f"Pass a local directory with --model /path/to/model, or --model tiny-random for the offline demo."
+        ) from exc
+
+
+def load_model(settings: ModelSettings, model_dir: Path, attn_implementation: str):
+    """(model, processor) in eval mode on the configured device and dtype."""
+    from transformers import AutoProcessor, LlavaNextForConditionalGeneration
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    placement = {"device_map": settings.device_map} if settings.device_map else {}
+    try:
+        processor = AutoProcessor.from_pretrained(model_dir)
+        model = LlavaNextForConditionalGeneration.from_pretrained(
+            model_dir, dtype=settings.resolved_dtype(), attn_implementation=attn_implementation, **placement
+        )
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"Could not load a LLaVA-Next model from {model_dir}: {exc}") from exc
+    if not settings.device_map:
+        model = model.to(settings.resolved_device())
+    return model.eval(), processor

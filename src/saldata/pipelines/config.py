@@ -1,0 +1,55 @@
+"""The full, typed configuration of one extraction run; saved with its output."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from saldata.errors import ConfigError
+from saldata.extractors.llava_next import CaptureSettings
+from saldata.extractors.models import ModelSettings
+from saldata.extractors.prompts import Prompt
+
+DEFAULT_IMAGE_SIZE = (640, 480)
+DEFAULT_SHARD_SIZE = 64
+DEFAULT_BATCH_SIZE = 4
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'640x480' -> (640, 480)."""
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"--size must look like WIDTHxHEIGHT (e.g. 640x480), not {text!r}.") from None
+    if width < 14 or height < 14:
+        raise ConfigError(f"--size {text} is smaller than one vision patch.")
+    return width, height
+
+
+@dataclass(frozen=True, slots=True)
+class ExtractConfig:
+    dataset: str
+    out: Path
+    model: ModelSettings
+    capture: CaptureSettings = field(default_factory=CaptureSettings)
+    prompt: Prompt = field(default_factory=lambda: Prompt("describe", ""))
+    data_root: Path | None = None
+    split: str | None = None
+    image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE
+    batch_size: int = DEFAULT_BATCH_SIZE
+    shard_size: int = DEFAULT_SHARD_SIZE
+    limit: int | None = None
+    address: str | None = None
+    num_actors: int | None = None  # default: one per GPU, or one on CPU
+
+    def __post_init__(self):
+        if self.batch_size < 1:
+            raise ConfigError("--batch-size must be at least 1.")
+        if self.shard_size < 1:
+            raise ConfigError("--shard-size must be at least 1.")
+        if not self.prompt.text:
+            raise ConfigError("The prompt is empty.")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), default=str, indent=2)

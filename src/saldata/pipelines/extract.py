@@ -1,0 +1,192 @@
+"""The extraction run: plan, create the store, stream shards through Ray, report.
+
+The driver only plans and schedules; Ray CPU tasks decode images and write shards, and one
+model actor per GPU (or one on CPU) runs the model. At most ``window`` shards are in flight,
+which bounds memory and keeps the actors fed while earlier shards are being written.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from saldata import __version__
+from saldata.datasets import list_images
+from saldata.errors import ConfigError, SaldataError, StoreError
+from saldata.extractors.layout import layout_for
+from saldata.extractors.models import resolve_model_dir
+from saldata.pipelines.config import ExtractConfig
+from saldata.pipelines.plan import Shard, plan_shards
+from saldata.pipelines.steps import ExtractorActor, ShardSummary, load_shard, write_shard
+from saldata.schemas.store import STORE_SCHEMA_VERSION, Geometry
+from saldata.storage.catalog import catalog_dir
+from saldata.storage.zarr_store import create_store, store_path
+
+RUN_CONFIG_FILE = "run.json"
+
+
+@dataclass(frozen=True, slots=True)
+class RunPlan:
+    config: ExtractConfig
+    shards: list[Shard]
+    model_dir: Path
+    geometry: Geometry
+    attributes: dict
+
+    @property
+    def n_images(self) -> int:
+        return self.geometry.n_images
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    out: Path
+    images: int
+    done: int
+    failed: int
+    seconds: float
+
+    @property
+    def store(self) -> Path:
+        return store_path(self.out)
+
+    @property
+    def catalog(self) -> Path:
+        return catalog_dir(self.out)
+
+
+def plan_run(config: ExtractConfig) -> RunPlan:
+    """Everything decided before any work: images, shards, resolved model, store geometry."""
+    import transformers
+    from transformers import AutoConfig
+
+    sources = list_images(config.dataset, config.data_root, config.split)
+    if config.limit is not None:
+        sources = sources[: config.limit]
+    model_dir = resolve_model_dir(config.model.model)
+    model_config = AutoConfig.from_pretrained(model_dir)
+    layout = layout_for(model_config, config.image_size)
+    text = model_config.text_config
+    n_layers = text.num_hidden_layers
+    geometry = Geometry(
+        n_images=len(sources),
+        max_tokens=config.capture.max_new_tokens,
+        hidden_size=text.hidden_size,
+        heads=1 if config.capture.heads == "mean" else text.num_attention_heads,
+        base_grid=layout.base_grid,
+        highres_grid=layout.highres_grid,
+    )
+    attributes = {
+        "schema_version": STORE_SCHEMA_VERSION,
+        "model": config.model.model,
+        "model_path": str(model_dir),
+        "prompt": config.prompt.text,
+        "prompt_id": config.prompt.id,
+        "layer": config.capture.layer % n_layers,
+        "heads": config.capture.heads,
+        "image_size": list(config.image_size),
+        "base_grid": list(layout.base_grid),
+        "highres_grid": list(layout.highres_grid),
+        "max_new_tokens": config.capture.max_new_tokens,
+        "shard_size": config.shard_size,
+        "dtype": str(config.model.resolved_dtype()).removeprefix("torch."),
+        "saldata_version": __version__,
+        "transformers_version": transformers.__version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    return RunPlan(config, plan_shards(sources, config.shard_size), model_dir, geometry, attributes)
+
+
+def run_extraction(plan: RunPlan, on_shard: Callable[[ShardSummary], None] | None = None) -> RunSummary:
+    import ray
+
+    config = plan.config
+    start = time.perf_counter()
+    config.out.mkdir(parents=True, exist_ok=True)
+    create_store(config.out, plan.geometry, config.shard_size, plan.attributes)
+    (config.out / RUN_CONFIG_FILE).write_text(config.to_json())
+
+    _ensure_ray(config.address)
+    actors = _start_actors(plan)
+    load_task = ray.remote(num_cpus=0.5)(load_shard)
+    write_task = ray.remote(num_cpus=0.5, max_retries=0)(write_shard)
+    window = max(2, 2 * len(actors))
+    todo = list(plan.shards)
+    inflight: dict = {}
+    done = failed = 0
+    try:
+        while todo or inflight:
+            while todo and len(inflight) < window:
+                shard = todo.pop(0)
+                loaded = load_task.remote(shard, config.image_size)
+                outcomes = actors[shard.index % len(actors)].process.remote(loaded)
+                ref = write_task.remote(config.out, shard, outcomes, plan.geometry, config.prompt.id)
+                inflight[ref] = shard
+            ready, _ = ray.wait(list(inflight), num_returns=1)
+            shard = inflight.pop(ready[0])
+            summary = _get_shard(ready[0], shard, config.out)
+            done, failed = done + summary.done, failed + summary.failed
+            if on_shard:
+                on_shard(summary)
+    finally:
+        for actor in actors:
+            ray.kill(actor)
+    return RunSummary(config.out, plan.n_images, done, failed, time.perf_counter() - start)
+
+
+def _get_shard(ref, shard: Shard, out: Path) -> ShardSummary:
+    import ray
+
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as exc:
+        cause = exc.cause if isinstance(exc.cause, Exception) else exc
+        if isinstance(cause, SaldataError):
+            raise cause from None
+        raise StoreError(
+            f"Shard {shard.index} (images {shard.start}..{shard.stop - 1}) could not be processed or written "
+            f"to {out}: {type(cause).__name__}: {cause}. It stays uncommitted."
+        ) from None
+
+
+def _ensure_ray(address: str | None) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    kwargs = dict(include_dashboard=False, configure_logging=True, logging_level="ERROR", log_to_driver=True)
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        ray.init(num_cpus=os.cpu_count(), **kwargs)
+
+
+def _start_actors(plan: RunPlan) -> list:
+    import ray
+
+    config = plan.config
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    if config.model.device.startswith("cuda") and gpus == 0:
+        raise ConfigError("--device cuda was asked for but the Ray cluster has no GPU.")
+    if gpus > 0 and config.model.device != "cpu":
+        per_actor = gpus if config.model.device_map else 1
+        count = config.num_actors or max(1, gpus // per_actor)
+        options = dict(num_cpus=1, num_gpus=per_actor)
+        threads = None
+    else:
+        count = config.num_actors or 1
+        options = dict(num_cpus=1)
+        # The CPU model actor is the bottleneck; let torch use the node's cores (decode tasks are light).
+        threads = max(1, (os.cpu_count() or 1) // count)
+    actor_cls = ray.remote(max_restarts=-1, max_task_retries=-1)(ExtractorActor)
+    return [
+        actor_cls.options(**options).remote(
+            plan.model_dir, config.model, config.capture, config.prompt, config.batch_size, threads
+        )
+        for _ in range(count)
+    ]

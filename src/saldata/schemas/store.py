@@ -1,0 +1,115 @@
+"""The Zarr store contract: which arrays exist, their dimensions, dtypes and fill values.
+
+This is the one place those facts live. The writer creates arrays from these specs, the
+readers and the README's schema table are checked against them, and a change here that is
+not backwards compatible must bump ``STORE_SCHEMA_VERSION``.
+
+Token convention: row ``t`` of every per-token array belongs to generated token ``t`` and
+holds what the decoding step that PRODUCED that token computed. With decoder layers counted
+``l = 0..L-1`` that is Hugging Face's ``attentions[t][l][:, :, -1]`` and
+``hidden_states[t][l + 1][:, -1]`` (for ``t = 0`` the prompt's last position).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+STORE_SCHEMA_VERSION = 1
+STORE_DIRNAME = "features.zarr"
+TOKEN_PAD = -1
+
+
+@dataclass(frozen=True, slots=True)
+class Geometry:
+    """Every size the store's shapes are made of, derived from the model, processor and run settings."""
+
+    n_images: int
+    max_tokens: int
+    hidden_size: int
+    heads: int  # stored heads: the layer's head count, or 1 with heads="mean"
+    base_grid: tuple[int, int]
+    highres_grid: tuple[int, int]
+
+    def size(self, dim: str) -> int:
+        sizes = {
+            "image": self.n_images,
+            "token": self.max_tokens,
+            "hidden": self.hidden_size,
+            "head": self.heads,
+            "base_row": self.base_grid[0],
+            "base_col": self.base_grid[1],
+            "highres_row": self.highres_grid[0],
+            "highres_col": self.highres_grid[1],
+        }
+        return sizes[dim]
+
+
+@dataclass(frozen=True, slots=True)
+class ArraySpec:
+    """One array of the store: dims are named (they become Zarr v3 ``dimension_names``)."""
+
+    name: str
+    dims: tuple[str, ...]
+    dtype: str
+    fill_value: int | float
+    doc: str
+
+    def shape(self, geometry: Geometry) -> tuple[int, ...]:
+        return tuple(geometry.size(d) for d in self.dims)
+
+    def numpy_dtype(self) -> np.dtype:
+        return np.dtype(self.dtype)
+
+
+ARRAYS: tuple[ArraySpec, ...] = (
+    ArraySpec(
+        "token_ids", ("image", "token"), "int32", TOKEN_PAD, "Generated token ids, EOS excluded, padded with -1."
+    ),
+    ArraySpec("n_tokens", ("image",), "int32", 0, "Number of valid rows in the per-token arrays."),
+    ArraySpec(
+        "hidden",
+        ("image", "token", "hidden"),
+        "float16",
+        0.0,
+        "Hidden state of the chosen layer at the step that produced each token.",
+    ),
+    ArraySpec(
+        "attn_base",
+        ("image", "token", "head", "base_row", "base_col"),
+        "float16",
+        0.0,
+        "Attention of each token's step over the base (whole-image) grid.",
+    ),
+    ArraySpec(
+        "attn_highres",
+        ("image", "token", "head", "highres_row", "highres_col"),
+        "float16",
+        0.0,
+        "Attention over the high-resolution grid, padding and newline tokens removed.",
+    ),
+)
+
+ARRAY_SPECS: dict[str, ArraySpec] = {spec.name: spec for spec in ARRAYS}
+
+# Root attributes every store carries; the writer fills all of them and resume compares
+# the ones that must match between runs.
+ROOT_ATTRIBUTES: tuple[str, ...] = (
+    "schema_version",
+    "model",
+    "model_path",
+    "prompt",
+    "prompt_id",
+    "layer",
+    "heads",
+    "image_size",
+    "base_grid",
+    "highres_grid",
+    "max_new_tokens",
+    "shard_size",
+    "dtype",
+    "saldata_version",
+    "transformers_version",
+    "created",
+)

@@ -1,0 +1,57 @@
+"""The Parquet catalog: one file per table per shard, written aside and renamed into place.
+
+``catalog/images/shard-NNNNN.parquet`` is renamed last, after the shard's arrays and tokens
+are on disk, so its presence is the shard's commit: readers and ``status`` count only what
+it says.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from saldata.schemas.catalog import CATALOG_DIRNAME, IMAGES, TABLES, TOKENS, TableSpec
+
+
+def catalog_dir(out: Path) -> Path:
+    return Path(out) / CATALOG_DIRNAME
+
+
+def shard_file(out: Path, table: TableSpec, shard_index: int) -> Path:
+    return catalog_dir(out) / table.name / f"shard-{shard_index:05d}.parquet"
+
+
+def write_table_atomic(rows: list[dict], table: TableSpec, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrow = pa.Table.from_pylist(rows, schema=table.schema)
+    partial = path.with_name(path.name + ".partial")
+    pq.write_table(arrow, partial, compression="zstd")
+    with open(partial, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(partial, path)
+
+
+def commit_shard(out: Path, shard_index: int, images: list[dict], tokens: list[dict]) -> None:
+    """Tokens first, images last: the images file is the commit marker."""
+    write_table_atomic(tokens, TOKENS, shard_file(out, TOKENS, shard_index))
+    write_table_atomic(images, IMAGES, shard_file(out, IMAGES, shard_index))
+
+
+def committed_shards(out: Path) -> set[int]:
+    folder = catalog_dir(out) / IMAGES.name
+    return {int(p.stem.split("-")[1]) for p in folder.glob("shard-*.parquet")} if folder.is_dir() else set()
+
+
+def read_table(out: Path, name: str) -> pa.Table:
+    """All committed rows of a table, ordered by shard file name (so by idx)."""
+    table = TABLES[name]
+    committed = committed_shards(out)
+    files = sorted(
+        f for f in (catalog_dir(out) / name).glob("shard-*.parquet") if int(f.stem.split("-")[1]) in committed
+    )
+    if not files:
+        return table.schema.empty_table()
+    return pa.concat_tables([pq.read_table(f, schema=table.schema) for f in files])

@@ -1,0 +1,60 @@
+"""The Zarr v3 feature store: created once by the driver, each shard written by one worker.
+
+Arrays are chunked one image per chunk (a trainer reads one image with one chunk read) and
+Zarr-sharded along the image axis with the run's shard size, so a run shard and a Zarr
+shard file coincide: one writer per file, ever.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from saldata.errors import StoreError
+from saldata.schemas.store import ARRAYS, STORE_DIRNAME, Geometry
+
+
+def store_path(out: Path) -> Path:
+    return Path(out) / STORE_DIRNAME
+
+
+def create_store(out: Path, geometry: Geometry, shard_size: int, attributes: dict) -> None:
+    import zarr
+    from zarr.codecs import BloscCodec
+
+    # Blosc-zstd with byte shuffle: float16 maps compress well and padding rows vanish.
+    compressor = BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
+    group = zarr.open_group(store_path(out), mode="w", zarr_format=3)
+    group.attrs.update(attributes)
+    for spec in ARRAYS:
+        shape = spec.shape(geometry)
+        chunks = (1, *shape[1:])
+        shards = (max(1, min(shard_size, shape[0])), *shape[1:])
+        group.create_array(
+            spec.name,
+            shape=shape,
+            chunks=chunks,
+            shards=shards,
+            dtype=spec.dtype,
+            fill_value=spec.fill_value,
+            dimension_names=spec.dims,
+            compressors=[compressor],
+            attributes={"doc": spec.doc},
+        )
+
+
+def open_store(out: Path, mode: str = "r"):
+    import zarr
+
+    path = store_path(out)
+    if not path.is_dir():
+        raise StoreError(f"No feature store at {path}.")
+    return zarr.open_group(path, mode=mode, zarr_format=3)
+
+
+def write_block(out: Path, start: int, block: dict[str, np.ndarray]) -> None:
+    """Write rows ``start:start+n`` of every array; the caller owns that whole Zarr shard."""
+    group = open_store(out, mode="r+")
+    for name, values in block.items():
+        group[name][start : start + len(values)] = values
