@@ -1,0 +1,145 @@
+"""`saldata extract` end to end: the real CLI, the real pipeline, outputs opened with zarr and pyarrow."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow.dataset as pads
+import pytest
+import zarr
+from typer.testing import CliRunner
+
+from saldata.cli.main import app
+
+MAX_NEW = 5
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory, tiny_model_dir, demo_root):
+    out = tmp_path_factory.mktemp("runs") / "demo"
+    cmd = [
+        sys.executable,
+        "-m",
+        "saldata.cli.main",
+        "extract",
+        "--dataset",
+        "demo",
+        "--model",
+        "tiny-random",
+        "--out",
+        str(out),
+        "--max-new-tokens",
+        str(MAX_NEW),
+        "--shard-size",
+        "4",
+        "--batch-size",
+        "2",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, proc
+
+
+def test_summary_says_what_happened(demo_run):
+    out, proc = demo_run
+    assert "done 6" in proc.stderr and "failed 0" in proc.stderr
+    assert str(out / "features.zarr") in proc.stderr
+
+
+def test_store_has_the_contracted_arrays_and_attributes(demo_run, tiny_model_dir):
+    out, _ = demo_run
+    group = zarr.open_group(out / "features.zarr", mode="r")
+    assert group.metadata.zarr_format == 3
+    d = 64
+    expected = {
+        "token_ids": ((6, MAX_NEW), "int32"),
+        "n_tokens": ((6,), "int32"),
+        "hidden": ((6, MAX_NEW, d), "float16"),
+        "attn_base": ((6, MAX_NEW, 4, 24, 24), "float16"),
+        "attn_highres": ((6, MAX_NEW, 4, 36, 48), "float16"),
+    }
+    for name, (shape, dtype) in expected.items():
+        assert group[name].shape == shape and str(group[name].dtype) == dtype, name
+    assert group["attn_highres"].metadata.dimension_names == ("image", "token", "head", "highres_row", "highres_col")
+    attrs = dict(group.attrs)
+    assert attrs["schema_version"] == 1 and attrs["model"] == "tiny-random"
+    assert attrs["model_path"] == str(tiny_model_dir)
+    assert "Describe this image" in attrs["prompt"] and attrs["layer"] == 1 and attrs["heads"] == "all"
+    assert attrs["image_size"] == [640, 480] and attrs["base_grid"] == [24, 24] and attrs["highres_grid"] == [36, 48]
+    for key in ("saldata_version", "transformers_version", "created"):
+        assert attrs[key]
+
+
+def test_catalog_rows_match_the_store(demo_run):
+    out, _ = demo_run
+    group = zarr.open_group(out / "features.zarr", mode="r")
+    images = pads.dataset(out / "catalog" / "images", format="parquet").to_table().sort_by("idx").to_pylist()
+    tokens = (
+        pads.dataset(out / "catalog" / "tokens", format="parquet")
+        .to_table()
+        .sort_by([("idx", "ascending"), ("position", "ascending")])
+    )
+    assert [r["idx"] for r in images] == list(range(6))
+    assert all(r["status"] == "done" and r["error"] is None and r["prompt_id"] == "describe" for r in images)
+    assert images[0]["image_id"] == "COCO_val2014_000000000001" and images[0]["dataset"] == "demo"
+    assert (images[1]["orig_width"], images[1]["orig_height"]) == (800, 600)
+    n_tokens = group["n_tokens"][:]
+    assert [r["n_tokens"] for r in images] == n_tokens.tolist()
+    token_ids = group["token_ids"][:]
+    assert tokens.num_rows == int(n_tokens.sum())
+    for idx in range(6):
+        stored = tokens.filter(pads.field("idx") == idx).column("token_id").to_pylist()
+        assert stored == token_ids[idx, : n_tokens[idx]].tolist()
+        assert (token_ids[idx, n_tokens[idx] :] == -1).all()
+    assert all(isinstance(r["text"], str) for r in images)
+
+
+def test_stored_maps_are_the_extractor_output(demo_run, tiny_model_dir):
+    """The store holds exactly what the extractor computed for that image (to float16)."""
+    from saldata.datasets import list_images
+    from saldata.extractors.llava_next import CaptureSettings, LlavaNextExtractor
+    from saldata.extractors.models import ModelSettings
+    from saldata.extractors.prompts import resolve_prompt
+    from saldata.pipelines.preprocess import load_image
+
+    out, _ = demo_run
+    group = zarr.open_group(out / "features.zarr", mode="r")
+    extractor = LlavaNextExtractor(
+        tiny_model_dir, ModelSettings("tiny-random"), CaptureSettings(max_new_tokens=MAX_NEW), resolve_prompt()
+    )
+    idx = 4  # the grayscale demo image
+    loaded = load_image(idx, list_images("demo", None, None)[idx], (640, 480))
+    (cap,), _ = extractor([loaded.pixels])
+    np.testing.assert_array_equal(group["token_ids"][idx], cap.token_ids)
+    for name in ("hidden", "attn_base", "attn_highres"):
+        np.testing.assert_allclose(group[name][idx].astype(np.float32), getattr(cap, name), rtol=2e-3, atol=1e-6)
+
+
+def test_missing_dataset_is_a_one_line_error_with_the_layout(tmp_path):
+    result = CliRunner().invoke(
+        app,
+        [
+            "extract",
+            "--dataset",
+            "salicon",
+            "--data-root",
+            str(tmp_path / "nope"),
+            "--model",
+            "tiny-random",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+    )
+    assert result.exit_code == 1
+    assert "not found" in result.output and "images/{train,val,test}" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_help_reads_well():
+    result = CliRunner().invoke(app, ["extract", "--help"])
+    assert result.exit_code == 0
+    for flag in ("--dataset", "--model", "--max-new-tokens", "--heads", "--batch-size", "--shard-size", "--address"):
+        assert flag in result.output

@@ -1,0 +1,47 @@
+"""Session fixtures: one cache (tiny model, demo images) and one local Ray for the whole run."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def saldata_cache(tmp_path_factory):
+    """Build the tiny model and the demo images once per session, shared with CLI subprocesses."""
+    cache = os.environ.get("SALDATA_TEST_CACHE") or str(tmp_path_factory.mktemp("saldata-cache"))
+    os.environ["SALDATA_CACHE"] = cache
+    os.environ.setdefault("HF_HUB_OFFLINE", "0")
+    return cache
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(saldata_cache):
+    from saldata.extractors.models import resolve_model_dir
+
+    return resolve_model_dir("tiny-random")
+
+
+@pytest.fixture(scope="session")
+def demo_root(saldata_cache):
+    from saldata.datasets.demo import demo_root
+
+    return demo_root()
+
+
+@pytest.fixture(scope="session")
+def ray_local(saldata_cache):
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", configure_logging=True)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def rgb_images():
+    """Two random 640x480 RGB images (different content, same size)."""
+    rng = np.random.default_rng(7)
+    return [rng.integers(0, 256, (480, 640, 3), dtype=np.uint8) for _ in range(3)]
