@@ -9,7 +9,7 @@ from pathlib import Path
 from saldata.errors import ConfigError
 from saldata.extractors.llava_next import CaptureSettings
 from saldata.extractors.models import ModelSettings
-from saldata.extractors.prompts import Prompt
+from saldata.extractors.prompts import Prompt, resolve_prompt
 
 DEFAULT_IMAGE_SIZE = (640, 480)
 DEFAULT_SHARD_SIZE = 64
@@ -33,7 +33,7 @@ class ExtractConfig:
     out: Path
     model: ModelSettings
     capture: CaptureSettings = field(default_factory=CaptureSettings)
-    prompt: Prompt = field(default_factory=lambda: Prompt("describe", ""))
+    prompt: Prompt = field(default_factory=resolve_prompt)
     data_root: Path | None = None
     split: str | None = None
     image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE
