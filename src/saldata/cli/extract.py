@@ -89,15 +89,39 @@ def extract(
     address: Annotated[
         str | None, typer.Option(help="Ray cluster address; default: a local Ray.", rich_help_panel=PANEL_RUN)
     ] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite", help="Delete what an earlier run wrote to --out and start over.", rich_help_panel=PANEL_RUN
+        ),
+    ] = False,
+    retry_failed: Annotated[
+        bool,
+        typer.Option(
+            "--retry-failed",
+            help="Also reprocess the images that failed in committed shards.",
+            rich_help_panel=PANEL_RUN,
+        ),
+    ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Print the plan (images, shards, bytes per array) and write nothing.",
+            rich_help_panel=PANEL_RUN,
+        ),
+    ] = False,
     num_actors: Annotated[
         int | None, typer.Option(help="Model actors; default one per GPU (one on CPU).", rich_help_panel=PANEL_RUN)
     ] = None,
 ) -> None:
     """Run a vision-language model over a dataset and store tokens, hidden states and attention maps.
 
+    Rerunning the same command on the same --out resumes: committed shards are skipped.
+
     Example (offline): saldata extract --dataset demo --model tiny-random --out runs/demo
     """
-    from saldata.cli.progress import run_with_progress
+    from saldata.cli.progress import print_plan, run_with_progress
     from saldata.extractors.llava_next import CaptureSettings
     from saldata.extractors.models import ModelSettings
     from saldata.extractors.prompts import resolve_prompt
@@ -121,7 +145,10 @@ def extract(
             address=address,
             num_actors=num_actors,
         )
-        run_with_progress(config)
+        if dry_run:
+            print_plan(config)
+        else:
+            run_with_progress(config, overwrite=overwrite, retry_failed=retry_failed)
     except SaldataError as exc:
         typer.secho(f"Error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=1) from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from saldata.cli.extract import extract
+from saldata.cli.status import status
 
 app = typer.Typer(
     name="saldata",
@@ -14,6 +15,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command(no_args_is_help=True)(extract)
+app.command(no_args_is_help=True)(status)
 
 
 @app.callback()

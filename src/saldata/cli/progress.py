@@ -1,4 +1,4 @@
-"""Progress bar and final summary for a run."""
+"""Progress bar, plan and final summary for a run."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.table import Table
 from rich.text import Text
 
 from saldata.pipelines.config import ExtractConfig
@@ -23,7 +24,55 @@ class RateColumn(ProgressColumn):
         return Text(f"{rate:.2f} images/s")
 
 
-def run_with_progress(config: ExtractConfig, console: Console | None = None) -> None:
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    raise AssertionError
+
+
+def print_plan(config: ExtractConfig, console: Console | None = None) -> None:
+    from saldata.pipelines.extract import plan_run
+    from saldata.storage.catalog import committed_shards
+
+    console = console or Console()
+    plan = plan_run(config)
+    g = plan.geometry
+    console.print(
+        f"Plan for {config.out} (dry run: nothing written)\n"
+        f"  images: {plan.n_images} from {config.dataset}   shards: {len(plan.shards)} of {config.shard_size}\n"
+        f"  model: {config.model.model} ({plan.model_dir})\n"
+        f"  tokens <= {g.max_tokens}, hidden {g.hidden_size}, heads stored {g.heads}, "
+        f"grids {g.base_grid[0]}x{g.base_grid[1]} + {g.highres_grid[0]}x{g.highres_grid[1]}"
+    )
+    committed = committed_shards(config.out)
+    if committed:
+        console.print(f"  already committed in {config.out}: {len(committed)} shards (a rerun skips them)")
+    table = Table("array", "shape", "dtype", "uncompressed", "per image", title="Store size (upper bound)")
+    sizes = plan.array_bytes()
+    from saldata.schemas.store import ARRAYS
+
+    for spec in ARRAYS:
+        table.add_row(
+            spec.name,
+            str(spec.shape(g)),
+            spec.dtype,
+            human_bytes(sizes[spec.name]),
+            human_bytes(sizes[spec.name] / max(1, g.n_images)),
+        )
+    table.add_row(
+        "total", "", "", human_bytes(sum(sizes.values())), human_bytes(sum(sizes.values()) / max(1, g.n_images))
+    )
+    console.print(table)
+    console.print(
+        "Float16 maps compress with blosc-zstd; padding rows past each image's n_tokens compress to almost nothing."
+    )
+
+
+def run_with_progress(
+    config: ExtractConfig, *, overwrite: bool = False, retry_failed: bool = False, console: Console | None = None
+) -> None:
     from saldata.pipelines.extract import plan_run, run_extraction
 
     console = console or Console(stderr=True)
@@ -39,9 +88,24 @@ def run_with_progress(config: ExtractConfig, console: Console | None = None) -> 
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=console) as progress:
-        task = progress.add_task("extract", total=plan.n_images)
-        summary = run_extraction(plan, on_shard=lambda s: progress.advance(task, s.done + s.failed))
+        task = progress.add_task("extract", total=None)
+
+        def started(work):
+            skipped = len(plan.shards) - sum(1 for w in work if not w.retry)
+            if skipped:
+                progress.console.print(f"Resuming: {skipped} shards already committed are skipped.")
+            progress.update(task, total=sum(w.n_images for w in work))
+
+        summary = run_extraction(
+            plan,
+            overwrite=overwrite,
+            retry_failed=retry_failed,
+            on_start=started,
+            on_shard=lambda s: progress.advance(task, s.done + s.failed),
+        )
     console.print(
-        f"[green]done[/] {summary.done}  [red]failed[/] {summary.failed}  of {summary.images} images "
-        f"in {summary.seconds:.1f} s\n  store:   {summary.store}\n  catalog: {summary.catalog}"
+        f"[green]done[/] {summary.done}  [red]failed[/] {summary.failed}  processed {summary.processed} of "
+        f"{summary.images} images in {summary.seconds:.1f} s\n  store:   {summary.store}\n  catalog: {summary.catalog}"
     )
+    if summary.failed:
+        console.print(f"  failures by reason: saldata status {config.out}")

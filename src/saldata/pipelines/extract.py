@@ -1,12 +1,14 @@
-"""The extraction run: plan, create the store, stream shards through Ray, report.
+"""The extraction run: plan, take the output, stream shards through Ray, commit, report.
 
 The driver only plans and schedules; Ray CPU tasks decode images and write shards, and one
 model actor per GPU (or one on CPU) runs the model. At most ``window`` shards are in flight,
-which bounds memory and keeps the actors fed while earlier shards are being written.
+which bounds memory and keeps the actors fed while earlier shards are being written. Every
+shard commits on its own, so a run killed at any point resumes where its commits stop.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections.abc import Callable
@@ -20,13 +22,14 @@ from saldata.errors import ConfigError, SaldataError, StoreError
 from saldata.extractors.layout import layout_for
 from saldata.extractors.models import resolve_model_dir
 from saldata.pipelines.config import ExtractConfig
-from saldata.pipelines.plan import Shard, plan_shards
+from saldata.pipelines.plan import Shard, ShardWork, plan_shards
+from saldata.pipelines.resume import RUN_CONFIG_FILE, prepare_output, select_work
 from saldata.pipelines.steps import ExtractorActor, ShardSummary, load_shard, write_shard
-from saldata.schemas.store import STORE_SCHEMA_VERSION, Geometry
+from saldata.schemas.store import ARRAYS, STORE_SCHEMA_VERSION, Geometry
 from saldata.storage.catalog import catalog_dir
-from saldata.storage.zarr_store import create_store, store_path
-
-RUN_CONFIG_FILE = "run.json"
+from saldata.storage.journal import RunJournal
+from saldata.storage.lock import OutputLock
+from saldata.storage.zarr_store import store_path
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,11 +44,17 @@ class RunPlan:
     def n_images(self) -> int:
         return self.geometry.n_images
 
+    def array_bytes(self) -> dict[str, int]:
+        """Uncompressed bytes of each store array (an upper bound on disk; padding compresses away)."""
+        return {spec.name: _prod(spec.shape(self.geometry)) * spec.numpy_dtype().itemsize for spec in ARRAYS}
+
 
 @dataclass(frozen=True, slots=True)
 class RunSummary:
     out: Path
     images: int
+    processed: int
+    skipped_shards: int
     done: int
     failed: int
     seconds: float
@@ -60,7 +69,7 @@ class RunSummary:
 
 
 def plan_run(config: ExtractConfig) -> RunPlan:
-    """Everything decided before any work: images, shards, resolved model, store geometry."""
+    """Everything decided before any work: images, shards, resolved model, store geometry. Writes nothing."""
     import transformers
     from transformers import AutoConfig
 
@@ -71,7 +80,6 @@ def plan_run(config: ExtractConfig) -> RunPlan:
     model_config = AutoConfig.from_pretrained(model_dir)
     layout = layout_for(model_config, config.image_size)
     text = model_config.text_config
-    n_layers = text.num_hidden_layers
     geometry = Geometry(
         n_images=len(sources),
         max_tokens=config.capture.max_new_tokens,
@@ -80,13 +88,14 @@ def plan_run(config: ExtractConfig) -> RunPlan:
         base_grid=layout.base_grid,
         highres_grid=layout.highres_grid,
     )
+    digest = hashlib.sha256("\n".join(f"{s.dataset}\t{s.split}\t{s.image_id}" for s in sources).encode())
     attributes = {
         "schema_version": STORE_SCHEMA_VERSION,
         "model": config.model.model,
         "model_path": str(model_dir),
         "prompt": config.prompt.text,
         "prompt_id": config.prompt.id,
-        "layer": config.capture.layer % n_layers,
+        "layer": config.capture.layer % text.num_hidden_layers,
         "heads": config.capture.heads,
         "image_size": list(config.image_size),
         "base_grid": list(layout.base_grid),
@@ -94,6 +103,8 @@ def plan_run(config: ExtractConfig) -> RunPlan:
         "max_new_tokens": config.capture.max_new_tokens,
         "shard_size": config.shard_size,
         "dtype": str(config.model.resolved_dtype()).removeprefix("torch."),
+        "n_images": len(sources),
+        "sources_digest": digest.hexdigest()[:16],
         "saldata_version": __version__,
         "transformers_version": transformers.__version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -101,41 +112,73 @@ def plan_run(config: ExtractConfig) -> RunPlan:
     return RunPlan(config, plan_shards(sources, config.shard_size), model_dir, geometry, attributes)
 
 
-def run_extraction(plan: RunPlan, on_shard: Callable[[ShardSummary], None] | None = None) -> RunSummary:
-    import ray
-
+def run_extraction(
+    plan: RunPlan,
+    *,
+    overwrite: bool = False,
+    retry_failed: bool = False,
+    on_start: Callable[[list[ShardWork]], None] | None = None,
+    on_shard: Callable[[ShardSummary], None] | None = None,
+) -> RunSummary:
+    """Process every shard not yet committed in ``plan.config.out`` (and, optionally, failed images)."""
     config = plan.config
     start = time.perf_counter()
+    run_id = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{os.getpid()}"
     config.out.mkdir(parents=True, exist_ok=True)
-    create_store(config.out, plan.geometry, config.shard_size, plan.attributes)
-    (config.out / RUN_CONFIG_FILE).write_text(config.to_json())
-
-    _ensure_ray(config.address)
-    actors = _start_actors(plan)
-    load_task = ray.remote(num_cpus=0.5)(load_shard)
-    write_task = ray.remote(num_cpus=0.5, max_retries=0)(write_shard)
-    window = max(2, 2 * len(actors))
-    todo = list(plan.shards)
-    inflight: dict = {}
-    done = failed = 0
-    try:
-        while todo or inflight:
-            while todo and len(inflight) < window:
-                shard = todo.pop(0)
-                loaded = load_task.remote(shard, config.image_size)
-                outcomes = actors[shard.index % len(actors)].process.remote(loaded)
-                ref = write_task.remote(config.out, shard, outcomes, plan.geometry, config.prompt.id)
-                inflight[ref] = shard
-            ready, _ = ray.wait(list(inflight), num_returns=1)
-            shard = inflight.pop(ready[0])
-            summary = _get_shard(ready[0], shard, config.out)
+    with OutputLock(config.out, run_id):
+        committed = prepare_output(plan, overwrite)
+        (config.out / RUN_CONFIG_FILE).write_text(config.to_json())
+        work = select_work(plan.shards, committed, config.out, retry_failed)
+        if on_start:
+            on_start(work)
+        journal = RunJournal(config.out, run_id)
+        journal.write(
+            "start",
+            shards=[w.shard.index for w in work],
+            images=sum(w.n_images for w in work),
+            committed_before=len(committed),
+            retry_failed=retry_failed,
+        )
+        done = failed = 0
+        for summary in _stream(plan, work) if work else ():
+            journal.write("commit", shard=summary.index, done=summary.done, failed=summary.failed)
             done, failed = done + summary.done, failed + summary.failed
             if on_shard:
                 on_shard(summary)
+        journal.write("end", done=done, failed=failed)
+    return RunSummary(
+        config.out, plan.n_images, done + failed, len(committed), done, failed, time.perf_counter() - start
+    )
+
+
+def _stream(plan: RunPlan, work: list[ShardWork]):
+    """Yield each shard's summary as it commits."""
+    import ray
+
+    config = plan.config
+    _ensure_ray(config.address)
+    actors = _start_actors(plan)
+    load_task = ray.remote(num_cpus=0.5)(load_shard)
+    write_task = ray.remote(num_cpus=0.5, max_retries=3, retry_exceptions=False)(write_shard)
+    window = max(2, 2 * len(actors))
+    todo = list(work)
+    inflight: dict = {}
+    try:
+        while todo or inflight:
+            while todo and len(inflight) < window:
+                item = todo.pop(0)
+                loaded = load_task.remote(item, config.image_size)
+                outcomes = actors[item.shard.index % len(actors)].process.remote(loaded)
+                ref = write_task.remote(config.out, item, outcomes, plan.geometry, config.prompt.id)
+                inflight[ref] = item.shard
+            ready, _ = ray.wait(list(inflight), num_returns=1)
+            shard = inflight.pop(ready[0])
+            yield _get_shard(ready[0], shard, config.out)
     finally:
+        for ref in inflight:
+            ray.cancel(ref)
         for actor in actors:
             ray.kill(actor)
-    return RunSummary(config.out, plan.n_images, done, failed, time.perf_counter() - start)
 
 
 def _get_shard(ref, shard: Shard, out: Path) -> ShardSummary:
@@ -148,8 +191,9 @@ def _get_shard(ref, shard: Shard, out: Path) -> ShardSummary:
         if isinstance(cause, SaldataError):
             raise cause from None
         raise StoreError(
-            f"Shard {shard.index} (images {shard.start}..{shard.stop - 1}) could not be processed or written "
-            f"to {out}: {type(cause).__name__}: {cause}. It stays uncommitted."
+            f"Shard {shard.index} (images {shard.start}..{shard.stop - 1}) could not be written to {out}: "
+            f"{type(cause).__name__}: {cause}. It stays uncommitted; committed shards are untouched. "
+            "Fix the cause and rerun the same command to resume."
         ) from None
 
 
@@ -160,10 +204,8 @@ def _ensure_ray(address: str | None) -> None:
         return
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     kwargs = dict(include_dashboard=False, configure_logging=True, logging_level="ERROR", log_to_driver=True)
-    if address:
-        ray.init(address=address, **kwargs)
-    else:
-        ray.init(num_cpus=os.cpu_count(), **kwargs)
+    # "local" always starts a private Ray, never attaching to a cluster someone else started here.
+    ray.init(address=address or "local", **kwargs, **({} if address else {"num_cpus": os.cpu_count()}))
 
 
 def _start_actors(plan: RunPlan) -> list:
@@ -183,6 +225,7 @@ def _start_actors(plan: RunPlan) -> list:
         options = dict(num_cpus=1)
         # The CPU model actor is the bottleneck; let torch use the node's cores (decode tasks are light).
         threads = max(1, (os.cpu_count() or 1) // count)
+    # A dead actor (OOM, preempted node) is restarted and its unfinished calls retried.
     actor_cls = ray.remote(max_restarts=-1, max_task_retries=-1)(ExtractorActor)
     return [
         actor_cls.options(**options).remote(
@@ -190,3 +233,10 @@ def _start_actors(plan: RunPlan) -> list:
         )
         for _ in range(count)
     ]
+
+
+def _prod(shape: tuple[int, ...]) -> int:
+    total = 1
+    for n in shape:
+        total *= n
+    return total

@@ -23,6 +23,18 @@ class Shard:
         return self.start + len(self.sources)
 
 
+@dataclass(frozen=True, slots=True)
+class ShardWork:
+    """A shard to (re)process; ``retry`` limits it to those image indices of a committed shard."""
+
+    shard: Shard
+    retry: tuple[int, ...] = ()
+
+    @property
+    def n_images(self) -> int:
+        return len(self.retry) or len(self.shard.sources)
+
+
 def plan_shards(sources: list[ImageSource], shard_size: int) -> list[Shard]:
     return [
         Shard(index=i, start=start, sources=tuple(sources[start : start + shard_size]))

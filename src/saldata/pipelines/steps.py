@@ -15,12 +15,12 @@ import numpy as np
 from saldata.extractors.llava_next import CaptureSettings, LlavaNextExtractor, TokenCapture
 from saldata.extractors.models import ModelSettings
 from saldata.extractors.prompts import Prompt
-from saldata.pipelines.plan import Shard
+from saldata.pipelines.plan import Shard, ShardWork
 from saldata.pipelines.preprocess import LoadedImage, load_image
 from saldata.schemas.catalog import STATUS_DONE, STATUS_FAILED
 from saldata.schemas.store import ARRAYS, Geometry
-from saldata.storage.catalog import commit_shard
-from saldata.storage.zarr_store import write_block
+from saldata.storage.catalog import commit_shard, merge_with_committed
+from saldata.storage.zarr_store import write_rows
 
 
 @dataclass(slots=True)
@@ -40,8 +40,13 @@ class ShardSummary:
     write_s: float
 
 
-def load_shard(shard: Shard, size: tuple[int, int]) -> list[LoadedImage]:
-    return [load_image(shard.start + i, source, size) for i, source in enumerate(shard.sources)]
+def load_shard(work: ShardWork, size: tuple[int, int]) -> list[LoadedImage]:
+    shard, wanted = work.shard, set(work.retry)
+    return [
+        load_image(shard.start + i, source, size)
+        for i, source in enumerate(shard.sources)
+        if not wanted or shard.start + i in wanted
+    ]
 
 
 class ExtractorActor:
@@ -84,15 +89,17 @@ class ExtractorActor:
 
 
 def write_shard(
-    out: Path, shard: Shard, outcomes: list[ImageOutcome], geometry: Geometry, prompt_id: str
+    out: Path, work: ShardWork, outcomes: list[ImageOutcome], geometry: Geometry, prompt_id: str
 ) -> ShardSummary:
-    """Write the shard's rows of every array, then commit its catalog rows."""
+    """Write the shard's rows of every array, then commit its catalog rows (the images file last)."""
     start = time.perf_counter()
-    write_block(out, shard.start, shard_block(outcomes, geometry))
-    images, tokens = catalog_rows(shard, outcomes, prompt_id)
-    commit_shard(out, shard.index, images, tokens)
+    write_rows(out, [o.image.idx for o in outcomes], shard_block(outcomes, geometry))
+    images, tokens = catalog_rows(work.shard, outcomes, prompt_id)
+    if work.retry:
+        images, tokens = merge_with_committed(out, work.shard.index, images, tokens)
+    commit_shard(out, work.shard.index, images, tokens)
     done = sum(o.error is None for o in outcomes)
-    return ShardSummary(shard.index, done, len(outcomes) - done, len(tokens), time.perf_counter() - start)
+    return ShardSummary(work.shard.index, done, len(outcomes) - done, len(tokens), time.perf_counter() - start)
 
 
 def shard_block(outcomes: list[ImageOutcome], geometry: Geometry) -> dict[str, np.ndarray]:

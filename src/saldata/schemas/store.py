@@ -109,6 +109,8 @@ ROOT_ATTRIBUTES: tuple[str, ...] = (
     "max_new_tokens",
     "shard_size",
     "dtype",
+    "n_images",
+    "sources_digest",
     "saldata_version",
     "transformers_version",
     "created",

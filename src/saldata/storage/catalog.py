@@ -40,6 +40,17 @@ def commit_shard(out: Path, shard_index: int, images: list[dict], tokens: list[d
     write_table_atomic(images, IMAGES, shard_file(out, IMAGES, shard_index))
 
 
+def merge_with_committed(out: Path, shard_index: int, images: list[dict], tokens: list[dict]) -> tuple[list, list]:
+    """The shard's committed rows with those of ``images``' idx values replaced (a retry)."""
+    replaced = {row["idx"] for row in images}
+    merged = []
+    for table, new_rows in ((IMAGES, images), (TOKENS, tokens)):
+        old = pq.read_table(shard_file(out, table, shard_index), schema=table.schema).to_pylist()
+        rows = [r for r in old if r["idx"] not in replaced] + new_rows
+        merged.append(sorted(rows, key=lambda r: (r["idx"], r.get("position", 0))))
+    return merged[0], merged[1]
+
+
 def committed_shards(out: Path) -> set[int]:
     folder = catalog_dir(out) / IMAGES.name
     return {int(p.stem.split("-")[1]) for p in folder.glob("shard-*.parquet")} if folder.is_dir() else set()

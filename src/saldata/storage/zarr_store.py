@@ -53,8 +53,13 @@ def open_store(out: Path, mode: str = "r"):
     return zarr.open_group(path, mode=mode, zarr_format=3)
 
 
-def write_block(out: Path, start: int, block: dict[str, np.ndarray]) -> None:
-    """Write rows ``start:start+n`` of every array; the caller owns that whole Zarr shard."""
+def write_rows(out: Path, indices: list[int], block: dict[str, np.ndarray]) -> None:
+    """Write ``block``'s rows at image ``indices`` of every array; the caller owns their Zarr shard."""
     group = open_store(out, mode="r+")
+    contiguous = indices == list(range(indices[0], indices[0] + len(indices))) if indices else True
     for name, values in block.items():
-        group[name][start : start + len(values)] = values
+        if contiguous and indices:
+            group[name][indices[0] : indices[0] + len(indices)] = values
+        else:
+            for row, idx in enumerate(indices):
+                group[name][idx] = values[row]

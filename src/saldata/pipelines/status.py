@@ -1,0 +1,79 @@
+"""What an output directory holds and, if a run is on it now, how fast it goes."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from saldata.schemas.catalog import STATUS_DONE, STATUS_FAILED
+from saldata.storage.catalog import committed_shards, read_table
+from saldata.storage.journal import read_journals
+from saldata.storage.lock import is_stale, read_lock
+from saldata.storage.zarr_store import open_store
+
+
+@dataclass(frozen=True, slots=True)
+class OutputStatus:
+    out: Path
+    total: int
+    done: int
+    failed: int
+    shards_total: int
+    shards_committed: int
+    failures: list[tuple[str, int]] = field(default_factory=list)  # (reason, count), most common first
+    running: dict | None = None  # the live run's lock, if any
+    rate: float | None = None  # images/s of the latest run
+    eta_s: float | None = None
+
+    @property
+    def pending(self) -> int:
+        return self.total - self.done - self.failed
+
+
+def failure_reason(error: str, path: str) -> str:
+    """The error with the file name taken out, so the same problem on many files groups together."""
+    reason = error.replace(path, "").lstrip(": ")
+    return re.sub(r"'[^']*\.(jpe?g|png|bmp|webp|tiff?)'", "'<file>'", reason, flags=re.IGNORECASE)
+
+
+def output_status(out: Path) -> OutputStatus:
+    attrs = dict(open_store(out).attrs)
+    total, shard_size = int(attrs["n_images"]), int(attrs["shard_size"])
+    images = read_table(out, "images").to_pylist()
+    done = sum(r["status"] == STATUS_DONE for r in images)
+    failed_rows = [r for r in images if r["status"] == STATUS_FAILED]
+    reasons = Counter(failure_reason(r["error"] or "unknown", r["source_path"]) for r in failed_rows)
+    lock = read_lock(out)
+    running = lock if lock and not is_stale(lock) else None
+    rate = eta = None
+    runs = read_journals(out)
+    if runs:
+        rate = _rate(runs[-1])
+        pending = total - done - len(failed_rows)
+        if running and rate:
+            eta = pending / rate
+    return OutputStatus(
+        out=out,
+        total=total,
+        done=done,
+        failed=len(failed_rows),
+        shards_total=-(-total // shard_size),
+        shards_committed=len(committed_shards(out)),
+        failures=reasons.most_common(),
+        running=running,
+        rate=rate,
+        eta_s=eta,
+    )
+
+
+def _rate(events: list[dict]) -> float | None:
+    start = next((e["time"] for e in events if e["event"] == "start"), None)
+    commits = [e for e in events if e["event"] == "commit"]
+    if start is None or not commits:
+        return None
+    finished = next((e["time"] for e in events if e["event"] == "end"), None)
+    elapsed = (finished or time.time()) - start
+    return sum(e["done"] + e["failed"] for e in commits) / elapsed if elapsed > 0 else None

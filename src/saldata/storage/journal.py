@@ -1,0 +1,44 @@
+"""Append-only run journal: when each run started and when it committed each shard.
+
+Commits themselves live in the catalog; the journal adds timing so ``status`` can report
+throughput and ETA, and so a rerun's work can be audited (which shards each run processed).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+JOURNAL_DIR = "journal"
+
+
+def journal_path(out: Path, run_id: str) -> Path:
+    return Path(out) / JOURNAL_DIR / f"{run_id}.jsonl"
+
+
+class RunJournal:
+    def __init__(self, out: Path, run_id: str):
+        self.path = journal_path(out, run_id)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(self, event: str, **fields) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"event": event, "time": time.time(), **fields}) + "\n")
+            f.flush()
+
+
+def read_journals(out: Path) -> list[list[dict]]:
+    """Every run's events, oldest run first."""
+    folder = Path(out) / JOURNAL_DIR
+    runs = []
+    for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
+        events = []
+        for line in path.read_text().splitlines():
+            try:
+                events.append(json.loads(line))
+            except json.JSONDecodeError:  # a line cut by kill -9
+                continue
+        if events:
+            runs.append(events)
+    return runs
