@@ -7,6 +7,8 @@ import os
 import numpy as np
 import pytest
 
+from tests.helpers import DEMO_ARGS, run_cli
+
 
 @pytest.fixture(scope="session", autouse=True)
 def saldata_cache(tmp_path_factory):
@@ -45,3 +47,12 @@ def rgb_images():
     """Two random 640x480 RGB images (different content, same size)."""
     rng = np.random.default_rng(7)
     return [rng.integers(0, 256, (480, 640, 3), dtype=np.uint8) for _ in range(3)]
+
+
+@pytest.fixture(scope="session")
+def reference_run(tmp_path_factory, tiny_model_dir, demo_root):
+    """An uninterrupted CLI run with DEMO_ARGS."""
+    out = tmp_path_factory.mktemp("reference") / "out"
+    proc = run_cli(["extract", *DEMO_ARGS, "--out", str(out)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out

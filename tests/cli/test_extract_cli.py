@@ -143,3 +143,16 @@ def test_help_reads_well():
     assert result.exit_code == 0
     for flag in ("--dataset", "--model", "--max-new-tokens", "--heads", "--batch-size", "--shard-size", "--address"):
         assert flag in result.output
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, tiny_model_dir, demo_root):
+    out = tmp_path / "never"
+    result = CliRunner().invoke(
+        app,
+        ["extract", "--dataset", "demo", "--model", "tiny-random", "--out", str(out), "--shard-size", "4", "--dry-run"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "images: 6" in result.output and "shards: 2" in result.output
+    assert "attn_highres" in result.output and "(6, 64, 4, 36, 48)" in result.output
+    assert "KiB" in result.output or "MiB" in result.output
+    assert not out.exists()

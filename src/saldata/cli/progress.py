@@ -87,15 +87,17 @@ def run_with_progress(
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console) as progress:
-        task = progress.add_task("extract", total=None)
+    progress = Progress(*columns, console=console)
+    task = progress.add_task("extract", total=None)
 
-        def started(work):
-            skipped = len(plan.shards) - sum(1 for w in work if not w.retry)
-            if skipped:
-                progress.console.print(f"Resuming: {skipped} shards already committed are skipped.")
-            progress.update(task, total=sum(w.n_images for w in work))
+    def started(work):
+        skipped = len(plan.shards) - sum(1 for w in work if not w.retry)
+        if skipped:
+            console.print(f"Resuming: {skipped} shards already committed are skipped.")
+        progress.update(task, total=sum(w.n_images for w in work))
+        progress.start()  # only once the output is ours: a refused run draws no bar
 
+    try:
         summary = run_extraction(
             plan,
             overwrite=overwrite,
@@ -103,6 +105,8 @@ def run_with_progress(
             on_start=started,
             on_shard=lambda s: progress.advance(task, s.done + s.failed),
         )
+    finally:
+        progress.stop()
     console.print(
         f"[green]done[/] {summary.done}  [red]failed[/] {summary.failed}  processed {summary.processed} of "
         f"{summary.images} images in {summary.seconds:.1f} s\n  store:   {summary.store}\n  catalog: {summary.catalog}"
