@@ -37,7 +37,8 @@ def demo_root(saldata_cache):
 def ray_local(saldata_cache):
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", configure_logging=True)
+    # "local": never attach to a cluster another test (or a stale /tmp/ray file) points at.
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR", configure_logging=True)
     yield ray
     ray.shutdown()
 
