@@ -8,6 +8,7 @@ undisturbed run's. 127.0.0.1 is avoided because Ray rewrites it to the host's ad
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -39,13 +40,15 @@ class LoopbackCluster:
         self.env.pop("RAY_ADDRESS", None)
 
     def _ray(self, *args):
-        proc = subprocess.run([RAY, "start", *args, "--disable-usage-stats"], env=self.env,
-                              capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [RAY, "start", *args, "--disable-usage-stats"], env=self.env, capture_output=True, text=True, timeout=120
+        )
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
 
     def start(self):
-        self._ray("--head", f"--node-ip-address={HEAD}", f"--port={self.port}", "--num-cpus=0",
-                  "--include-dashboard=false")
+        self._ray(
+            "--head", f"--node-ip-address={HEAD}", f"--port={self.port}", "--num-cpus=0", "--include-dashboard=false"
+        )
         self.add_node(WORKER)
 
     def add_node(self, ip: str):
@@ -57,18 +60,14 @@ class LoopbackCluster:
             cmd = " ".join(proc.info["cmdline"] or [])
             if ip in cmd or (ip == HEAD and str(self.port) in cmd):
                 found.add(proc)
-                try:
+                with contextlib.suppress(psutil.NoSuchProcess):
                     found.update(proc.children(recursive=True))
-                except psutil.NoSuchProcess:
-                    pass
         return found
 
     def kill_node(self, ip: str):
         for proc in self.node_processes(ip):
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 proc.kill()
-            except psutil.NoSuchProcess:
-                pass
 
     def shutdown(self):
         for ip in (WORKER, REPLACEMENT, HEAD):
@@ -87,8 +86,17 @@ def cluster():
 
 def test_worker_node_lost_mid_run_job_completes(cluster, tmp_path, reference_run):
     out = tmp_path / "out"
-    args = [sys.executable, "-m", "saldata.cli.main", "extract", *DEMO_ARGS, "--out", str(out),
-            "--address", cluster.address]
+    args = [
+        sys.executable,
+        "-m",
+        "saldata.cli.main",
+        "extract",
+        *DEMO_ARGS,
+        "--out",
+        str(out),
+        "--address",
+        cluster.address,
+    ]
     job = subprocess.Popen(args, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         wait_for(lambda: committed(out) or job.poll() is not None, timeout=240, what="a first commit")

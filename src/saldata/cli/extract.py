@@ -79,6 +79,14 @@ def extract(
             rich_help_panel=PANEL_CAPTURE,
         ),
     ] = -1,
+    force_new_tokens: Annotated[
+        bool,
+        typer.Option(
+            "--force-new-tokens",
+            help="Suppress EOS so every image generates exactly --max-new-tokens (benchmarks).",
+            rich_help_panel=PANEL_CAPTURE,
+        ),
+    ] = False,
     heads: Annotated[
         Heads, typer.Option(help="Keep every head's map, or their mean.", rich_help_panel=PANEL_CAPTURE)
     ] = Heads.all,
@@ -111,6 +119,12 @@ def extract(
             rich_help_panel=PANEL_RUN,
         ),
     ] = False,
+    prefetch_shards: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Shards in flight per model actor (decode ahead, write behind).", rich_help_panel=PANEL_RUN
+        ),
+    ] = 2,
     num_actors: Annotated[
         int | None, typer.Option(help="Model actors; default one per GPU (one on CPU).", rich_help_panel=PANEL_RUN)
     ] = None,
@@ -138,12 +152,15 @@ def extract(
             model=ModelSettings(
                 model=model, dtype=dtype.value, device=device, device_map=device_map, attention=attention
             ),
-            capture=CaptureSettings(layer=layer, heads=heads.value, max_new_tokens=max_new_tokens),
+            capture=CaptureSettings(
+                layer=layer, heads=heads.value, max_new_tokens=max_new_tokens, force_new_tokens=force_new_tokens
+            ),
             prompt=resolve_prompt(preset.value, prompt),
             batch_size=batch_size,
             shard_size=shard_size,
             address=address,
             num_actors=num_actors,
+            prefetch_shards=prefetch_shards,
         )
         if dry_run:
             print_plan(config)

@@ -111,5 +111,7 @@ def run_with_progress(
         f"[green]done[/] {summary.done}  [red]failed[/] {summary.failed}  processed {summary.processed} of "
         f"{summary.images} images in {summary.seconds:.1f} s\n  store:   {summary.store}\n  catalog: {summary.catalog}"
     )
+    if summary.actor_busy_fraction is not None:
+        console.print(f"  model actors busy {100 * summary.actor_busy_fraction:.0f}% of their active time")
     if summary.failed:
         console.print(f"  failures by reason: saldata status {config.out}")

@@ -9,6 +9,7 @@ directory and then loaded like any other model, through ``from_pretrained``.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -24,6 +25,8 @@ VISION_FEATURE_SELECT_STRATEGY = "default"
 NUM_ADDITIONAL_IMAGE_TOKENS = 1
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
+
+BUILD_VERSION = 1  # bump when build_random_model changes what it writes
 
 SPECIAL_TOKENS = [
     "<|begin_of_text|>",
@@ -66,8 +69,8 @@ class RandomModelSpec:
 
 RANDOM_MODELS: dict[str, RandomModelSpec] = {
     "tiny-random": RandomModelSpec(64, 2, 4, 2, 128, 32, 2, 2, 64),
-    # ~20M parameters: the benchmark's mid-size model.
-    "mid-random": RandomModelSpec(512, 8, 8, 8, 1408, 128, 4, 4, 512),
+    # ~21M parameters (text hidden 512, 8 layers, 8 heads): the benchmark's mid-size model.
+    "mid-random": RandomModelSpec(512, 8, 8, 8, 896, 128, 4, 4, 512),
     # llama3-llava-next-8b dimensions; for GPU benchmarks only (~16 GB in bf16).
     "8b-random": RandomModelSpec(4096, 32, 32, 8, 14336, 1024, 24, 16, 4096, vocab_size=128256),
 }
@@ -80,10 +83,16 @@ def default_cache_dir() -> Path:
     return Path(root)
 
 
+def spec_digest(spec: RandomModelSpec) -> str:
+    """Short digest of everything that shapes the built model, so a changed spec builds anew."""
+    recipe = repr((spec, BUILD_VERSION, GRID_PINPOINTS, IMAGE_SIZE, PATCH_SIZE, CHAT_TEMPLATE))
+    return hashlib.sha256(recipe.encode()).hexdigest()[:10]
+
+
 def random_model_dir(name: str, cache_dir: Path | None = None) -> Path:
     """Directory of the named random model, building it on first use (atomic rename)."""
     spec = RANDOM_MODELS[name]
-    target = (cache_dir or default_cache_dir()) / "models" / f"{name}-v1"
+    target = (cache_dir or default_cache_dir()) / "models" / f"{name}-{spec_digest(spec)}"
     if (target / "config.json").exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)

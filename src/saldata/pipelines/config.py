@@ -42,12 +42,15 @@ class ExtractConfig:
     limit: int | None = None
     address: str | None = None
     num_actors: int | None = None  # default: one per GPU, or one on CPU
+    prefetch_shards: int = 2  # shards in flight per model actor: 1 = no overlap of decode/model/write
 
     def __post_init__(self):
         if self.batch_size < 1:
             raise ConfigError("--batch-size must be at least 1.")
         if self.shard_size < 1:
             raise ConfigError("--shard-size must be at least 1.")
+        if self.prefetch_shards < 1:
+            raise ConfigError("--prefetch-shards must be at least 1.")
         if not self.prompt.text:
             raise ConfigError("The prompt is empty.")
 

@@ -1,0 +1,273 @@
+"""saldata extract vs the research pipeline, same images and model, one invocation.
+
+    python benchmarks/bench_extract.py --model mid-random --images 24 --new-tokens 16
+
+Both sides run as whole processes (imports and start-up included), generate exactly
+--new-tokens tokens per image (EOS suppressed), and are checked to agree. Reports images/s
+and their ratio, peak memory, bytes on disk per image, the capture's cost over plain sdpa
+``generate``, and the model actor's busy fraction (pipeline overlap).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+HERE = Path(__file__).resolve().parent
+
+
+class PeakMemory:
+    """Samples a process tree: peak of the summed RSS, and peak RSS of its largest process."""
+
+    def __init__(self, pid: int, interval: float = 0.1):
+        self.root = psutil.Process(pid)
+        self.tree_peak = self.process_peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, args=(interval,))
+        self._thread.start()
+
+    def _run(self, interval):
+        while not self._stop.is_set():
+            try:
+                procs = [self.root, *self.root.children(recursive=True)]
+                rss = []
+                for p in procs:
+                    with contextlib.suppress(psutil.Error):
+                        rss.append(p.memory_info().rss)
+                self.tree_peak = max(self.tree_peak, sum(rss))
+                self.process_peak = max(self.process_peak, max(rss, default=0))
+            except psutil.Error:
+                pass
+            self._stop.wait(interval)
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+
+
+def timed_process(cmd: list[str], env=None) -> dict:
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    memory = PeakMemory(proc.pid)
+    log, _ = proc.communicate()
+    memory.stop()
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{log[-4000:]}")
+    return {
+        "seconds": time.perf_counter() - start,
+        "tree_peak": memory.tree_peak,
+        "process_peak": memory.process_peak,
+        "log": log,
+    }
+
+
+def make_images(folder: Path, n: int) -> None:
+    from PIL import Image, ImageDraw
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    for i in range(n):
+        image = Image.new("RGB", (640, 480), tuple(int(c) for c in rng.integers(0, 255, 3)))
+        draw = ImageDraw.Draw(image)
+        for _ in range(4):
+            x, y, r = (int(v) for v in (rng.integers(0, 640), rng.integers(0, 480), rng.integers(20, 120)))
+            draw.ellipse([x - r, y - r, x + r, y + r], fill=tuple(int(c) for c in rng.integers(0, 255, 3)))
+        image.save(folder / f"img{i:04d}.jpg", quality=90)
+
+
+def du(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def compare(baseline_dir: Path, out: Path) -> dict:
+    import pyarrow.parquet as pq
+    import zarr
+
+    group = zarr.open_group(out / "features.zarr", mode="r")
+    images = pq.read_table(out / "catalog" / "images").sort_by("idx").to_pylist()
+    same_tokens, attn_diff, hidden_diff = 0, 0.0, 0.0
+    for row in images:
+        stem, idx = Path(row["image_id"]).stem, row["idx"]
+        tokens = json.loads((baseline_dir / f"{stem}.json").read_text())
+        n = int(group["n_tokens"][idx])
+        same_tokens += tokens[:n] == group["token_ids"][idx, :n].tolist() and n == len(tokens)
+        ref = np.load(baseline_dir / f"{stem}.npy")  # (T, H, 576 + R*C)
+        ours = np.concatenate(
+            [
+                group["attn_base"][idx].reshape(n, ref.shape[1], -1),
+                group["attn_highres"][idx].reshape(n, ref.shape[1], -1),
+            ],
+            axis=-1,
+        )
+        attn_diff = max(attn_diff, float(np.abs(ours.astype(np.float32) - ref).max()))
+        hidden = np.load(baseline_dir / f"{stem}_hidden.npy")
+        rel = np.abs(group["hidden"][idx].astype(np.float32) - hidden).max() / np.abs(hidden).max()
+        hidden_diff = max(hidden_diff, float(rel))
+    return {
+        "images_same_tokens": same_tokens,
+        "images": len(images),
+        "attn_max_abs_diff": attn_diff,
+        "hidden_max_rel_diff": hidden_diff,
+    }
+
+
+def capture_overhead(model: str, new_tokens: int, batch: int, repeats: int) -> dict:
+    """Extractor (capture on) vs plain sdpa generate, no outputs requested, same batch and tokens."""
+    import torch
+    from transformers import LlavaNextForConditionalGeneration
+
+    from saldata.extractors.llava_next import CaptureSettings, LlavaNextExtractor
+    from saldata.extractors.models import ModelSettings, resolve_model_dir
+    from saldata.extractors.prompts import resolve_prompt
+
+    model_dir = resolve_model_dir(model)
+    extractor = LlavaNextExtractor(
+        model_dir,
+        ModelSettings(model),
+        CaptureSettings(max_new_tokens=new_tokens, force_new_tokens=True),
+        resolve_prompt(),
+    )
+    plain = (
+        LlavaNextForConditionalGeneration.from_pretrained(
+            model_dir, attn_implementation="sdpa", dtype=extractor.model.dtype
+        )
+        .to(extractor.device)
+        .eval()
+    )
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (480, 640, 3), dtype=np.uint8) for _ in range(batch)]
+
+    def run_plain():
+        inputs = extractor.processor(images=images, text=[extractor.prompt_text] * batch, return_tensors="pt").to(
+            extractor.device
+        )
+        inputs["pixel_values"] = inputs["pixel_values"].to(plain.dtype)
+        with torch.inference_mode():
+            plain.generate(**inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
+
+    def timed(fn):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        return time.perf_counter() - t
+
+    run_plain(), extractor(images)  # warm-up
+    plain_s, capture_s = [], []
+    for _ in range(repeats):  # interleaved so drift hits both alike
+        plain_s.append(timed(run_plain))
+        capture_s.append(timed(lambda: extractor(images)))
+    p, c = float(np.median(plain_s)), float(np.median(capture_s))
+    return {"plain_s": p, "capture_s": c, "overhead": c / p - 1, "batch": batch, "repeats": repeats}
+
+
+def run_saldata(images: Path, out: Path, args, extra=()) -> dict:
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "saldata.cli.main",
+        "extract",
+        "--dataset",
+        f"folder:{images}",
+        "--model",
+        args.model,
+        "--out",
+        str(out),
+        "--max-new-tokens",
+        str(args.new_tokens),
+        "--force-new-tokens",
+        "--batch-size",
+        str(args.batch_size),
+        "--shard-size",
+        str(args.shard_size),
+        *extra,
+    ]
+    result = timed_process(cmd)
+    end = [json.loads(x) for x in next((out / "journal").glob("*.jsonl")).read_text().splitlines()][-1]
+    result["actor_busy_fraction"] = end.get("actor_busy_fraction")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="mid-random")
+    parser.add_argument("--images", type=int, default=24)
+    parser.add_argument("--new-tokens", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--shard-size", type=int, default=8)
+    parser.add_argument("--workdir", type=Path, default=Path(".bench"))
+    parser.add_argument("--overhead-repeats", type=int, default=3)
+    parser.add_argument("--skip-overlap", action="store_true", help="skip the run without prefetching")
+    args = parser.parse_args()
+
+    from saldata.extractors.models import resolve_model_dir
+    from saldata.extractors.prompts import resolve_prompt
+
+    work = args.workdir.resolve()
+    images = work / f"images-{args.images}"
+    if not images.is_dir():
+        make_images(images, args.images)
+    model_dir = resolve_model_dir(args.model)  # built once, outside every timing
+    results: dict = {"args": {k: str(v) for k, v in vars(args).items()}, "cpu_count": os.cpu_count()}
+
+    shutil.rmtree(work / "baseline", ignore_errors=True)
+    base = timed_process(
+        [
+            sys.executable,
+            str(HERE / "baseline.py"),
+            "--model",
+            str(model_dir),
+            "--images",
+            str(images),
+            "--out",
+            str(work / "baseline"),
+            "--prompt",
+            resolve_prompt().text,
+            "--new-tokens",
+            str(args.new_tokens),
+        ]
+    )
+    ours = run_saldata(images, work / "saldata", args)
+    results["baseline"] = {k: v for k, v in base.items() if k != "log"}
+    results["saldata"] = {k: v for k, v in ours.items() if k != "log"}
+    results["agreement"] = compare(work / "baseline", work / "saldata")
+    n = args.images
+    results["baseline"]["images_per_s"] = n / base["seconds"]
+    results["saldata"]["images_per_s"] = n / ours["seconds"]
+    results["baseline"]["bytes_per_image"] = du(work / "baseline") / n
+    results["saldata"]["bytes_per_image"] = du(work / "saldata") / n
+    results["ratios"] = {
+        "speed": results["saldata"]["images_per_s"] / results["baseline"]["images_per_s"],
+        "peak_memory_model_process": ours["process_peak"] / base["process_peak"],
+        "peak_memory_whole_tree": ours["tree_peak"] / base["tree_peak"],
+        "bytes_per_image": results["saldata"]["bytes_per_image"] / results["baseline"]["bytes_per_image"],
+    }
+    if not args.skip_overlap:
+        serial = run_saldata(images, work / "saldata-serial", args, extra=["--prefetch-shards", "1"])
+        results["overlap"] = {
+            "prefetch_2_images_per_s": n / ours["seconds"],
+            "prefetch_1_images_per_s": n / serial["seconds"],
+            "prefetch_2_busy": ours["actor_busy_fraction"],
+            "prefetch_1_busy": serial["actor_busy_fraction"],
+        }
+    results["capture_overhead"] = capture_overhead(args.model, args.new_tokens, args.batch_size, args.overhead_repeats)
+    (work / "results.json").write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
