@@ -57,3 +57,13 @@ def reference_run(tmp_path_factory, tiny_model_dir, demo_root):
     proc = run_cli(["extract", *DEMO_ARGS, "--out", str(out)])
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
+
+
+@pytest.fixture(scope="session")
+def demo_output(tmp_path_factory, tiny_model_dir, demo_root):
+    """A demo run for the readers: enough tokens to make words, two shards (one partial)."""
+    out = tmp_path_factory.mktemp("readers") / "demo"
+    args = ["--dataset", "demo", "--model", "tiny-random", "--max-new-tokens", "12", "--shard-size", "4"]
+    proc = run_cli(["extract", *args, "--batch-size", "2", "--out", str(out)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out

@@ -59,12 +59,14 @@ def test_store_has_the_contracted_arrays_and_attributes(demo_run, tiny_model_dir
         "hidden": ((6, MAX_NEW, d), "float16"),
         "attn_base": ((6, MAX_NEW, 4, 24, 24), "float16"),
         "attn_highres": ((6, MAX_NEW, 4, 36, 48), "float16"),
+        "saliency_map": ((6, 480, 640), "uint8"),
+        "fixation_map": ((6, 480, 640), "uint8"),
     }
     for name, (shape, dtype) in expected.items():
         assert group[name].shape == shape and str(group[name].dtype) == dtype, name
     assert group["attn_highres"].metadata.dimension_names == ("image", "token", "head", "highres_row", "highres_col")
     attrs = dict(group.attrs)
-    assert attrs["schema_version"] == 1 and attrs["model"] == "tiny-random"
+    assert attrs["schema_version"] == 2 and attrs["model"] == "tiny-random"
     assert attrs["model_path"] == str(tiny_model_dir)
     assert "Describe this image" in attrs["prompt"] and attrs["layer"] == 1 and attrs["heads"] == "all"
     assert attrs["image_size"] == [640, 480] and attrs["base_grid"] == [24, 24] and attrs["highres_grid"] == [36, 48]

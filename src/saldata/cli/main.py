@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from saldata.cli import catalog
+from saldata.cli.analysis import show, stats
 from saldata.cli.extract import extract
 from saldata.cli.status import status
 
@@ -16,6 +18,9 @@ app = typer.Typer(
 )
 app.command(no_args_is_help=True)(extract)
 app.command(no_args_is_help=True)(status)
+app.add_typer(catalog.app, name="catalog")
+app.command(no_args_is_help=True)(show)
+app.command(no_args_is_help=True)(stats)
 
 
 @app.callback()

@@ -19,6 +19,11 @@ class ImageSource:
     split: str
     image_id: str
     path: str
+    # Ground truth, where the dataset has it for this split; the format names the loader.
+    saliency_path: str | None = None
+    fixations_path: str | None = None
+    fixations_format: str | None = None
+    category: str | None = None
 
 
 class DatasetReader:

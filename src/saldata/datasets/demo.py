@@ -37,7 +37,7 @@ class DemoReader(SaliconReader):
 
 
 def demo_root(cache_dir: Path | None = None) -> Path:
-    target = (cache_dir or default_cache_dir()) / "demo-v1"
+    target = (cache_dir or default_cache_dir()) / "demo-v2"
     if (target / "images" / "val").is_dir():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -60,6 +60,7 @@ def _write_demo(root: Path) -> None:
     rng = np.random.default_rng(2017)
     (root / "images" / "val").mkdir(parents=True)
     (root / "maps" / "val").mkdir(parents=True)
+    (root / "fixations" / "val").mkdir(parents=True)
     for i, (w, h, mode) in enumerate(DEMO_IMAGES, start=1):
         stem = f"COCO_val2014_{i:012d}"
         sky, ground = rng.integers(40, 220, size=(2, 3))
@@ -79,3 +80,25 @@ def _write_demo(root: Path) -> None:
         yy, xx = np.mgrid[0:h, 0:w]
         saliency = sum(np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2.0 * r * r)) for cx, cy, r in centers)
         Image.fromarray(np.uint8(255 * saliency / saliency.max())).save(root / "maps" / "val" / f"{stem}.png")
+        write_salicon_fixations(root / "fixations" / "val" / f"{stem}.mat", stem, (w, h), centers, rng)
+
+
+def write_salicon_fixations(path: Path, stem: str, size: tuple[int, int], centers, rng, subjects: int = 5) -> None:
+    """A SALICON 2017 ``.mat``: ``gaze`` (subjects x 1 struct: location, timestamp, fixations), 1-based (x, y).
+
+    One subject fixates once and one never (the two shapes MATLAB squeezing turns odd), and
+    one point lies outside the image, as eye trackers record.
+    """
+    import scipy.io
+
+    w, h = size
+    gaze = np.zeros((subjects, 1), dtype=[("location", "O"), ("timestamp", "O"), ("fixations", "O")])
+    for s in range(subjects):
+        count = {0: 1, 1: 0}.get(s, int(rng.integers(3, 9)))
+        cx, cy, r = centers[s % len(centers)]
+        points = np.stack([rng.normal(cx, r, count), rng.normal(cy, r, count)], axis=1) if count else np.zeros((0, 2))
+        fixations = np.round(points).clip([1, 1], [w, h])
+        if s == 2:
+            fixations[0] = (w + 7, 0)  # off the image: loaders clip it to the border
+        gaze[s, 0] = (fixations, np.arange(count, dtype=np.float64).reshape(-1, 1), fixations)
+    scipy.io.savemat(path, {"image": stem, "resolution": np.array([h, w], dtype=np.float64), "gaze": gaze})

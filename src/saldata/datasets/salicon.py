@@ -24,4 +24,17 @@ class SaliconReader(DatasetReader):
         files = image_files(folder)
         if not files:
             raise self.fail(f"No images in {folder}.")
-        return [ImageSource(self.name, split, p.stem, str(p.resolve())) for p in files]
+        # Ground truth is expected per image only where its folder exists (test has none).
+        maps, fixations = self.root / "maps" / split, self.root / "fixations" / split
+        return [
+            ImageSource(
+                self.name,
+                split,
+                p.stem,
+                str(p.resolve()),
+                saliency_path=str((maps / f"{p.stem}.png").resolve()) if maps.is_dir() else None,
+                fixations_path=str((fixations / f"{p.stem}.mat").resolve()) if fixations.is_dir() else None,
+                fixations_format="salicon",
+            )
+            for p in files
+        ]

@@ -13,6 +13,7 @@ from saldata.extractors.capture import StepRecorder, capture_implementation, cap
 from saldata.extractors.layout import ImageTokenLayout, layout_for
 from saldata.extractors.models import ModelSettings, load_model
 from saldata.extractors.prompts import Prompt
+from saldata.extractors.words import token_offsets
 
 HEADS_MODES = ("all", "mean")
 
@@ -40,6 +41,7 @@ class TokenCapture:
     token_ids: np.ndarray  # (n,) int32
     tokens: list[str]  # each token decoded on its own
     text: str
+    offsets: list[tuple[int, int]]  # each token's character span in ``text``
     hidden: np.ndarray  # (n, hidden) float32
     attn_base: np.ndarray  # (n, heads, base_rows, base_cols) float32
     attn_highres: np.ndarray  # (n, heads, highres_rows, highres_cols) float32
@@ -128,11 +130,13 @@ class LlavaNextExtractor:
         for row, ids in enumerate(generated):
             n = next((i for i, t in enumerate(ids) if int(t) in self.eos_ids), len(ids))
             ids = ids[:n].astype(np.int32)
+            text = tokenizer.decode(ids.tolist(), skip_special_tokens=True)
             captures.append(
                 TokenCapture(
                     token_ids=ids,
                     tokens=[tokenizer.decode([int(t)]) for t in ids],
-                    text=tokenizer.decode(ids.tolist(), skip_special_tokens=True),
+                    text=text,
+                    offsets=token_offsets(tokenizer, ids.tolist(), text),
                     hidden=hidden[row, :n],
                     attn_base=base[row, :n],
                     attn_highres=highres[row, :n],

@@ -58,6 +58,7 @@ class RunSummary:
     done: int
     failed: int
     seconds: float
+    actor_busy_fraction: float | None = None
 
     @property
     def store(self) -> Path:
@@ -87,6 +88,7 @@ def plan_run(config: ExtractConfig) -> RunPlan:
         heads=1 if config.capture.heads == "mean" else text.num_attention_heads,
         base_grid=layout.base_grid,
         highres_grid=layout.highres_grid,
+        image_size=config.image_size,
     )
     digest = hashlib.sha256("\n".join(f"{s.dataset}\t{s.split}\t{s.image_id}" for s in sources).encode())
     attributes = {
@@ -140,19 +142,26 @@ def run_extraction(
             retry_failed=retry_failed,
         )
         done = failed = 0
-        for summary in _stream(plan, work) if work else ():
+        actor_stats: list[dict] = []
+        for summary in _stream(plan, work, actor_stats) if work else ():
             journal.write("commit", shard=summary.index, done=summary.done, failed=summary.failed)
             done, failed = done + summary.done, failed + summary.failed
             if on_shard:
                 on_shard(summary)
-        journal.write("end", done=done, failed=failed)
+        busy = _busy_fraction(actor_stats)
+        journal.write("end", done=done, failed=failed, actor_busy_fraction=busy)
     return RunSummary(
-        config.out, plan.n_images, done + failed, len(committed), done, failed, time.perf_counter() - start
+        config.out, plan.n_images, done + failed, len(committed), done, failed, time.perf_counter() - start, busy
     )
 
 
-def _stream(plan: RunPlan, work: list[ShardWork]):
-    """Yield each shard's summary as it commits."""
+def _busy_fraction(stats: list[dict]) -> float | None:
+    span = sum(s["span_s"] for s in stats)
+    return sum(s["busy_s"] for s in stats) / span if span > 0 else None
+
+
+def _stream(plan: RunPlan, work: list[ShardWork], actor_stats: list[dict]):
+    """Yield each shard's summary as it commits; fills ``actor_stats`` when the last one is in."""
     import ray
 
     config = plan.config
@@ -160,7 +169,7 @@ def _stream(plan: RunPlan, work: list[ShardWork]):
     actors = _start_actors(plan)
     load_task = ray.remote(num_cpus=0.5)(load_shard)
     write_task = ray.remote(num_cpus=0.5, max_retries=3, retry_exceptions=False)(write_shard)
-    window = max(2, 2 * len(actors))
+    window = config.prefetch_shards * len(actors)
     todo = list(work)
     inflight: dict = {}
     try:
@@ -174,6 +183,7 @@ def _stream(plan: RunPlan, work: list[ShardWork]):
             ready, _ = ray.wait(list(inflight), num_returns=1)
             shard = inflight.pop(ready[0])
             yield _get_shard(ready[0], shard, config.out)
+        actor_stats.extend(ray.get([actor.stats.remote() for actor in actors], timeout=60))
     finally:
         for ref in inflight:
             ray.cancel(ref)

@@ -12,12 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
+from saldata.datasets.ground_truth import GT_NONE, GroundTruth, load_ground_truth
 from saldata.extractors.llava_next import CaptureSettings, LlavaNextExtractor, TokenCapture
 from saldata.extractors.models import ModelSettings
 from saldata.extractors.prompts import Prompt
+from saldata.extractors.words import group_words
 from saldata.pipelines.plan import Shard, ShardWork
 from saldata.pipelines.preprocess import LoadedImage, load_image
-from saldata.schemas.catalog import STATUS_DONE, STATUS_FAILED
+from saldata.schemas.catalog import IMAGES, STATUS_DONE, STATUS_FAILED, TOKENS, WORDS
 from saldata.schemas.store import ARRAYS, Geometry
 from saldata.storage.catalog import commit_shard, merge_with_committed
 from saldata.storage.zarr_store import write_rows
@@ -67,8 +69,28 @@ class ExtractorActor:
             torch.set_num_threads(threads)
         self.extractor = LlavaNextExtractor(model_dir, model, capture, prompt)
         self.batch_size = batch_size
+        self.busy_s = 0.0
+        self.first_call: float | None = None
+        self.last_return: float | None = None
+
+    def stats(self) -> dict:
+        """Time spent inside ``process`` against the span from its first call to its last return.
+
+        A busy fraction near 1 means decoding and writing kept up: the model never waited for input.
+        """
+        span = (self.last_return - self.first_call) if self.first_call and self.last_return else 0.0
+        return {"busy_s": self.busy_s, "span_s": span}
 
     def process(self, images: list[LoadedImage]) -> list[ImageOutcome]:
+        start = time.perf_counter()
+        self.first_call = self.first_call or start
+        try:
+            return self._process(images)
+        finally:
+            self.last_return = time.perf_counter()
+            self.busy_s += self.last_return - start
+
+    def _process(self, images: list[LoadedImage]) -> list[ImageOutcome]:
         outcomes = {im.idx: ImageOutcome(im, None, 0.0, im.error) for im in images if im.error}
         ready = [im for im in images if im.error is None]
         for first in range(0, len(ready), self.batch_size):
@@ -93,21 +115,34 @@ def write_shard(
 ) -> ShardSummary:
     """Write the shard's rows of every array, then commit its catalog rows (the images file last)."""
     start = time.perf_counter()
-    write_rows(out, [o.image.idx for o in outcomes], shard_block(outcomes, geometry))
-    images, tokens = catalog_rows(work.shard, outcomes, prompt_id)
+    truths = [ground_truth(o, geometry.image_size) for o in outcomes]
+    write_rows(out, [o.image.idx for o in outcomes], shard_block(outcomes, truths, geometry))
+    rows = catalog_rows(work.shard, outcomes, truths, prompt_id)
     if work.retry:
-        images, tokens = merge_with_committed(out, work.shard.index, images, tokens)
-    commit_shard(out, work.shard.index, images, tokens)
+        rows = merge_with_committed(out, work.shard.index, rows)
+    commit_shard(out, work.shard.index, rows)
     done = sum(o.error is None for o in outcomes)
-    return ShardSummary(work.shard.index, done, len(outcomes) - done, len(tokens), time.perf_counter() - start)
+    n_tokens = sum(len(o.capture.token_ids) for o in outcomes if o.capture)
+    return ShardSummary(work.shard.index, done, len(outcomes) - done, n_tokens, time.perf_counter() - start)
 
 
-def shard_block(outcomes: list[ImageOutcome], geometry: Geometry) -> dict[str, np.ndarray]:
+def ground_truth(outcome: ImageOutcome, size: tuple[int, int]) -> GroundTruth:
+    """Read here, on the writer, so ground truth never travels through the model actor."""
+    if outcome.image.orig_size is None:  # the image itself could not be read
+        return GroundTruth(GT_NONE)
+    return load_ground_truth(outcome.image.source, outcome.image.orig_size, size)
+
+
+def shard_block(outcomes: list[ImageOutcome], truths: list[GroundTruth], geometry: Geometry) -> dict[str, np.ndarray]:
     """Padded arrays for the shard's rows; failed images keep the fill values."""
     block = {
         spec.name: np.full((len(outcomes), *spec.shape(geometry)[1:]), spec.fill_value, spec.dtype) for spec in ARRAYS
     }
-    for row, outcome in enumerate(outcomes):
+    for row, (outcome, truth) in enumerate(zip(outcomes, truths)):
+        if truth.saliency is not None:
+            block["saliency_map"][row] = truth.saliency
+        if truth.fixations is not None:
+            block["fixation_map"][row] = truth.fixations
         cap = outcome.capture
         if cap is None:
             continue
@@ -120,9 +155,12 @@ def shard_block(outcomes: list[ImageOutcome], geometry: Geometry) -> dict[str, n
     return block
 
 
-def catalog_rows(shard: Shard, outcomes: list[ImageOutcome], prompt_id: str) -> tuple[list[dict], list[dict]]:
-    images, tokens = [], []
-    for outcome in outcomes:
+def catalog_rows(
+    shard: Shard, outcomes: list[ImageOutcome], truths: list[GroundTruth], prompt_id: str
+) -> dict[str, list[dict]]:
+    """The shard's rows of every catalog table, keyed by table name."""
+    images, tokens, words = [], [], []
+    for outcome, truth in zip(outcomes, truths):
         im, cap = outcome.image, outcome.capture
         width, height = im.orig_size or (None, None)
         images.append(
@@ -139,6 +177,10 @@ def catalog_rows(shard: Shard, outcomes: list[ImageOutcome], prompt_id: str) -> 
                 "n_tokens": len(cap.token_ids) if cap else 0,
                 "status": STATUS_DONE if cap else STATUS_FAILED,
                 "error": outcome.error,
+                "category": im.source.category,
+                "gt_status": truth.status,
+                "gt_error": truth.error,
+                "n_fixations": truth.n_fixations,
                 "prompt_id": prompt_id,
                 "load_s": im.load_s,
                 "model_s": outcome.model_s,
@@ -146,7 +188,19 @@ def catalog_rows(shard: Shard, outcomes: list[ImageOutcome], prompt_id: str) -> 
         )
         if cap:
             tokens.extend(
-                {"idx": im.idx, "position": p, "token_id": int(t), "token": s}
-                for p, (t, s) in enumerate(zip(cap.token_ids, cap.tokens))
+                {"idx": im.idx, "position": p, "token_id": int(t), "token": s, "char_start": a, "char_end": b}
+                for p, (t, s, (a, b)) in enumerate(zip(cap.token_ids, cap.tokens, cap.offsets))
             )
-    return images, tokens
+            words.extend(
+                {
+                    "idx": im.idx,
+                    "word_index": w.index,
+                    "word": w.text,
+                    "first_position": w.first_position,
+                    "last_position": w.last_position,
+                    "char_start": w.char_start,
+                    "char_end": w.char_end,
+                }
+                for w in group_words(cap.text, cap.offsets)
+            )
+    return {IMAGES.name: images, TOKENS.name: tokens, WORDS.name: words}

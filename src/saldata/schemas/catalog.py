@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-CATALOG_SCHEMA_VERSION = 1
+CATALOG_SCHEMA_VERSION = 2  # 2: tokens.char_start/char_end, the words table, ground-truth columns
 CATALOG_DIRNAME = "catalog"
 
 STATUS_DONE = "done"
@@ -58,6 +58,10 @@ IMAGES = TableSpec(
         Column("n_tokens", pa.int32(), "Generated tokens stored (EOS excluded)."),
         Column("status", pa.string(), "'done' or 'failed'."),
         Column("error", pa.string(), "Why the image failed, naming the file.", nullable=True),
+        Column("category", pa.string(), "Dataset category where it has them (CAT2000), else null.", nullable=True),
+        Column("gt_status", pa.string(), "Ground truth: 'ok', 'none' (the dataset has none here) or 'failed'."),
+        Column("gt_error", pa.string(), "Why the ground truth could not be read, naming the file.", nullable=True),
+        Column("n_fixations", pa.int32(), "Fixation points in the ground truth (all subjects).", nullable=True),
         Column("prompt_id", pa.string(), "Prompt preset name, or 'custom'."),
         Column("load_s", pa.float64(), "Seconds spent decoding and resizing the image."),
         Column("model_s", pa.float64(), "Seconds of model time, the batch's time split evenly."),
@@ -72,8 +76,24 @@ TOKENS = TableSpec(
         Column("position", pa.int32(), "Token row in the store's per-token arrays."),
         Column("token_id", pa.int32(), "Vocabulary id."),
         Column("token", pa.string(), "The token decoded on its own (may be part of a word)."),
+        Column("char_start", pa.int32(), "Start of the token's characters in images.text (empty span: none)."),
+        Column("char_end", pa.int32(), "End (exclusive) of the token's characters in images.text."),
     ),
     "One row per generated token.",
 )
 
-TABLES: dict[str, TableSpec] = {t.name: t for t in (IMAGES, TOKENS)}
+WORDS = TableSpec(
+    "words",
+    (
+        Column("idx", pa.int64(), "Image row (see images.idx)."),
+        Column("word_index", pa.int32(), "Position of the word in the description, from 0."),
+        Column("word", pa.string(), "The word as written in images.text (letters and digits, inner - and ')."),
+        Column("first_position", pa.int32(), "First token of the word (tokens.position)."),
+        Column("last_position", pa.int32(), "Last token of the word, inclusive."),
+        Column("char_start", pa.int32(), "Start of the word in images.text."),
+        Column("char_end", pa.int32(), "End (exclusive) of the word in images.text."),
+    ),
+    "One row per word of the description, grouped from token character offsets.",
+)
+
+TABLES: dict[str, TableSpec] = {t.name: t for t in (IMAGES, TOKENS, WORDS)}

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-STORE_SCHEMA_VERSION = 1
+STORE_SCHEMA_VERSION = 2  # 2: saliency_map and fixation_map (ground truth)
 STORE_DIRNAME = "features.zarr"
 TOKEN_PAD = -1
 
@@ -31,6 +31,7 @@ class Geometry:
     heads: int  # stored heads: the layer's head count, or 1 with heads="mean"
     base_grid: tuple[int, int]
     highres_grid: tuple[int, int]
+    image_size: tuple[int, int]  # (width, height) images are reshaped to
 
     def size(self, dim: str) -> int:
         sizes = {
@@ -42,6 +43,8 @@ class Geometry:
             "base_col": self.base_grid[1],
             "highres_row": self.highres_grid[0],
             "highres_col": self.highres_grid[1],
+            "height": self.image_size[1],
+            "width": self.image_size[0],
         }
         return sizes[dim]
 
@@ -88,6 +91,20 @@ ARRAYS: tuple[ArraySpec, ...] = (
         "float16",
         0.0,
         "Attention over the high-resolution grid, padding and newline tokens removed.",
+    ),
+    ArraySpec(
+        "saliency_map",
+        ("image", "height", "width"),
+        "uint8",
+        0,
+        "Ground-truth saliency map at the stored image size, 0..255 (all 0 where images.gt_status is not 'ok').",
+    ),
+    ArraySpec(
+        "fixation_map",
+        ("image", "height", "width"),
+        "uint8",
+        0,
+        "Ground-truth fixations at the stored image size: 1 where any subject fixated, else 0.",
     ),
 )
 

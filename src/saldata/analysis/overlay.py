@@ -1,0 +1,56 @@
+"""A figure for a person: the image, its description, and one attention overlay per word."""
+
+from __future__ import annotations
+
+import textwrap
+
+import numpy as np
+
+PANEL = (320, 240)  # each panel's (width, height)
+COLUMNS = 4
+LABEL_HEIGHT = 22
+# Anchors of a perceptually ordered dark-to-bright colormap (black, purple, red, orange, yellow).
+COLORMAP_ANCHORS = np.array([[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], np.float32)
+
+
+def colorize(values: np.ndarray) -> np.ndarray:
+    """Map values in [0, 1] to RGB uint8."""
+    position = np.clip(values, 0, 1) * (len(COLORMAP_ANCHORS) - 1)
+    low = np.floor(position).astype(int).clip(0, len(COLORMAP_ANCHORS) - 2)
+    frac = (position - low)[..., None]
+    return (COLORMAP_ANCHORS[low] * (1 - frac) + COLORMAP_ANCHORS[low + 1] * frac).astype(np.uint8)
+
+
+def overlay(image: np.ndarray, attention: np.ndarray, alpha: float = 0.6) -> np.ndarray:
+    """Blend ``attention`` (rows, cols), upsampled to the image, over ``image`` (h, w, 3) uint8."""
+    from PIL import Image
+
+    height, width = image.shape[:2]
+    # Min-max per map: where a word looks most and least, even when its attention is nearly flat.
+    low, span = float(attention.min()), float(attention.max() - attention.min())
+    scaled = (attention - low) / span if span > 0 else np.zeros_like(attention)
+    upsampled = Image.fromarray(scaled.astype(np.float32), mode="F").resize((width, height), Image.Resampling.BILINEAR)
+    heat = colorize(np.asarray(upsampled)).astype(np.float32)
+    return (image.astype(np.float32) * (1 - alpha) + heat * alpha).astype(np.uint8)
+
+
+def word_figure(image: np.ndarray, text: str, words: list[str], maps: np.ndarray, title: str):
+    """A PIL image: the picture with ``text`` first, then one panel per word with its map."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default()
+    small = np.asarray(Image.fromarray(image).resize(PANEL, Image.Resampling.BILINEAR))
+    panels = [(small, title)] + [(overlay(small, m), w) for w, m in zip(words, maps)]
+    rows = -(-len(panels) // COLUMNS)
+    wrapped = textwrap.wrap(text or "(no description)", width=COLUMNS * PANEL[0] // 7) or [""]
+    text_height = 14 * len(wrapped) + 10
+    figure = Image.new("RGB", (COLUMNS * PANEL[0], text_height + rows * (PANEL[1] + LABEL_HEIGHT)), "white")
+    draw = ImageDraw.Draw(figure)
+    for i, line in enumerate(wrapped):
+        draw.text((6, 5 + 14 * i), line, fill="black", font=font)
+    for i, (pixels, label) in enumerate(panels):
+        x = (i % COLUMNS) * PANEL[0]
+        y = text_height + (i // COLUMNS) * (PANEL[1] + LABEL_HEIGHT)
+        draw.text((x + 6, y + 4), label, fill="black", font=font)
+        figure.paste(Image.fromarray(pixels), (x, y + LABEL_HEIGHT))
+    return figure

@@ -1,0 +1,85 @@
+"""``saldata show`` (a figure of one image's words) and ``saldata stats`` (word statistics)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from saldata.errors import SaldataError
+
+OutArg = Annotated[Path, typer.Argument(help="An extraction output directory.")]
+
+
+def show(
+    out: OutArg,
+    image_id: Annotated[str, typer.Argument(help="Image id as in the catalog (images.image_id).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the PNG.")] = Path("saldata-show.png"),
+    grid: Annotated[str, typer.Option(help="Attention grid to draw: highres or base.")] = "highres",
+    reduce: Annotated[str, typer.Option(help="A word's map from its tokens' maps: sum or mean.")] = "sum",
+    max_words: Annotated[int, typer.Option(help="Draw at most this many words.")] = 23,
+) -> None:
+    """Draw the image with its description and one attention overlay per word."""
+    import numpy as np
+
+    from saldata.analysis.overlay import word_figure
+    from saldata.datasets.base import ImageSource
+    from saldata.pipelines.preprocess import load_image
+    from saldata.readers.output import Output
+
+    try:
+        data = Output(out)
+        row = data.row(image_id)
+        if row["status"] != "done":
+            raise SaldataError(f"{image_id} failed during extraction: {row['error']}")
+        words, maps = data.word_maps(row["idx"], grid=grid, reduce=reduce)
+    except SaldataError as exc:
+        _fail(str(exc))
+    size = tuple(data.attrs["image_size"])
+    source = ImageSource(row["dataset"], row["split"], row["image_id"], row["source_path"])
+    loaded = load_image(row["idx"], source, size)
+    if loaded.error:  # the figure still shows the maps; say why the picture is missing
+        typer.secho(f"Warning: {loaded.error}; drawing on a grey background.", fg=typer.colors.YELLOW, err=True)
+        pixels = np.full((size[1], size[0], 3), 128, np.uint8)
+    else:
+        pixels = loaded.pixels
+    figure = word_figure(pixels, row["text"], [w["word"] for w in words][:max_words], maps[:max_words], image_id)
+    figure.save(output)
+    typer.echo(f"{output}: {image_id}, {min(len(words), max_words)} of {len(words)} words ({grid} grid, {reduce})")
+
+
+def stats(
+    out: OutArg,
+    top: Annotated[int, typer.Option(help="Words listed on screen.")] = 20,
+) -> None:
+    """Per word over the whole store: occurrences, images, attention mass, mean attention map.
+
+    Written to OUT/stats/words.parquet and OUT/stats/word_maps.zarr; the most frequent words are shown.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from saldata.analysis.word_stats import word_statistics, write_statistics
+    from saldata.readers.output import Output
+
+    try:
+        data = Output(out)
+        table, maps = word_statistics(data)
+    except SaldataError as exc:
+        _fail(str(exc))
+    folder = write_statistics(out, table, maps)
+    view = Table(title=f"{table.num_rows} distinct words over {data.images.num_rows} images", title_justify="left")
+    for header in ("word", "count", "images", "attention mass", "peak cell (row, col)"):
+        view.add_column(header)
+    for row in table.slice(0, top).to_pylist():
+        peak = divmod(int(maps[row["map_row"]].argmax()), maps.shape[2])
+        view.add_row(row["word"], str(row["count"]), str(row["n_images"]), f"{row['attention_mass']:.3f}", str(peak))
+    console = Console()
+    console.print(view)
+    console.print(f"written: {folder / 'words.parquet'}, {folder / 'word_maps.zarr'}")
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"Error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=2)

@@ -1,0 +1,126 @@
+"""Ground truth: a dataset's saliency map and fixations, brought to the stored image size.
+
+Saliency maps are resized like the image (bilinear, 0..255). Fixations are points in the
+ORIGINAL image's pixel coordinates; they are rescaled to the stored size and rasterised into
+a binary map, never resampled as a picture (resampling a sparse map loses points).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from saldata.datasets.base import ImageSource
+
+GT_OK = "ok"  # everything the dataset has for this image was loaded
+GT_NONE = "none"  # the dataset has no ground truth here (e.g. a test split): not an error
+GT_FAILED = "failed"  # it should exist but could not be read; gt_error says why
+
+
+@dataclass(slots=True)
+class GroundTruth:
+    status: str
+    saliency: np.ndarray | None = None  # (height, width) uint8
+    fixations: np.ndarray | None = None  # (height, width) uint8, 0/1
+    n_fixations: int | None = None
+    error: str | None = None
+
+
+class GroundTruthError(ValueError):
+    """A ground-truth file exists but is not what its format promises."""
+
+
+def salicon_fixations(path: str) -> tuple[np.ndarray, tuple[int, int] | None]:
+    """SALICON 2017 ``.mat``: ``gaze[s].fixations`` are 1-based (x, y) per subject.
+
+    With MATLAB squeezing, a subject with one fixation is a 1-D pair and one with none an
+    empty array; one subject makes ``gaze`` a scalar struct. Returns 0-based (x, y) points and
+    the (width, height) the points refer to, from ``resolution`` (height, width) when present.
+    """
+    mat = _loadmat(path)
+    if "gaze" not in mat:
+        raise GroundTruthError(f"no 'gaze' variable (found {', '.join(sorted(_public(mat))) or 'nothing'})")
+    points = []
+    for subject in np.atleast_1d(mat["gaze"]).ravel():
+        fixations = getattr(subject, "fixations", None)
+        if fixations is None:
+            raise GroundTruthError("a gaze entry has no 'fixations' field")
+        points.append(np.asarray(fixations, dtype=np.float64).reshape(-1, 2))
+    size = None
+    if "resolution" in mat:
+        height, width = (int(v) for v in np.asarray(mat["resolution"]).ravel()[:2])
+        size = (width, height)
+    return (np.concatenate(points) - 1.0 if points else np.zeros((0, 2))), size
+
+
+FIXATION_LOADERS: dict[str, Callable[[str], tuple[np.ndarray, tuple[int, int] | None]]] = {
+    "salicon": salicon_fixations,
+}
+
+
+def load_ground_truth(source: ImageSource, orig_size: tuple[int, int], size: tuple[int, int]) -> GroundTruth:
+    """The image's ground truth at ``size`` = (width, height); ``orig_size`` is the source image's."""
+    if source.saliency_path is None and source.fixations_path is None:
+        return GroundTruth(GT_NONE)
+    gt = GroundTruth(GT_OK)
+    problems = []
+    if source.saliency_path is not None:
+        try:
+            gt.saliency = saliency_map(source.saliency_path, size)
+        except Exception as exc:
+            problems.append(f"{source.saliency_path}: cannot read saliency map ({_why(exc)})")
+    if source.fixations_path is not None:
+        try:
+            points, points_size = FIXATION_LOADERS[source.fixations_format or "salicon"](source.fixations_path)
+            gt.fixations = fixation_map(points, points_size or orig_size, size)
+            gt.n_fixations = len(points)
+        except Exception as exc:
+            problems.append(f"{source.fixations_path}: cannot read fixations ({_why(exc)})")
+    if problems:
+        gt.status, gt.error = GT_FAILED, "; ".join(problems)
+    return gt
+
+
+def saliency_map(path: str, size: tuple[int, int]) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image.load()
+        if image.mode in ("I;16", "I;16B", "I", "F"):  # 16-bit / float maps: rescale, do not clip
+            values = np.asarray(image, dtype=np.float64)
+            top = values.max()
+            image = Image.fromarray(np.uint8(np.round(255 * values / top)) if top > 0 else np.uint8(values * 0))
+        gray = image.convert("L")
+        if gray.size != size:
+            gray = gray.resize(size, Image.Resampling.BILINEAR)
+        return np.asarray(gray, dtype=np.uint8)
+
+
+def fixation_map(points: np.ndarray, points_size: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
+    """Rasterise 0-based (x, y) points given in a ``points_size`` image into a binary ``size`` map.
+
+    Points outside the image are clipped to its border, as the SALICON tools do.
+    """
+    width, height = size
+    out = np.zeros((height, width), np.uint8)
+    if len(points):
+        cols = np.floor(points[:, 0] * width / points_size[0]).astype(np.int64).clip(0, width - 1)
+        rows = np.floor(points[:, 1] * height / points_size[1]).astype(np.int64).clip(0, height - 1)
+        out[rows, cols] = 1
+    return out
+
+
+def _loadmat(path: str) -> dict:
+    import scipy.io
+
+    return scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False)
+
+
+def _public(mat: dict) -> list[str]:
+    return [k for k in mat if not k.startswith("__")]
+
+
+def _why(exc: Exception) -> str:
+    return str(exc) if isinstance(exc, GroundTruthError) else f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,1 @@
+"""Readers for downstream users: ``saldata.open`` and the torch Dataset."""

@@ -1,0 +1,160 @@
+"""``saldata.open(OUT)``: the catalog as Arrow tables, the store as lazy dask arrays.
+
+Dask chunks are one Zarr shard along the image axis (a whole shard file is read at once, the
+unit the store was written in) and whole along every other axis. Nothing is read until asked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from saldata.errors import ConfigError, StoreError
+from saldata.schemas.catalog import STATUS_DONE
+from saldata.schemas.store import ARRAY_SPECS
+from saldata.storage.catalog import read_table
+from saldata.storage.zarr_store import open_store
+
+WORD_REDUCTIONS = ("sum", "mean")
+
+
+class Output:
+    """One extraction output: catalog tables, lazy arrays, SQL, selections, word maps."""
+
+    def __init__(self, out: Path | str):
+        self.path = Path(out)
+        self.group = open_store(self.path)  # raises StoreError naming the path when absent
+        self.attrs: dict = dict(self.group.attrs)
+
+    def __repr__(self) -> str:
+        return f"saldata.Output({str(self.path)!r}: {self.images.num_rows} committed images)"
+
+    # -- catalog ---------------------------------------------------------------------------
+    @cached_property
+    def images(self) -> pa.Table:
+        return read_table(self.path, "images")
+
+    @cached_property
+    def tokens(self) -> pa.Table:
+        return read_table(self.path, "tokens")
+
+    @cached_property
+    def words(self) -> pa.Table:
+        return read_table(self.path, "words")
+
+    def sql(self, query: str) -> pa.Table:
+        """Run SQL over the views ``images``, ``tokens``, ``words``; returns an Arrow table."""
+        from saldata.storage.sql import connect
+
+        result = connect(self.path).sql(query).arrow()
+        return result.read_all() if hasattr(result, "read_all") else result
+
+    # -- arrays ----------------------------------------------------------------------------
+    @cached_property
+    def arrays(self) -> dict:
+        """Every store array as a dask array (chunks: one Zarr shard of images, whole elsewhere)."""
+        import dask.array as da
+
+        arrays = {}
+        for name, array in self.group.arrays():
+            shard = (array.shards or array.chunks)[0]
+            arrays[name] = da.from_zarr(array, chunks=(shard, *array.shape[1:]))
+        return arrays
+
+    def to_xarray(self):
+        """An ``xarray.Dataset`` with named dimensions and ``image_id``/``split`` coordinates on ``image``."""
+        try:
+            import xarray as xr
+        except ImportError:
+            raise ConfigError("to_xarray needs xarray: pip install 'saldata[xarray]'") from None
+        variables = {}
+        for name, array in self.arrays.items():
+            dims = ARRAY_SPECS[name].dims if name in ARRAY_SPECS else self.group[name].metadata.dimension_names
+            variables[name] = (dims, array)
+        n = self.group["n_tokens"].shape[0]
+        image_id = np.full(n, "", dtype=object)
+        split = np.full(n, "", dtype=object)
+        rows = self.images.select(["idx", "image_id", "split"]).to_pydict()
+        image_id[rows["idx"]], split[rows["idx"]] = rows["image_id"], rows["split"]
+        return xr.Dataset(
+            variables, coords={"image_id": ("image", image_id), "split": ("image", split)}, attrs=self.attrs
+        )
+
+    # -- selections ------------------------------------------------------------------------
+    def select(
+        self,
+        *,
+        split: str | None = None,
+        image_ids: list[str] | None = None,
+        where: str | None = None,
+        include_failed: bool = False,
+    ) -> Selection:
+        """Rows (and their arrays) by split, by image id, and/or by a SQL condition on ``images``."""
+        conditions = [] if include_failed else [f"status = '{STATUS_DONE}'"]
+        if split is not None:
+            conditions.append(f"split = {_literal(split)}")
+        if image_ids is not None:
+            conditions.append(f"image_id IN ({', '.join(_literal(i) for i in image_ids) or 'NULL'})")
+        if where:
+            conditions.append(f"({where})")
+        query = "SELECT * FROM images" + (" WHERE " + " AND ".join(conditions) if conditions else "") + " ORDER BY idx"
+        rows = self.sql(query)
+        if image_ids is not None:
+            missing = sorted(set(image_ids) - set(rows.column("image_id").to_pylist()))
+            if missing:
+                raise StoreError(f"{self.path}: no committed image with id {', '.join(missing[:5])}.")
+        return Selection(self, rows)
+
+    def row(self, image_id: str) -> dict:
+        return self.select(image_ids=[image_id], include_failed=True).images.to_pylist()[0]
+
+    # -- words -----------------------------------------------------------------------------
+    def word_maps(self, idx: int, grid: str = "highres", reduce: str = "sum", heads: str = "mean") -> tuple:
+        """(words, maps): an image's words and one attention map per word, (n_words, [heads,] rows, cols).
+
+        A word's map is the sum (or mean) of its tokens' maps; ``heads="mean"`` averages heads first.
+        """
+        if reduce not in WORD_REDUCTIONS:
+            raise ConfigError(f"reduce must be one of {WORD_REDUCTIONS}, not {reduce!r}.")
+        words = self.sql(f"SELECT * FROM words WHERE idx = {int(idx)} ORDER BY word_index").to_pylist()
+        maps = token_maps(self.group, idx, grid, heads)
+        reducer = np.sum if reduce == "sum" else np.mean
+        stacked = [reducer(maps[w["first_position"] : w["last_position"] + 1], axis=0) for w in words]
+        shape = maps.shape[1:]
+        return words, (np.stack(stacked) if stacked else np.zeros((0, *shape), np.float32))
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Catalog rows and the matching rows of every array (lazy, in ``idx`` order)."""
+
+    output: Output
+    images: pa.Table
+
+    @property
+    def idx(self) -> np.ndarray:
+        return self.images.column("idx").to_numpy()
+
+    @property
+    def arrays(self) -> dict:
+        return {name: array[self.idx] for name, array in self.output.arrays.items()}
+
+    def __len__(self) -> int:
+        return self.images.num_rows
+
+
+def token_maps(group, idx: int, grid: str = "highres", heads: str = "mean") -> np.ndarray:
+    """An image's valid per-token maps as float32: (n, rows, cols), or (n, heads, rows, cols) with heads="all"."""
+    if grid not in ("base", "highres"):
+        raise ConfigError(f"grid must be 'base' or 'highres', not {grid!r}.")
+    n = int(group["n_tokens"][idx])
+    maps = np.asarray(group[f"attn_{grid}"][idx, :n], dtype=np.float32)
+    return maps.mean(axis=1) if heads == "mean" else maps
+
+
+def _literal(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"

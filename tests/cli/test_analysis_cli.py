@@ -1,0 +1,78 @@
+"""`saldata show` and `saldata stats` on a real demo output, checked against numpy/duckdb directly."""
+
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+import pyarrow.parquet as pq
+import zarr
+from PIL import Image
+from typer.testing import CliRunner
+
+from saldata.analysis.overlay import COLUMNS, LABEL_HEIGHT, PANEL
+from saldata.cli.main import app
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, list(map(str, args)))
+
+
+def words_of(out, idx):
+    return duckdb.sql(
+        f"SELECT * FROM read_parquet('{out}/catalog/words/*.parquet') WHERE idx = {idx} ORDER BY word_index"
+    ).fetchall()
+
+
+def test_show_draws_one_panel_per_word(demo_output, tmp_path):
+    target = tmp_path / "fig.png"
+    result = invoke("show", demo_output, "COCO_val2014_000000000003", "-o", target, "--max-words", "5")
+    assert result.exit_code == 0, result.output
+    n_words = len(words_of(demo_output, 2))
+    assert f"{min(n_words, 5)} of {n_words} words" in result.output
+    with Image.open(target) as figure:
+        panels = 1 + min(n_words, 5)
+        rows = -(-panels // COLUMNS)
+        assert figure.width == COLUMNS * PANEL[0]
+        assert (figure.height - rows * (PANEL[1] + LABEL_HEIGHT)) > 0  # text strip on top
+        pixels = np.asarray(figure)
+    # an overlay panel is not the plain picture: the map was drawn on it
+    top = figure.height - rows * (PANEL[1] + LABEL_HEIGHT) + LABEL_HEIGHT
+    plain, first_word = pixels[top : top + PANEL[1], : PANEL[0]], pixels[top : top + PANEL[1], PANEL[0] : 2 * PANEL[0]]
+    assert n_words == 0 or np.abs(plain.astype(int) - first_word.astype(int)).mean() > 5
+
+
+def test_show_unknown_image_is_a_clear_error(demo_output, tmp_path):
+    result = invoke("show", demo_output, "COCO_nope", "-o", tmp_path / "x.png")
+    assert result.exit_code == 2 and "COCO_nope" in result.output and "Traceback" not in result.output
+
+
+def test_stats_match_a_direct_computation(demo_output, tmp_path):
+    result = invoke("stats", demo_output, "--top", "3")
+    assert result.exit_code == 0, result.output
+    table = pq.read_table(demo_output / "stats" / "words.parquet").to_pylist()
+    counts = dict(
+        duckdb.sql(
+            f"SELECT lower(word), count(*) FROM read_parquet('{demo_output}/catalog/words/*.parquet') GROUP BY 1"
+        ).fetchall()
+    )
+    assert {r["word"]: r["count"] for r in table} == counts
+    assert [r["count"] for r in table] == sorted((r["count"] for r in table), reverse=True)
+    assert table[0]["word"] in result.output
+    # the top word's mean map and mass, straight from zarr
+    word = table[0]["word"]
+    group = zarr.open_group(demo_output / "features.zarr", mode="r")
+    occurrences = duckdb.sql(
+        f"SELECT idx, first_position, last_position FROM read_parquet('{demo_output}/catalog/words/*.parquet') "
+        f"WHERE lower(word) = '{word}'"
+    ).fetchall()
+    maps, masses = [], []
+    for idx, first, last in occurrences:
+        high = group["attn_highres"][idx, first : last + 1].astype(np.float32).mean(axis=(0, 1))
+        base = group["attn_base"][idx, first : last + 1].astype(np.float32).mean(axis=(0, 1))
+        maps.append(high)
+        masses.append(high.sum() + base.sum())
+    stored = zarr.open_group(demo_output / "stats" / "word_maps.zarr", mode="r")
+    assert stored.attrs["words"][table[0]["map_row"]] == word
+    np.testing.assert_allclose(stored["mean_map"][table[0]["map_row"]], np.mean(maps, axis=0), rtol=1e-5)
+    np.testing.assert_allclose(table[0]["attention_mass"], np.mean(masses), rtol=1e-5)
+    assert 0 < table[0]["attention_mass"] <= 1.0001

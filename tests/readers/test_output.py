@@ -1,0 +1,69 @@
+"""saldata.open: catalog tables, lazy arrays, selections and word maps, checked against plain zarr."""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+import pyarrow.dataset as pads
+import pytest
+import zarr
+
+import saldata
+from saldata.errors import StoreError
+
+
+@pytest.fixture(scope="module")
+def output(demo_output):
+    return saldata.open(demo_output)
+
+
+def test_tables_and_attributes(output, demo_output):
+    assert output.images.num_rows == 6 and output.attrs["model"] == "tiny-random"
+    direct = pads.dataset(demo_output / "catalog" / "words", format="parquet").to_table()
+    assert output.words.num_rows == direct.num_rows > 0
+    assert output.images.to_pandas()["status"].eq("done").all()
+
+
+def test_arrays_are_lazy_and_chunked_by_zarr_shard(output, demo_output):
+    group = zarr.open_group(demo_output / "features.zarr", mode="r")
+    arrays = output.arrays
+    assert isinstance(arrays["attn_highres"], da.Array)
+    assert arrays["attn_highres"].chunks[0] == (4, 2)  # shard size 4, six images
+    assert arrays["attn_highres"].chunks[1:] == tuple((n,) for n in group["attn_highres"].shape[1:])
+    np.testing.assert_array_equal(arrays["hidden"][3].compute(), group["hidden"][3])
+
+
+def test_select_by_split_id_and_sql(output, demo_output):
+    group = zarr.open_group(demo_output / "features.zarr", mode="r")
+    picked = output.select(image_ids=["COCO_val2014_000000000005", "COCO_val2014_000000000002"])
+    assert picked.idx.tolist() == [1, 4]
+    np.testing.assert_array_equal(picked.arrays["token_ids"].compute(), group["token_ids"][[1, 4]])
+    assert len(output.select(split="val")) == 6 and len(output.select(split="train")) == 0
+    assert output.select(where="orig_width > 700").idx.tolist() == [1, 3]
+    with pytest.raises(StoreError, match="nope"):
+        output.select(image_ids=["nope"])
+
+
+@pytest.mark.parametrize("reduce", ["sum", "mean"])
+def test_word_maps_reduce_their_tokens_maps(output, demo_output, reduce):
+    group = zarr.open_group(demo_output / "features.zarr", mode="r")
+    idx = int(output.words.column("idx")[0].as_py())
+    words, maps = output.word_maps(idx, reduce=reduce)
+    assert len(words) == maps.shape[0] and maps.shape[1:] == (36, 48)
+    tokens = group["attn_highres"][idx].astype(np.float32).mean(axis=1)  # head mean
+    for w, m in zip(words, maps):
+        span = tokens[w["first_position"] : w["last_position"] + 1]
+        np.testing.assert_allclose(m, span.sum(0) if reduce == "sum" else span.mean(0), rtol=1e-6)
+
+
+def test_to_xarray_names_dimensions(output):
+    ds = output.to_xarray()
+    assert ds["attn_base"].dims == ("image", "token", "head", "base_row", "base_col")
+    assert ds["saliency_map"].dims == ("image", "height", "width")
+    assert ds.image_id.values[1] == "COCO_val2014_000000000002"
+    assert int(ds["n_tokens"].sel(image=ds.image_id == "COCO_val2014_000000000002").compute()[0]) > 0
+
+
+def test_open_a_missing_output_names_it(tmp_path):
+    with pytest.raises(StoreError, match=str(tmp_path)):
+        saldata.open(tmp_path)
