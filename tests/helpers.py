@@ -35,10 +35,10 @@ DEMO_ARGS = [
 DEMO_SHARDS = 6
 
 
-def run_cli(args, timeout=300, **kwargs):
-    return subprocess.run(
-        [sys.executable, "-m", "saldata.cli.main", *args], capture_output=True, text=True, timeout=timeout, **kwargs
-    )
+def run_cli(args, timeout=300, prefix=None, **kwargs):
+    """Run ``saldata ARGS`` in a fresh process; ``prefix`` may wrap the command (e.g. to drop privileges)."""
+    cmd = [sys.executable, "-m", "saldata.cli.main", *map(str, args)]
+    return subprocess.run(prefix(cmd) if prefix else cmd, capture_output=True, text=True, timeout=timeout, **kwargs)
 
 
 def assert_same_output(out: Path, reference: Path) -> None:

@@ -44,4 +44,4 @@ def test_unreadable_file_is_an_error_naming_the_file(tmp_path):
     path.write_text("this is not a jpeg")
     loaded = load_image(0, _source(path), SIZE)
     assert loaded.pixels is None
-    assert str(path) in loaded.error and "cannot read image" in loaded.error
+    assert str(path) in loaded.error and "not an image" in loaded.error

@@ -172,4 +172,4 @@ def test_status_counts_and_groups_failures(ray_local, tmp_path, folder_with_brok
     assert result.exit_code == 0, result.output
     assert "images:  4   done 3   failed 1   pending 0" in result.output
     assert "2 of 2 committed" in result.output
-    assert "cannot read image" in result.output and "last run:" in result.output
+    assert "not an image" in result.output and "last run:" in result.output

@@ -119,6 +119,14 @@ def extract(
             rich_help_panel=PANEL_RUN,
         ),
     ] = False,
+    fail_fast: Annotated[
+        bool,
+        typer.Option(
+            "--fail-fast",
+            help="Stop at the first image that cannot be processed (exit code 1).",
+            rich_help_panel=PANEL_RUN,
+        ),
+    ] = False,
     prefetch_shards: Annotated[
         int,
         typer.Option(
@@ -136,9 +144,9 @@ def extract(
     Example (offline): saldata extract --dataset demo --model tiny-random --out runs/demo
     """
     from saldata.cli.progress import print_plan, run_with_progress
-    from saldata.extractors.llava_next import CaptureSettings
     from saldata.extractors.models import ModelSettings
     from saldata.extractors.prompts import resolve_prompt
+    from saldata.extractors.settings import CaptureSettings
     from saldata.pipelines.config import ExtractConfig, parse_size
 
     try:
@@ -161,6 +169,7 @@ def extract(
             address=address,
             num_actors=num_actors,
             prefetch_shards=prefetch_shards,
+            fail_fast=fail_fast,
         )
         if dry_run:
             print_plan(config)

@@ -6,6 +6,7 @@ import typer
 
 from saldata.cli import catalog
 from saldata.cli.analysis import show, stats
+from saldata.cli.datasets import datasets
 from saldata.cli.extract import extract
 from saldata.cli.status import status
 
@@ -21,6 +22,7 @@ app.command(no_args_is_help=True)(status)
 app.add_typer(catalog.app, name="catalog")
 app.command(no_args_is_help=True)(show)
 app.command(no_args_is_help=True)(stats)
+app.command()(datasets)
 
 
 @app.callback()

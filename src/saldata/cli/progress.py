@@ -73,11 +73,16 @@ def print_plan(config: ExtractConfig, console: Console | None = None) -> None:
 def run_with_progress(
     config: ExtractConfig, *, overwrite: bool = False, retry_failed: bool = False, console: Console | None = None
 ) -> None:
-    from saldata.pipelines.extract import plan_run, run_extraction
+    from saldata.extractors.models import resolve_model_dir
+    from saldata.pipelines.extract import list_sources, plan_run, run_extraction, start_actors
 
     console = console or Console(stderr=True)
-    with console.status("Planning: listing images, resolving the model..."):
-        plan = plan_run(config)
+    with console.status("Planning: listing images, resolving the model, starting the model actors..."):
+        sources = list_sources(config)  # a bad dataset or model fails here, before Ray starts
+        model_dir = resolve_model_dir(config.model.model)
+        # Model actors import torch and load weights while the driver finishes planning.
+        actors = start_actors(config, model_dir)
+        plan = plan_run(config, sources, model_dir)
     console.print(f"{plan.n_images} images in {len(plan.shards)} shards; model {config.model.model} ({plan.model_dir})")
     columns = (
         TextColumn("[bold]extract"),
@@ -104,6 +109,7 @@ def run_with_progress(
             retry_failed=retry_failed,
             on_start=started,
             on_shard=lambda s: progress.advance(task, s.done + s.failed),
+            actors=actors,
         )
     finally:
         progress.stop()
@@ -114,4 +120,9 @@ def run_with_progress(
     if summary.actor_busy_fraction is not None:
         console.print(f"  model actors busy {100 * summary.actor_busy_fraction:.0f}% of their active time")
     if summary.failed:
-        console.print(f"  failures by reason: saldata status {config.out}")
+        from saldata.pipelines.status import output_status
+
+        console.print("  failures by reason (whole output):")
+        for reason, count in output_status(config.out).failures:
+            console.print(f"    {count:5d}  {reason}", markup=False, highlight=False)
+        console.print(f"  details: saldata status {config.out}; redo them with --retry-failed")

@@ -5,12 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from saldata.datasets.base import DatasetReader, ImageSource
+from saldata.datasets.cat2000 import Cat2000Reader
 from saldata.datasets.demo import DemoReader
 from saldata.datasets.folder import FolderReader
+from saldata.datasets.mit1003 import Mit1003Reader
+from saldata.datasets.osie import OsieReader
 from saldata.datasets.salicon import SaliconReader
 from saldata.errors import DatasetError
 
-DATASETS: dict[str, type[DatasetReader]] = {r.name: r for r in (SaliconReader, DemoReader, FolderReader)}
+DATASETS: dict[str, type[DatasetReader]] = {
+    r.name: r for r in (SaliconReader, Mit1003Reader, OsieReader, Cat2000Reader, DemoReader, FolderReader)
+}
 
 
 def open_dataset(spec: str, data_root: Path | None = None) -> DatasetReader:

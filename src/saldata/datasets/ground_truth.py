@@ -7,6 +7,7 @@ a binary map, never resampled as a picture (resampling a sparse map loses points
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -55,8 +56,66 @@ def salicon_fixations(path: str) -> tuple[np.ndarray, tuple[int, int] | None]:
     return (np.concatenate(points) - 1.0 if points else np.zeros((0, 2))), size
 
 
+def points_image_fixations(path: str) -> tuple[np.ndarray, tuple[int, int] | None]:
+    """MIT1003 ``_fixPts.jpg``: a binary map saved as JPEG, so thresholded at half intensity.
+
+    JPEG ringing around a point stays far below 128; a point pixel stays well above it.
+    """
+    from PIL import Image
+
+    with Image.open(path) as image:
+        values = np.asarray(image.convert("L"))
+    rows, cols = np.nonzero(values > 127)
+    return np.stack([cols, rows], axis=1).astype(np.float64), (values.shape[1], values.shape[0])
+
+
+def binary_mat_fixations(path: str) -> tuple[np.ndarray, tuple[int, int] | None]:
+    """CAT2000 ``FIXATIONLOCS/<Category>/NNN.mat``: key ``fixLocs``, a binary map the image's size."""
+    mat = _loadmat(path)
+    if "fixLocs" not in mat:
+        raise GroundTruthError(f"no 'fixLocs' variable (found {', '.join(sorted(_public(mat))) or 'nothing'})")
+    locs = np.asarray(mat["fixLocs"])
+    if locs.ndim != 2:
+        raise GroundTruthError(f"'fixLocs' has shape {locs.shape}, expected a 2-D map")
+    rows, cols = np.nonzero(locs)
+    return np.stack([cols, rows], axis=1).astype(np.float64), (locs.shape[1], locs.shape[0])
+
+
+def osie_fixations(path_and_image: str) -> tuple[np.ndarray, tuple[int, int] | None]:
+    """OSIE ``fixations.mat#1001.jpg``: that image's entry of the one .mat (15 subjects, 1-based).
+
+    A subject with a single fixation has scalar ``fix_x``/``fix_y``; the size is the image's own.
+    """
+    path, _, image = path_and_image.partition("#")
+    entries = _osie_entries(path)
+    if image not in entries:
+        raise GroundTruthError(f"no entry for {image}")
+    return entries[image], None
+
+
+@functools.lru_cache(maxsize=2)  # one load per worker process, not one per image
+def _osie_entries(path: str) -> dict[str, np.ndarray]:
+    mat = _loadmat(path)
+    if "fixations" not in mat:
+        raise GroundTruthError(f"no 'fixations' variable (found {', '.join(sorted(_public(mat))) or 'nothing'})")
+    entries = {}
+    for entry in np.atleast_1d(mat["fixations"]).ravel():
+        name, subjects = getattr(entry, "img", None), getattr(entry, "subjects", None)
+        if name is None or subjects is None:
+            raise GroundTruthError("an entry lacks 'img' or 'subjects'")
+        points = [
+            np.stack([np.atleast_1d(s.fix_x), np.atleast_1d(s.fix_y)], axis=1).astype(np.float64)
+            for s in np.atleast_1d(subjects).ravel()
+        ]
+        entries[str(name)] = (np.concatenate(points) if points else np.zeros((0, 2))) - 1.0
+    return entries
+
+
 FIXATION_LOADERS: dict[str, Callable[[str], tuple[np.ndarray, tuple[int, int] | None]]] = {
     "salicon": salicon_fixations,
+    "points_image": points_image_fixations,
+    "binary_mat": binary_mat_fixations,
+    "osie": osie_fixations,
 }
 
 

@@ -13,25 +13,8 @@ from saldata.extractors.capture import StepRecorder, capture_implementation, cap
 from saldata.extractors.layout import ImageTokenLayout, layout_for
 from saldata.extractors.models import ModelSettings, load_model
 from saldata.extractors.prompts import Prompt
+from saldata.extractors.settings import CaptureSettings
 from saldata.extractors.words import token_offsets
-
-HEADS_MODES = ("all", "mean")
-
-
-@dataclass(frozen=True, slots=True)
-class CaptureSettings:
-    """What to capture. ``layer`` counts decoder layers from 0; negative values count from the end."""
-
-    layer: int = -1
-    heads: str = "all"
-    max_new_tokens: int = 64
-    force_new_tokens: bool = False  # benchmarks: suppress EOS so every image does equal work
-
-    def __post_init__(self):
-        if self.heads not in HEADS_MODES:
-            raise ConfigError(f"--heads must be 'all' or 'mean', not {self.heads!r}.")
-        if self.max_new_tokens < 1:
-            raise ConfigError("--max-new-tokens must be at least 1.")
 
 
 @dataclass(slots=True)

@@ -7,9 +7,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from saldata.errors import ConfigError
-from saldata.extractors.llava_next import CaptureSettings
 from saldata.extractors.models import ModelSettings
 from saldata.extractors.prompts import Prompt, resolve_prompt
+from saldata.extractors.settings import CaptureSettings
 
 DEFAULT_IMAGE_SIZE = (640, 480)
 DEFAULT_SHARD_SIZE = 64
@@ -42,6 +42,7 @@ class ExtractConfig:
     limit: int | None = None
     address: str | None = None
     num_actors: int | None = None  # default: one per GPU, or one on CPU
+    fail_fast: bool = False  # stop at the first image that fails (its shard is committed first)
     prefetch_shards: int = 2  # shards in flight per model actor: 1 = no overlap of decode/model/write
 
     def __post_init__(self):

@@ -17,8 +17,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from saldata import __version__
-from saldata.datasets import list_images
-from saldata.errors import ConfigError, SaldataError, StoreError
+from saldata.datasets import ImageSource, list_images
+from saldata.errors import ConfigError, ImageLoadError, SaldataError, StoreError
 from saldata.extractors.layout import layout_for
 from saldata.extractors.models import resolve_model_dir
 from saldata.pipelines.config import ExtractConfig
@@ -69,15 +69,19 @@ class RunSummary:
         return catalog_dir(self.out)
 
 
-def plan_run(config: ExtractConfig) -> RunPlan:
+def list_sources(config: ExtractConfig) -> list[ImageSource]:
+    """The run's images in idx order; fails fast, before anything heavy, on a bad dataset."""
+    sources = list_images(config.dataset, config.data_root, config.split)
+    return sources[: config.limit] if config.limit is not None else sources
+
+
+def plan_run(config: ExtractConfig, sources: list[ImageSource] | None = None, model_dir: Path | None = None) -> RunPlan:
     """Everything decided before any work: images, shards, resolved model, store geometry. Writes nothing."""
     import transformers
     from transformers import AutoConfig
 
-    sources = list_images(config.dataset, config.data_root, config.split)
-    if config.limit is not None:
-        sources = sources[: config.limit]
-    model_dir = resolve_model_dir(config.model.model)
+    sources = list_sources(config) if sources is None else sources
+    model_dir = model_dir or resolve_model_dir(config.model.model)
     model_config = AutoConfig.from_pretrained(model_dir)
     layout = layout_for(model_config, config.image_size)
     text = model_config.text_config
@@ -121,8 +125,12 @@ def run_extraction(
     retry_failed: bool = False,
     on_start: Callable[[list[ShardWork]], None] | None = None,
     on_shard: Callable[[ShardSummary], None] | None = None,
+    actors: list | None = None,
 ) -> RunSummary:
-    """Process every shard not yet committed in ``plan.config.out`` (and, optionally, failed images)."""
+    """Process every shard not yet committed in ``plan.config.out`` (and, optionally, failed images).
+
+    ``actors`` from ``start_actors`` lets a caller start the model loading before planning.
+    """
     config = plan.config
     start = time.perf_counter()
     run_id = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{os.getpid()}"
@@ -143,11 +151,19 @@ def run_extraction(
         )
         done = failed = 0
         actor_stats: list[dict] = []
-        for summary in _stream(plan, work, actor_stats) if work else ():
-            journal.write("commit", shard=summary.index, done=summary.done, failed=summary.failed)
+        for summary in _stream(plan, work, actor_stats, actors) if work else ():
+            journal.write(
+                "commit", shard=summary.index, done=summary.done, failed=summary.failed, write_s=summary.write_s
+            )
             done, failed = done + summary.done, failed + summary.failed
             if on_shard:
                 on_shard(summary)
+            if config.fail_fast and summary.first_error:
+                journal.write("end", done=done, failed=failed, stopped="fail-fast")
+                raise ImageLoadError(
+                    f"--fail-fast: stopped at the first failed image: {summary.first_error}. Its shard is "
+                    "committed with the failure recorded; rerun without --fail-fast to go on."
+                )
         busy = _busy_fraction(actor_stats)
         journal.write("end", done=done, failed=failed, actor_busy_fraction=busy)
     return RunSummary(
@@ -160,13 +176,13 @@ def _busy_fraction(stats: list[dict]) -> float | None:
     return sum(s["busy_s"] for s in stats) / span if span > 0 else None
 
 
-def _stream(plan: RunPlan, work: list[ShardWork], actor_stats: list[dict]):
+def _stream(plan: RunPlan, work: list[ShardWork], actor_stats: list[dict], actors: list | None):
     """Yield each shard's summary as it commits; fills ``actor_stats`` when the last one is in."""
     import ray
 
     config = plan.config
     _ensure_ray(config.address)
-    actors = _start_actors(plan)
+    actors = actors or start_actors(config, plan.model_dir)
     load_task = ray.remote(num_cpus=0.5)(load_shard)
     write_task = ray.remote(num_cpus=0.5, max_retries=3, retry_exceptions=False)(write_shard)
     window = config.prefetch_shards * len(actors)
@@ -218,10 +234,11 @@ def _ensure_ray(address: str | None) -> None:
     ray.init(address=address or "local", **kwargs, **({} if address else {"num_cpus": os.cpu_count()}))
 
 
-def _start_actors(plan: RunPlan) -> list:
+def start_actors(config: ExtractConfig, model_dir: Path) -> list:
+    """Connect to (or start) Ray and create the model actors; they load the model while the caller goes on."""
     import ray
 
-    config = plan.config
+    _ensure_ray(config.address)
     gpus = int(ray.cluster_resources().get("GPU", 0))
     if config.model.device.startswith("cuda") and gpus == 0:
         raise ConfigError("--device cuda was asked for but the Ray cluster has no GPU.")
@@ -239,7 +256,7 @@ def _start_actors(plan: RunPlan) -> list:
     actor_cls = ray.remote(max_restarts=-1, max_task_retries=-1)(ExtractorActor)
     return [
         actor_cls.options(**options).remote(
-            plan.model_dir, config.model, config.capture, config.prompt, config.batch_size, threads
+            model_dir, config.model, config.capture, config.prompt, config.batch_size, threads
         )
         for _ in range(count)
     ]

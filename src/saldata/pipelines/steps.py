@@ -9,13 +9,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from saldata.datasets.ground_truth import GT_NONE, GroundTruth, load_ground_truth
-from saldata.extractors.llava_next import CaptureSettings, LlavaNextExtractor, TokenCapture
 from saldata.extractors.models import ModelSettings
 from saldata.extractors.prompts import Prompt
+from saldata.extractors.settings import CaptureSettings
 from saldata.extractors.words import group_words
 from saldata.pipelines.plan import Shard, ShardWork
 from saldata.pipelines.preprocess import LoadedImage, load_image
@@ -23,6 +24,9 @@ from saldata.schemas.catalog import IMAGES, STATUS_DONE, STATUS_FAILED, TOKENS, 
 from saldata.schemas.store import ARRAYS, Geometry
 from saldata.storage.catalog import commit_shard, merge_with_committed
 from saldata.storage.zarr_store import write_rows
+
+if TYPE_CHECKING:  # torch stays out of the CPU workers: only the model actor imports the extractor
+    from saldata.extractors.llava_next import TokenCapture
 
 
 @dataclass(slots=True)
@@ -40,6 +44,7 @@ class ShardSummary:
     failed: int
     tokens: int
     write_s: float
+    first_error: str | None = None
 
 
 def load_shard(work: ShardWork, size: tuple[int, int]) -> list[LoadedImage]:
@@ -64,6 +69,8 @@ class ExtractorActor:
         threads: int | None = None,
     ):
         import torch
+
+        from saldata.extractors.llava_next import LlavaNextExtractor
 
         if threads:
             torch.set_num_threads(threads)
@@ -123,7 +130,10 @@ def write_shard(
     commit_shard(out, work.shard.index, rows)
     done = sum(o.error is None for o in outcomes)
     n_tokens = sum(len(o.capture.token_ids) for o in outcomes if o.capture)
-    return ShardSummary(work.shard.index, done, len(outcomes) - done, n_tokens, time.perf_counter() - start)
+    first_error = next((o.error for o in outcomes if o.error), None)
+    return ShardSummary(
+        work.shard.index, done, len(outcomes) - done, n_tokens, time.perf_counter() - start, first_error
+    )
 
 
 def ground_truth(outcome: ImageOutcome, size: tuple[int, int]) -> GroundTruth:
