@@ -1,6 +1,9 @@
 """saldata extract vs the research pipeline, same images and model, one invocation.
 
     python benchmarks/bench_extract.py --model mid-random --images 24 --new-tokens 16
+    # on a GPU box (bf16 peak of an H100 SXM: 989 TFLOP/s dense)
+    python benchmarks/bench_extract.py --model 8b-random --images 64 --new-tokens 16 \
+        --batch-size 16 --device cuda --dtype bfloat16 --peak-tflops 989
 
 Both sides run as whole processes (imports and start-up included), generate exactly
 --new-tokens tokens per image (EOS suppressed), and are checked to agree. Reports images/s
@@ -122,7 +125,7 @@ def compare(baseline_dir: Path, out: Path) -> dict:
     }
 
 
-def capture_overhead(model: str, new_tokens: int, batch: int, repeats: int) -> dict:
+def capture_overhead(model: str, new_tokens: int, batch: int, repeats: int, device="auto", dtype="auto") -> dict:
     """Extractor (capture on) vs plain sdpa generate, no outputs requested, same batch and tokens."""
     import torch
     from transformers import LlavaNextForConditionalGeneration
@@ -134,7 +137,7 @@ def capture_overhead(model: str, new_tokens: int, batch: int, repeats: int) -> d
     model_dir = resolve_model_dir(model)
     extractor = LlavaNextExtractor(
         model_dir,
-        ModelSettings(model),
+        ModelSettings(model, dtype=dtype, device=device),
         CaptureSettings(max_new_tokens=new_tokens, force_new_tokens=True),
         resolve_prompt(),
     )
@@ -174,6 +177,23 @@ def capture_overhead(model: str, new_tokens: int, batch: int, repeats: int) -> d
     return {"plain_s": p, "capture_s": c, "overhead": c / p - 1, "batch": batch, "repeats": repeats}
 
 
+def prefill_flops(model_dir: Path) -> dict:
+    """2 x parameters x prompt tokens of one 640x480 image: the prefill's matmul work, read off the files."""
+    from safetensors import safe_open
+    from transformers import AutoProcessor
+
+    params = 0
+    for path in model_dir.glob("*.safetensors"):
+        with safe_open(path, "np") as f:
+            params += sum(int(np.prod(f.get_slice(k).get_shape())) for k in f.keys())  # noqa: SIM118 (safe_open is not iterable)
+    processor = AutoProcessor.from_pretrained(model_dir)
+    chat = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "x"}]}]
+    text = processor.apply_chat_template(chat, add_generation_prompt=True)
+    image = np.zeros((480, 640, 3), np.uint8)
+    tokens = int(processor(images=[image], text=[text], return_tensors="np")["input_ids"].shape[1])
+    return {"parameters": params, "prompt_tokens": tokens, "flops_per_image": 2.0 * params * tokens}
+
+
 def run_saldata(images: Path, out: Path, args, extra=()) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     cmd = [
@@ -194,12 +214,28 @@ def run_saldata(images: Path, out: Path, args, extra=()) -> dict:
         str(args.batch_size),
         "--shard-size",
         str(args.shard_size),
+        "--device",
+        args.device,
+        "--dtype",
+        args.dtype,
         *extra,
     ]
     result = timed_process(cmd)
     end = [json.loads(x) for x in next((out / "journal").glob("*.jsonl")).read_text().splitlines()][-1]
     result["actor_busy_fraction"] = end.get("actor_busy_fraction")
     return result
+
+
+def _torch_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _baseline_dtype(dtype: str) -> str:
+    return "bfloat16" if dtype == "auto" else dtype  # auto on GPU: bf16, as saldata picks
 
 
 def main() -> None:
@@ -212,6 +248,11 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path(".bench"))
     parser.add_argument("--overhead-repeats", type=int, default=3)
     parser.add_argument("--skip-overlap", action="store_true", help="skip the run without prefetching")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (both sides)")
+    parser.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16")
+    parser.add_argument(
+        "--peak-tflops", type=float, default=None, help="the device's dense peak, for the FLOP fraction"
+    )
     args = parser.parse_args()
 
     from saldata.extractors.models import resolve_model_dir
@@ -239,6 +280,10 @@ def main() -> None:
             resolve_prompt().text,
             "--new-tokens",
             str(args.new_tokens),
+            "--device",
+            _torch_device(args.device),
+            "--dtype",
+            "float32" if args.dtype == "auto" and _torch_device(args.device) == "cpu" else _baseline_dtype(args.dtype),
         ]
     )
     ours = run_saldata(images, work / "saldata", args)
@@ -256,6 +301,11 @@ def main() -> None:
         "peak_memory_whole_tree": ours["tree_peak"] / base["tree_peak"],
         "bytes_per_image": results["saldata"]["bytes_per_image"] / results["baseline"]["bytes_per_image"],
     }
+    flops = prefill_flops(model_dir)
+    flops["achieved_tflops"] = flops["flops_per_image"] * results["saldata"]["images_per_s"] / 1e12
+    if args.peak_tflops:
+        flops["fraction_of_peak"] = flops["achieved_tflops"] / args.peak_tflops
+    results["prefill_flops"] = flops
     if not args.skip_overlap:
         serial = run_saldata(images, work / "saldata-serial", args, extra=["--prefetch-shards", "1"])
         results["overlap"] = {
@@ -264,7 +314,9 @@ def main() -> None:
             "prefetch_2_busy": ours["actor_busy_fraction"],
             "prefetch_1_busy": serial["actor_busy_fraction"],
         }
-    results["capture_overhead"] = capture_overhead(args.model, args.new_tokens, args.batch_size, args.overhead_repeats)
+    results["capture_overhead"] = capture_overhead(
+        args.model, args.new_tokens, args.batch_size, args.overhead_repeats, args.device, args.dtype
+    )
     (work / "results.json").write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
 

@@ -6,6 +6,8 @@ Decoding and writing never run on the model actor, so it only ever waits for the
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +49,22 @@ class ShardSummary:
     first_error: str | None = None
 
 
+def yield_cpu_to_model() -> None:
+    """Lower this worker's CPU priority, once per process: decoding and writing run beside the
+    model actor, and where cores are scarce the model (or the thread feeding the GPU) goes first."""
+    global _niced
+    if not _niced:
+        with contextlib.suppress(OSError):
+            os.nice(HELPER_NICENESS)
+        _niced = True
+
+
+HELPER_NICENESS = 5
+_niced = False
+
+
 def load_shard(work: ShardWork, size: tuple[int, int]) -> list[LoadedImage]:
+    yield_cpu_to_model()
     shard, wanted = work.shard, set(work.retry)
     return [
         load_image(shard.start + i, source, size)
@@ -121,6 +138,7 @@ def write_shard(
     out: Path, work: ShardWork, outcomes: list[ImageOutcome], geometry: Geometry, prompt_id: str
 ) -> ShardSummary:
     """Write the shard's rows of every array, then commit its catalog rows (the images file last)."""
+    yield_cpu_to_model()
     start = time.perf_counter()
     truths = [ground_truth(o, geometry.image_size) for o in outcomes]
     write_rows(out, [o.image.idx for o in outcomes], shard_block(outcomes, truths, geometry))
