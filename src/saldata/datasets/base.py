@@ -52,6 +52,30 @@ class DatasetReader:
             raise self.fail(f"{what} not found: {path}")
         return path
 
+    def require_root(self, split: str) -> Path:
+        """The data root, after checking one was given and ``split`` is one of this dataset's."""
+        if self.root is None:
+            raise self.fail("--data-root is required for this dataset.")
+        if split not in self.splits:
+            raise self.fail(f"Unknown split {split!r}; {self.name} has {', '.join(self.splits)}.")
+        return self.root
+
+    def source(self, split: str, path: Path, image_id: str | None = None, **ground_truth) -> ImageSource:
+        """An ``ImageSource`` of this dataset; the id defaults to the file stem."""
+        return ImageSource(self.name, split, image_id or path.stem, str(path.resolve()), **ground_truth)
+
+    def images_in(self, folder: Path, what: str) -> list[Path]:
+        """The image files directly in ``folder`` (sorted); a missing or empty folder is an error."""
+        files = image_files(self.require_dir(folder, what))
+        if not files:
+            raise self.fail(f"No images in {folder}.")
+        return files
+
+
+def expected_file(folder: Path, name: str) -> str | None:
+    """Where a ground-truth file must be if the dataset ships that folder; None when it does not."""
+    return str((folder / name).resolve()) if folder.is_dir() else None
+
 
 def image_files(folder: Path, recursive: bool = False) -> list[Path]:
     pattern = "**/*" if recursive else "*"

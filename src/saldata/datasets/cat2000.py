@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from saldata.datasets.base import DatasetReader, ImageSource, image_files
+from saldata.datasets.base import DatasetReader, ImageSource, expected_file, image_files
 
 SPLIT_FOLDERS = {"train": "trainSet", "test": "testSet"}
 
@@ -19,11 +19,7 @@ class Cat2000Reader(DatasetReader):
     )
 
     def list_images(self, split: str) -> list[ImageSource]:
-        if self.root is None:
-            raise self.fail("--data-root is required for this dataset.")
-        if split not in self.splits:
-            raise self.fail(f"Unknown split {split!r}; CAT2000 has {', '.join(self.splits)}.")
-        base = self.root / SPLIT_FOLDERS[split]
+        base = self.require_root(split) / SPLIT_FOLDERS[split]
         stimuli = self.require_dir(base / "Stimuli", f"Stimulus folder for split {split!r}")
         maps, locs = base / "FIXATIONMAPS", base / "FIXATIONLOCS"
         sources = []
@@ -31,13 +27,12 @@ class Cat2000Reader(DatasetReader):
             for image in image_files(category):
                 key = f"{category.name}/{image.stem}"
                 sources.append(
-                    ImageSource(
-                        self.name,
+                    self.source(
                         split,
+                        image,
                         key,
-                        str(image.resolve()),
-                        saliency_path=str((maps / f"{key}.jpg").resolve()) if maps.is_dir() else None,
-                        fixations_path=str((locs / f"{key}.mat").resolve()) if locs.is_dir() else None,
+                        saliency_path=expected_file(maps, f"{key}.jpg"),
+                        fixations_path=expected_file(locs, f"{key}.mat"),
                         fixations_format="binary_mat",
                         category=category.name,
                     )

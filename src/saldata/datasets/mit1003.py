@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from saldata.datasets.base import DatasetReader, ImageSource, image_files
+from saldata.datasets.base import DatasetReader, ImageSource, expected_file
 
 
 class Mit1003Reader(DatasetReader):
@@ -14,23 +14,15 @@ class Mit1003Reader(DatasetReader):
     )
 
     def list_images(self, split: str) -> list[ImageSource]:
-        if self.root is None:
-            raise self.fail("--data-root is required for this dataset.")
-        if split not in self.splits:
-            raise self.fail(f"Unknown split {split!r}; MIT1003 has only 'all'.")
-        files = image_files(self.require_dir(self.root / "ALLSTIMULI", "Stimulus folder"))
-        if not files:
-            raise self.fail(f"No images in {self.root / 'ALLSTIMULI'}.")
-        maps = self.root / "ALLFIXATIONMAPS"
-        has_gt = maps.is_dir()
+        root = self.require_root(split)
+        files = self.images_in(root / "ALLSTIMULI", "Stimulus folder")
+        maps = root / "ALLFIXATIONMAPS"
         return [
-            ImageSource(
-                self.name,
+            self.source(
                 split,
-                p.stem,
-                str(p.resolve()),
-                saliency_path=str((maps / f"{p.stem}_fixMap.jpg").resolve()) if has_gt else None,
-                fixations_path=str((maps / f"{p.stem}_fixPts.jpg").resolve()) if has_gt else None,
+                p,
+                saliency_path=expected_file(maps, f"{p.stem}_fixMap.jpg"),
+                fixations_path=expected_file(maps, f"{p.stem}_fixPts.jpg"),
                 fixations_format="points_image",
             )
             for p in files

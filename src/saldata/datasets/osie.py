@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from saldata.datasets.base import DatasetReader, ImageSource, image_files
+from saldata.datasets.base import DatasetReader, ImageSource, expected_file
 
 
 class OsieReader(DatasetReader):
@@ -14,24 +14,8 @@ class OsieReader(DatasetReader):
     )
 
     def list_images(self, split: str) -> list[ImageSource]:
-        if self.root is None:
-            raise self.fail("--data-root is required for this dataset.")
-        if split not in self.splits:
-            raise self.fail(f"Unknown split {split!r}; OSIE has only 'all'.")
-        folder = self.require_dir(self.root / "data" / "stimuli", "Stimulus folder")
-        files = image_files(folder)
-        if not files:
-            raise self.fail(f"No images in {folder}.")
-        mat = self.root / "data" / "eye" / "fixations.mat"
-        return [
-            ImageSource(
-                self.name,
-                split,
-                p.stem,
-                str(p.resolve()),
-                # one .mat for every image: the loader caches it per worker and picks this image's entry
-                fixations_path=f"{mat.resolve()}#{p.name}" if mat.parent.is_dir() else None,
-                fixations_format="osie",
-            )
-            for p in files
-        ]
+        root = self.require_root(split)
+        files = self.images_in(root / "data" / "stimuli", "Stimulus folder")
+        mat = expected_file(root / "data" / "eye", "fixations.mat")
+        # One .mat for every image: the loader caches it per worker and picks this image's entry.
+        return [self.source(split, p, fixations_path=mat and f"{mat}#{p.name}", fixations_format="osie") for p in files]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from saldata.datasets.base import DatasetReader, ImageSource, image_files
+from saldata.datasets.base import DatasetReader, ImageSource, expected_file
 
 
 class SaliconReader(DatasetReader):
@@ -16,24 +16,16 @@ class SaliconReader(DatasetReader):
     )
 
     def list_images(self, split: str) -> list[ImageSource]:
-        if self.root is None:
-            raise self.fail("--data-root is required for this dataset.")
-        if split not in self.splits:
-            raise self.fail(f"Unknown split {split!r}; SALICON has {', '.join(self.splits)}.")
-        folder = self.require_dir(self.root / "images" / split, f"Image folder for split {split!r}")
-        files = image_files(folder)
-        if not files:
-            raise self.fail(f"No images in {folder}.")
+        root = self.require_root(split)
+        files = self.images_in(root / "images" / split, f"Image folder for split {split!r}")
         # Ground truth is expected per image only where its folder exists (test has none).
-        maps, fixations = self.root / "maps" / split, self.root / "fixations" / split
+        maps, fixations = root / "maps" / split, root / "fixations" / split
         return [
-            ImageSource(
-                self.name,
+            self.source(
                 split,
-                p.stem,
-                str(p.resolve()),
-                saliency_path=str((maps / f"{p.stem}.png").resolve()) if maps.is_dir() else None,
-                fixations_path=str((fixations / f"{p.stem}.mat").resolve()) if fixations.is_dir() else None,
+                p,
+                saliency_path=expected_file(maps, f"{p.stem}.png"),
+                fixations_path=expected_file(fixations, f"{p.stem}.mat"),
                 fixations_format="salicon",
             )
             for p in files
