@@ -67,3 +67,20 @@ def test_to_xarray_names_dimensions(output):
 def test_open_a_missing_output_names_it(tmp_path):
     with pytest.raises(StoreError, match=str(tmp_path)):
         saldata.open(tmp_path)
+
+
+def test_an_older_store_without_ground_truth_is_named(demo_output, tmp_path):
+    import shutil
+
+    from saldata.readers.torch_dataset import SaliencyDataset
+
+    out = tmp_path / "old"
+    shutil.copytree(demo_output, out)
+    shutil.rmtree(out / "features.zarr" / "saliency_map")
+    group = zarr.open_group(out / "features.zarr", mode="r+")
+    group.attrs["schema_version"] = 1
+    with pytest.raises(StoreError, match="schema_version 1.*saliency_map"):
+        SaliencyDataset(out)
+    group.attrs["schema_version"] = 99
+    with pytest.raises(StoreError, match="upgrade saldata"):
+        saldata.open(out)

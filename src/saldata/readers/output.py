@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from saldata.errors import ConfigError, StoreError
 from saldata.schemas.catalog import STATUS_DONE
-from saldata.schemas.store import ARRAY_SPECS
+from saldata.schemas.store import ARRAY_SPECS, STORE_SCHEMA_VERSION
 from saldata.storage.catalog import read_table
 from saldata.storage.zarr_store import open_store
 
@@ -29,6 +29,21 @@ class Output:
         self.path = Path(out)
         self.group = open_store(self.path)  # raises StoreError naming the path when absent
         self.attrs: dict = dict(self.group.attrs)
+        version = self.attrs.get("schema_version")
+        if not isinstance(version, int) or version > STORE_SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path}: store schema_version {version!r} is not one this saldata reads "
+                f"(up to {STORE_SCHEMA_VERSION}); upgrade saldata."
+            )
+
+    def require(self, *names: str) -> None:
+        """Fail with a clear message when an older store lacks arrays a reader needs."""
+        missing = [n for n in names if n not in self.group]
+        if missing:
+            raise StoreError(
+                f"{self.path} (schema_version {self.attrs['schema_version']}) has no {', '.join(missing)}; "
+                "re-extract it with this saldata (--overwrite) to get them."
+            )
 
     def __repr__(self) -> str:
         return f"saldata.Output({str(self.path)!r}: {self.images.num_rows} committed images)"

@@ -47,6 +47,7 @@ class SaliencyDataset(Dataset):
         if heads not in ("mean", "all"):
             raise ConfigError(f"heads must be 'mean' or 'all', not {heads!r}.")
         output = Output(out)
+        output.require("hidden", "attn_base", "attn_highres", "saliency_map", "fixation_map")
         self.path = output.path
         self.rows = output.select(split=split, where=where).images.to_pylist()
         self.max_len = int(max_len or output.attrs["max_new_tokens"])
