@@ -181,8 +181,7 @@ def _stream(plan: RunPlan, work: list[ShardWork], actor_stats: list[dict], actor
     import ray
 
     config = plan.config
-    _ensure_ray(config.address)
-    actors = actors or start_actors(config, plan.model_dir)
+    actors = actors or start_actors(config, plan.model_dir)  # given actors mean Ray is already up
     load_task = ray.remote(num_cpus=0.5)(load_shard)
     write_task = ray.remote(num_cpus=0.5, max_retries=3, retry_exceptions=False)(write_shard)
     window = config.prefetch_shards * len(actors)
