@@ -42,11 +42,14 @@ def main() -> None:
         .to(args.device)
         .eval()
     )
+    if args.device.startswith("cuda"):
+        torch.cuda.synchronize()
     chat = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": args.prompt}]}]
     text = processor.apply_chat_template(chat, add_generation_prompt=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     paths = sorted(Path(args.images).glob("*.jpg"))[: args.limit]
+    loaded = time.perf_counter()
     for path in paths:
         image = Image.open(path).convert("RGB").resize((640, 480), Image.Resampling.BICUBIC)
         inputs = processor(images=[image], text=[text], return_tensors="pt").to(args.device)
@@ -74,7 +77,8 @@ def main() -> None:
         tokens = gen.sequences[0, inputs["input_ids"].shape[1] :].tolist()
         (out / f"{path.stem}.json").write_text(json.dumps(tokens))
         del gen
-    print(json.dumps({"images": len(paths), "seconds": time.perf_counter() - start}))
+    end = time.perf_counter()
+    print(json.dumps({"images": len(paths), "seconds": end - start, "load_s": loaded - start, "loop_s": end - loaded}))
 
 
 if __name__ == "__main__":

@@ -31,11 +31,13 @@ HERE = Path(__file__).resolve().parent
 
 
 class PeakMemory:
-    """Samples a process tree: peak of the summed RSS, and peak RSS of its largest process."""
+    """Samples a process tree: peak of the summed RSS, peak RSS of its largest process, and
+    peak memory in use on GPU 0 (NVML: what the card has handed out, allocator caches included)."""
 
     def __init__(self, pid: int, interval: float = 0.1):
         self.root = psutil.Process(pid)
-        self.tree_peak = self.process_peak = 0
+        self.tree_peak = self.process_peak = self.gpu_peak = 0
+        self._gpu = _nvml_handle()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, args=(interval,))
         self._thread.start()
@@ -52,11 +54,25 @@ class PeakMemory:
                 self.process_peak = max(self.process_peak, max(rss, default=0))
             except psutil.Error:
                 pass
+            if self._gpu is not None:
+                import pynvml
+
+                self.gpu_peak = max(self.gpu_peak, pynvml.nvmlDeviceGetMemoryInfo(self._gpu).used)
             self._stop.wait(interval)
 
     def stop(self):
         self._stop.set()
         self._thread.join()
+
+
+def _nvml_handle():
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        return pynvml.nvmlDeviceGetHandleByIndex(0)
+    except Exception:  # no NVML library or no GPU: CPU figures only
+        return None
 
 
 def timed_process(cmd: list[str], env=None) -> dict:
@@ -71,6 +87,7 @@ def timed_process(cmd: list[str], env=None) -> dict:
         "seconds": time.perf_counter() - start,
         "tree_peak": memory.tree_peak,
         "process_peak": memory.process_peak,
+        "gpu_peak": memory.gpu_peak,
         "log": log,
     }
 
@@ -99,27 +116,35 @@ def compare(baseline_dir: Path, out: Path) -> dict:
 
     group = zarr.open_group(out / "features.zarr", mode="r")
     images = pq.read_table(out / "catalog" / "images").sort_by("idx").to_pylist()
-    same_tokens, attn_diff, hidden_diff = 0, 0.0, 0.0
+    same_tokens, agreed_steps, attn_diff, hidden_diff = 0, 0, 0.0, 0.0
     for row in images:
         stem, idx = Path(row["image_id"]).stem, row["idx"]
-        tokens = json.loads((baseline_dir / f"{stem}.json").read_text())
+        theirs = json.loads((baseline_dir / f"{stem}.json").read_text())
         n = int(group["n_tokens"][idx])
-        same_tokens += tokens[:n] == group["token_ids"][idx, :n].tolist() and n == len(tokens)
-        ref = np.load(baseline_dir / f"{stem}.npy")  # (T, H, 576 + R*C)
+        ours_tokens = group["token_ids"][idx, :n].tolist()
+        same_tokens += ours_tokens == theirs
+        # Maps are comparable up to the first step whose input differs: the step that picks the
+        # first different token still sees the same prefix. (bf16 on a random model, whose logits
+        # are near ties, can flip an argmax; fp32 keeps every token.)
+        prefix = next((i for i, (a, b) in enumerate(zip(ours_tokens, theirs)) if a != b), min(n, len(theirs)))
+        steps = min(prefix + 1, n, len(theirs))
+        agreed_steps += steps
+        ref = np.load(baseline_dir / f"{stem}.npy")[:steps]  # (T, H, 576 + R*C)
         ours = np.concatenate(
             [
-                group["attn_base"][idx].reshape(n, ref.shape[1], -1),
-                group["attn_highres"][idx].reshape(n, ref.shape[1], -1),
+                group["attn_base"][idx, :steps].reshape(steps, ref.shape[1], -1),
+                group["attn_highres"][idx, :steps].reshape(steps, ref.shape[1], -1),
             ],
             axis=-1,
         )
         attn_diff = max(attn_diff, float(np.abs(ours.astype(np.float32) - ref).max()))
-        hidden = np.load(baseline_dir / f"{stem}_hidden.npy")
-        rel = np.abs(group["hidden"][idx].astype(np.float32) - hidden).max() / np.abs(hidden).max()
+        hidden = np.load(baseline_dir / f"{stem}_hidden.npy")[:steps]
+        rel = np.abs(group["hidden"][idx, :steps].astype(np.float32) - hidden).max() / np.abs(hidden).max()
         hidden_diff = max(hidden_diff, float(rel))
     return {
         "images_same_tokens": same_tokens,
         "images": len(images),
+        "steps_compared": agreed_steps,
         "attn_max_abs_diff": attn_diff,
         "hidden_max_rel_diff": hidden_diff,
     }
@@ -130,6 +155,7 @@ def capture_overhead(model: str, new_tokens: int, batch: int, repeats: int, devi
     import torch
     from transformers import LlavaNextForConditionalGeneration
 
+    from saldata.extractors.image_inputs import prepare_images
     from saldata.extractors.llava_next import CaptureSettings, LlavaNextExtractor
     from saldata.extractors.models import ModelSettings, resolve_model_dir
     from saldata.extractors.prompts import resolve_prompt
@@ -141,21 +167,20 @@ def capture_overhead(model: str, new_tokens: int, batch: int, repeats: int, devi
         CaptureSettings(max_new_tokens=new_tokens, force_new_tokens=True),
         resolve_prompt(),
     )
-    plain = (
-        LlavaNextForConditionalGeneration.from_pretrained(
-            model_dir, attn_implementation="sdpa", dtype=extractor.model.dtype
-        )
-        .to(extractor.device)
-        .eval()
-    )
+    plain = LlavaNextForConditionalGeneration.from_pretrained(
+        model_dir, attn_implementation="sdpa", dtype=extractor.model.dtype, device_map=str(extractor.device)
+    ).eval()
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 256, (480, 640, 3), dtype=np.uint8) for _ in range(batch)]
+    # Inputs made once, outside the timing, for both sides: what is compared is generate alone
+    # against generate with the capture (and the extractor's own per-batch work).
+    prepared = prepare_images(extractor.processor.image_processor, images)
+    inputs = extractor.processor(images=images, text=[extractor.prompt_text] * batch, return_tensors="pt").to(
+        extractor.device
+    )
+    inputs["pixel_values"] = inputs["pixel_values"].to(plain.dtype)
 
     def run_plain():
-        inputs = extractor.processor(images=images, text=[extractor.prompt_text] * batch, return_tensors="pt").to(
-            extractor.device
-        )
-        inputs["pixel_values"] = inputs["pixel_values"].to(plain.dtype)
         with torch.inference_mode():
             plain.generate(**inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
 
@@ -168,13 +193,20 @@ def capture_overhead(model: str, new_tokens: int, batch: int, repeats: int, devi
             torch.cuda.synchronize()
         return time.perf_counter() - t
 
-    run_plain(), extractor(images)  # warm-up
+    run_plain(), extractor(prepared)  # warm-up
     plain_s, capture_s = [], []
     for _ in range(repeats):  # interleaved so drift hits both alike
         plain_s.append(timed(run_plain))
-        capture_s.append(timed(lambda: extractor(images)))
+        capture_s.append(timed(lambda: extractor(prepared)))
     p, c = float(np.median(plain_s)), float(np.median(capture_s))
-    return {"plain_s": p, "capture_s": c, "overhead": c / p - 1, "batch": batch, "repeats": repeats}
+    return {
+        "plain_s": p,
+        "capture_s": c,
+        "overhead": c / p - 1,
+        "batch": batch,
+        "repeats": repeats,
+        "images_per_s_in_model": batch / c,
+    }
 
 
 def prefill_flops(model_dir: Path) -> dict:
@@ -221,8 +253,12 @@ def run_saldata(images: Path, out: Path, args, extra=()) -> dict:
         *extra,
     ]
     result = timed_process(cmd)
-    end = [json.loads(x) for x in next((out / "journal").glob("*.jsonl")).read_text().splitlines()][-1]
-    result["actor_busy_fraction"] = end.get("actor_busy_fraction")
+    events = [json.loads(x) for x in next((out / "journal").glob("*.jsonl")).read_text().splitlines()]
+    result["actor_busy_fraction"] = events[-1].get("actor_busy_fraction")
+    commits = [e for e in events if e["event"] == "commit"]
+    if len(commits) > 1:  # after start-up: images committed after the first shard, over the time they took
+        images = sum(e["done"] + e["failed"] for e in commits[1:])
+        result["steady_images_per_s"] = images / (commits[-1]["time"] - commits[0]["time"])
     return result
 
 
@@ -246,7 +282,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--shard-size", type=int, default=8)
     parser.add_argument("--workdir", type=Path, default=Path(".bench"))
-    parser.add_argument("--overhead-repeats", type=int, default=3)
+    parser.add_argument("--overhead-repeats", type=int, default=3, help="0 skips the capture-overhead timing")
     parser.add_argument("--skip-overlap", action="store_true", help="skip the run without prefetching")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (both sides)")
     parser.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16")
@@ -286,6 +322,7 @@ def main() -> None:
             "float32" if args.dtype == "auto" and _torch_device(args.device) == "cpu" else _baseline_dtype(args.dtype),
         ]
     )
+    base_report = json.loads(base["log"].strip().splitlines()[-1])
     ours = run_saldata(images, work / "saldata", args)
     results["baseline"] = {k: v for k, v in base.items() if k != "log"}
     results["saldata"] = {k: v for k, v in ours.items() if k != "log"}
@@ -295,12 +332,19 @@ def main() -> None:
     results["saldata"]["images_per_s"] = n / ours["seconds"]
     results["baseline"]["bytes_per_image"] = du(work / "baseline") / n
     results["saldata"]["bytes_per_image"] = du(work / "saldata") / n
+    results["baseline"]["steady_images_per_s"] = n / base_report["loop_s"]  # after the model is loaded
     results["ratios"] = {
         "speed": results["saldata"]["images_per_s"] / results["baseline"]["images_per_s"],
         "peak_memory_model_process": ours["process_peak"] / base["process_peak"],
         "peak_memory_whole_tree": ours["tree_peak"] / base["tree_peak"],
         "bytes_per_image": results["saldata"]["bytes_per_image"] / results["baseline"]["bytes_per_image"],
     }
+    if base["gpu_peak"]:  # includes the idle card's own few hundred MB on both sides
+        results["ratios"]["peak_gpu_memory"] = ours["gpu_peak"] / base["gpu_peak"]
+    if "steady_images_per_s" in ours:
+        results["ratios"]["speed_after_start_up"] = (
+            ours["steady_images_per_s"] / results["baseline"]["steady_images_per_s"]
+        )
     flops = prefill_flops(model_dir)
     flops["achieved_tflops"] = flops["flops_per_image"] * results["saldata"]["images_per_s"] / 1e12
     if args.peak_tflops:
@@ -314,9 +358,10 @@ def main() -> None:
             "prefetch_2_busy": ours["actor_busy_fraction"],
             "prefetch_1_busy": serial["actor_busy_fraction"],
         }
-    results["capture_overhead"] = capture_overhead(
-        args.model, args.new_tokens, args.batch_size, args.overhead_repeats, args.device, args.dtype
-    )
+    if args.overhead_repeats:
+        results["capture_overhead"] = capture_overhead(
+            args.model, args.new_tokens, args.batch_size, args.overhead_repeats, args.device, args.dtype
+        )
     (work / "results.json").write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
 

@@ -17,7 +17,7 @@ def test_harness_runs_and_both_sides_agree(tmp_path, tiny_model_dir):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
     agreement = results["agreement"]
-    assert agreement["images_same_tokens"] == agreement["images"] == 2
+    assert agreement["images_same_tokens"] == agreement["images"] == 2 and agreement["steps_compared"] == 2 * 4
     assert agreement["attn_max_abs_diff"] < 1e-3 and agreement["hidden_max_rel_diff"] < 1e-2
     for side in ("baseline", "saldata"):
         assert results[side]["images_per_s"] > 0 and results[side]["bytes_per_image"] > 0

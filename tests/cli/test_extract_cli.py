@@ -158,3 +158,13 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, tiny_model_dir, de
     assert "attn_highres" in result.output and "(6, 64, 4, 36, 48)" in result.output
     assert "KiB" in result.output or "MiB" in result.output
     assert not out.exists()
+
+
+def test_image_processor_on_workers_stores_the_same_output(tmp_path, reference_run):
+    """Moving the image processor from the model actor to the decode workers changes where, not what."""
+    from tests.helpers import DEMO_ARGS, assert_same_output, run_cli
+
+    out = tmp_path / "workers"
+    proc = run_cli(["extract", *DEMO_ARGS, "--image-processor-on", "workers", "--out", str(out)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert_same_output(out, reference_run)

@@ -45,3 +45,24 @@ def test_unreadable_file_is_an_error_naming_the_file(tmp_path):
     loaded = load_image(0, _source(path), SIZE)
     assert loaded.pixels is None
     assert str(path) in loaded.error and "not an image" in loaded.error
+
+
+def test_load_shard_runs_the_image_processor_when_asked(tmp_path, tiny_model_dir):
+    """With a processor directory the worker ships model inputs instead of pixels; a bad file still fails alone."""
+    from saldata.extractors.image_inputs import image_processor, prepare_images
+    from saldata.pipelines.plan import ShardWork, plan_shards
+    from saldata.pipelines.steps import load_shard
+
+    rng = np.random.default_rng(5)
+    Image.fromarray(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)).save(tmp_path / "good.png")
+    (tmp_path / "bad.jpg").write_bytes(b"not an image")
+    (shard,) = plan_shards([_source(tmp_path / "good.png"), _source(tmp_path / "bad.jpg")], 8)
+    work = ShardWork(shard, ())
+
+    plain = load_shard(work, SIZE)
+    good, bad = load_shard(work, SIZE, tiny_model_dir)
+    assert good.pixels is None and good.inputs.image_size == (480, 640)
+    (expected,) = prepare_images(image_processor(tiny_model_dir), [plain[0].pixels])
+    np.testing.assert_array_equal(good.inputs.pixel_values, expected.pixel_values)
+    assert good.inputs.pixel_values.shape[1:] == (3, 336, 336) and good.inputs.pixel_values.dtype == np.float32
+    assert bad.inputs is None and "bad.jpg" in bad.error

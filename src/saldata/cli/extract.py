@@ -24,6 +24,12 @@ class Heads(str, Enum):
     mean = "mean"
 
 
+class ImageProcessorOn(str, Enum):
+    auto = "auto"
+    workers = "workers"
+    actor = "actor"
+
+
 class DType(str, Enum):
     auto = "auto"
     float32 = "float32"
@@ -130,9 +136,19 @@ def extract(
     prefetch_shards: Annotated[
         int,
         typer.Option(
-            min=1, help="Shards in flight per model actor (decode ahead, write behind).", rich_help_panel=PANEL_RUN
+            min=1,
+            help="Shards decoded ahead per model actor (1: no overlap of decoding and model).",
+            rich_help_panel=PANEL_RUN,
         ),
     ] = 2,
+    image_processor_on: Annotated[
+        ImageProcessorOn,
+        typer.Option(
+            help="Where the image processor runs: CPU workers ahead of the model, or the model actor. "
+            "auto: workers when the model is on a GPU.",
+            rich_help_panel=PANEL_RUN,
+        ),
+    ] = ImageProcessorOn.auto,
     num_actors: Annotated[
         int | None, typer.Option(help="Model actors; default one per GPU (one on CPU).", rich_help_panel=PANEL_RUN)
     ] = None,
@@ -169,6 +185,7 @@ def extract(
             address=address,
             num_actors=num_actors,
             prefetch_shards=prefetch_shards,
+            image_processor_on=image_processor_on.value,
             fail_fast=fail_fast,
         )
         if dry_run:

@@ -10,6 +10,7 @@ import numpy as np
 
 from saldata.errors import ConfigError
 from saldata.extractors.capture import StepRecorder, capture_implementation, capture_layer
+from saldata.extractors.image_inputs import ImageInputs, prepare_images
 from saldata.extractors.layout import ImageTokenLayout, layout_for
 from saldata.extractors.models import ModelSettings, load_model
 from saldata.extractors.prompts import Prompt
@@ -67,24 +68,35 @@ class LlavaNextExtractor:
             return_dict_in_generate=True,
         )
         self.device = self.model.get_input_embeddings().weight.device
+        self._prompt_cache: dict[tuple[int, int], np.ndarray] = {}
         self._torch = torch
 
     def layout(self, image_size: tuple[int, int]) -> ImageTokenLayout:
         return layout_for(self.config, image_size)
 
-    def __call__(self, images: list[np.ndarray]) -> tuple[list[TokenCapture], float]:
-        """Captures for a batch of HxWx3 uint8 images of one size, and the batch's seconds."""
+    def __call__(self, images: list[np.ndarray] | list[ImageInputs]) -> tuple[list[TokenCapture], float]:
+        """Captures for a batch of images of one size, and the batch's seconds.
+
+        Images are HxWx3 uint8 arrays, or ``ImageInputs`` already made by a CPU worker.
+        """
         torch = self._torch
         start = time.perf_counter()
-        sizes = {im.shape[:2] for im in images}
+        if not isinstance(images[0], ImageInputs):
+            images = prepare_images(self.processor.image_processor, images)
+        sizes = {im.image_size for im in images}
         if len(sizes) != 1:
             raise ValueError(f"A batch must hold images of one size, got {sorted(sizes)}")
         height, width = sizes.pop()
         layout = self.layout((width, height))
-        inputs = self.processor(
-            images=list(images), text=[self.prompt_text] * len(images), return_tensors="pt", padding=True
-        ).to(self.device)
-        inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+        prompt_ids = torch.as_tensor(self._prompt_ids(height, width))
+        inputs = {
+            "input_ids": prompt_ids.repeat(len(images), 1).to(self.device),
+            "attention_mask": torch.ones(len(images), len(prompt_ids), dtype=torch.long, device=self.device),
+            "pixel_values": torch.from_numpy(np.stack([im.pixel_values for im in images])).to(
+                device=self.device, dtype=self.model.dtype
+            ),
+            "image_sizes": torch.tensor([[height, width]] * len(images), device=self.device),
+        }
         image_positions = self._image_positions(inputs["input_ids"], layout)
         recorder = StepRecorder(image_positions=image_positions, mean_heads=self.capture.heads == "mean")
         with torch.inference_mode(), capture_layer(self.language_model, self.layer, recorder):
@@ -95,6 +107,19 @@ class LlavaNextExtractor:
         highres = _select(attention, layout.highres_positions)
         captures = self._split(generated.cpu().numpy(), hidden.cpu().numpy(), base.cpu().numpy(), highres.cpu().numpy())
         return captures, time.perf_counter() - start
+
+    def _prompt_ids(self, height: int, width: int) -> np.ndarray:
+        """The prompt's token ids with the image placeholder expanded for this image size.
+
+        The same for every image of a size, so made once per size by the processor itself
+        (which alone knows how many image tokens it inserts), on a blank image.
+        """
+        key = (height, width)
+        if key not in self._prompt_cache:
+            blank = np.zeros((height, width, 3), np.uint8)
+            ids = self.processor(images=[blank], text=[self.prompt_text], return_tensors="np")["input_ids"][0]
+            self._prompt_cache[key] = ids
+        return self._prompt_cache[key]
 
     def _image_positions(self, input_ids, layout: ImageTokenLayout):
         is_image = input_ids == self.config.image_token_id

@@ -77,14 +77,13 @@ def load_model(settings: ModelSettings, model_dir: Path, attn_implementation: st
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    placement = {"device_map": settings.device_map} if settings.device_map else {}
+    # A device name as device_map loads the weights straight onto it (no copy through host memory).
+    placement = settings.device_map or settings.resolved_device()
     try:
         processor = AutoProcessor.from_pretrained(model_dir)
         model = LlavaNextForConditionalGeneration.from_pretrained(
-            model_dir, dtype=settings.resolved_dtype(), attn_implementation=attn_implementation, **placement
+            model_dir, dtype=settings.resolved_dtype(), attn_implementation=attn_implementation, device_map=placement
         )
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"Could not load a LLaVA-Next model from {model_dir}: {exc}") from exc
-    if not settings.device_map:
-        model = model.to(settings.resolved_device())
     return model.eval(), processor

@@ -9,6 +9,7 @@ directory and then loaded like any other model, through ``from_pretrained``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -65,6 +66,9 @@ class RandomModelSpec:
     vision_intermediate: int
     vocab_size: int = 0  # 0: the trained tokenizer's size
     seed: int = 0
+    dtype: str = "float32"  # what the weights are saved as
+    # Initialise on the GPU when there is one: random init of billions of weights on CPU takes minutes.
+    build_on_gpu: bool = False
 
 
 RANDOM_MODELS: dict[str, RandomModelSpec] = {
@@ -72,7 +76,9 @@ RANDOM_MODELS: dict[str, RandomModelSpec] = {
     # ~21M parameters (text hidden 512, 8 layers, 8 heads): the benchmark's mid-size model.
     "mid-random": RandomModelSpec(512, 8, 8, 8, 896, 128, 4, 4, 512),
     # llama3-llava-next-8b dimensions; for GPU benchmarks only (~16 GB in bf16).
-    "8b-random": RandomModelSpec(4096, 32, 32, 8, 14336, 1024, 24, 16, 4096, vocab_size=128256),
+    "8b-random": RandomModelSpec(
+        4096, 32, 32, 8, 14336, 1024, 24, 16, 4096, vocab_size=128256, dtype="bfloat16", build_on_gpu=True
+    ),
 }
 
 
@@ -159,6 +165,18 @@ def _training_corpus() -> list[str]:
     return lines
 
 
+@contextlib.contextmanager
+def _default_dtype(dtype):
+    import torch
+
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
 def build_tokenizer(vocab_size: int = 1024):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -234,7 +252,9 @@ def build_random_model(spec: RandomModelSpec, out_dir: Path) -> None:
         tie_word_embeddings=False,
     )
     torch.manual_seed(spec.seed)
-    model = LlavaNextForConditionalGeneration(config).eval()
+    device = "cuda" if spec.build_on_gpu and torch.cuda.is_available() else "cpu"
+    with torch.device(device), _default_dtype(getattr(torch, spec.dtype)):
+        model = LlavaNextForConditionalGeneration(config).eval()
     model.generation_config = GenerationConfig(
         bos_token_id=text.bos_token_id,
         eos_token_id=text.eos_token_id,

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from saldata.errors import ConfigError
+from saldata.extractors.image_inputs import PLACES
 from saldata.extractors.models import ModelSettings
 from saldata.extractors.prompts import Prompt, resolve_prompt
 from saldata.extractors.settings import CaptureSettings
@@ -43,7 +44,8 @@ class ExtractConfig:
     address: str | None = None
     num_actors: int | None = None  # default: one per GPU, or one on CPU
     fail_fast: bool = False  # stop at the first image that fails (its shard is committed first)
-    prefetch_shards: int = 2  # shards in flight per model actor: 1 = no overlap of decode/model/write
+    prefetch_shards: int = 2  # shards loaded ahead per model actor: 1 = no overlap of decode and model
+    image_processor_on: str = "auto"  # workers, actor, or auto: workers when the model is on a GPU
 
     def __post_init__(self):
         if self.batch_size < 1:
@@ -52,6 +54,10 @@ class ExtractConfig:
             raise ConfigError("--shard-size must be at least 1.")
         if self.prefetch_shards < 1:
             raise ConfigError("--prefetch-shards must be at least 1.")
+        if self.image_processor_on not in PLACES:
+            raise ConfigError(
+                f"--image-processor-on must be one of {', '.join(PLACES)}, not {self.image_processor_on!r}."
+            )
         if not self.prompt.text:
             raise ConfigError("The prompt is empty.")
 

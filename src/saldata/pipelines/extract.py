@@ -31,6 +31,9 @@ from saldata.storage.journal import RunJournal
 from saldata.storage.lock import OutputLock
 from saldata.storage.zarr_store import store_path
 
+# Writes may trail the model by this many times the read-ahead before the model waits for them.
+WRITE_LAG = 2
+
 
 @dataclass(frozen=True, slots=True)
 class RunPlan:
@@ -182,20 +185,29 @@ def _stream(plan: RunPlan, work: list[ShardWork], actor_stats: list[dict], actor
 
     config = plan.config
     actors = actors or start_actors(config, plan.model_dir)  # given actors mean Ray is already up
+    processor_dir = plan.model_dir if _image_processor_on_workers(config) else None
     load_task = ray.remote(num_cpus=0.5)(load_shard)
     write_task = ray.remote(num_cpus=0.5, max_retries=3, retry_exceptions=False)(write_shard)
-    window = config.prefetch_shards * len(actors)
+    # Up to `ahead` shards are loaded or queued before the model; writes trail it by up to
+    # WRITE_LAG x ahead more (8B maps can take longer to compress than to make).
+    ahead = config.prefetch_shards * len(actors)
     todo = list(work)
-    inflight: dict = {}
+    queued: dict = {}  # the model's result for each shard not yet through it
+    inflight: dict = {}  # each shard's commit, until it lands
     try:
         while todo or inflight:
-            while todo and len(inflight) < window:
+            while todo and len(queued) < ahead and len(inflight) < ahead * (1 + WRITE_LAG):
                 item = todo.pop(0)
-                loaded = load_task.remote(item, config.image_size)
+                loaded = load_task.remote(item, config.image_size, processor_dir)
                 outcomes = actors[item.shard.index % len(actors)].process.remote(loaded)
+                queued[outcomes] = item.shard
                 ref = write_task.remote(config.out, item, outcomes, plan.geometry, config.prompt.id)
                 inflight[ref] = item.shard
-            ready, _ = ray.wait(list(inflight), num_returns=1)
+            # fetch_local=False: the model's outputs go from the actor to the writer, never via the driver.
+            ready, _ = ray.wait([*queued, *inflight], num_returns=1, fetch_local=False)
+            if ready[0] in queued:
+                del queued[ready[0]]
+                continue
             shard = inflight.pop(ready[0])
             yield _get_shard(ready[0], shard, config.out)
         actor_stats.extend(ray.get([actor.stats.remote() for actor in actors], timeout=60))
@@ -233,6 +245,18 @@ def _ensure_ray(address: str | None) -> None:
     ray.init(address=address or "local", **kwargs, **({} if address else {"num_cpus": os.cpu_count()}))
 
 
+def _actors_on_gpus(config: ExtractConfig) -> bool:
+    import ray
+
+    return ray.cluster_resources().get("GPU", 0) > 0 and config.model.device != "cpu"
+
+
+def _image_processor_on_workers(config: ExtractConfig) -> bool:
+    if config.image_processor_on == "auto":
+        return _actors_on_gpus(config)
+    return config.image_processor_on == "workers"
+
+
 def start_actors(config: ExtractConfig, model_dir: Path) -> list:
     """Connect to (or start) Ray and create the model actors; they load the model while the caller goes on."""
     import ray
@@ -241,7 +265,7 @@ def start_actors(config: ExtractConfig, model_dir: Path) -> list:
     gpus = int(ray.cluster_resources().get("GPU", 0))
     if config.model.device.startswith("cuda") and gpus == 0:
         raise ConfigError("--device cuda was asked for but the Ray cluster has no GPU.")
-    if gpus > 0 and config.model.device != "cpu":
+    if _actors_on_gpus(config):
         per_actor = gpus if config.model.device_map else 1
         count = config.num_actors or max(1, gpus // per_actor)
         options = dict(num_cpus=1, num_gpus=per_actor)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from saldata.datasets.base import ImageSource
+from saldata.extractors.image_inputs import ImageInputs
 
 
 @dataclass(slots=True)
@@ -21,6 +22,7 @@ class LoadedImage:
     orig_size: tuple[int, int] | None  # (width, height)
     load_s: float
     error: str | None = None
+    inputs: ImageInputs | None = None  # made on the worker when the image processor runs there
 
 
 def load_image(idx: int, source: ImageSource, size: tuple[int, int]) -> LoadedImage:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from saldata.datasets.ground_truth import GT_NONE, GroundTruth, load_ground_truth
+from saldata.extractors.image_inputs import image_processor, prepare_images
 from saldata.extractors.models import ModelSettings
 from saldata.extractors.prompts import Prompt
 from saldata.extractors.settings import CaptureSettings
@@ -63,14 +64,28 @@ HELPER_NICENESS = 5
 _niced = False
 
 
-def load_shard(work: ShardWork, size: tuple[int, int]) -> list[LoadedImage]:
+def load_shard(work: ShardWork, size: tuple[int, int], processor_dir: Path | None = None) -> list[LoadedImage]:
+    """Decode the shard's images; with ``processor_dir``, also run that model's image processor."""
     yield_cpu_to_model()
     shard, wanted = work.shard, set(work.retry)
-    return [
+    images = [
         load_image(shard.start + i, source, size)
         for i, source in enumerate(shard.sources)
         if not wanted or shard.start + i in wanted
     ]
+    if processor_dir is not None:
+        for image in images:
+            if image.error is None:
+                _prepare(image, image_processor(processor_dir))
+    return images
+
+
+def _prepare(image: LoadedImage, processor) -> None:
+    try:
+        (image.inputs,) = prepare_images(processor, [image.pixels])
+    except Exception as exc:  # this image's problem, not the run's
+        image.error = f"{image.source.path}: image processor failed ({type(exc).__name__}: {exc})"
+    image.pixels = None  # ship only what the model takes
 
 
 class ExtractorActor:
@@ -120,7 +135,7 @@ class ExtractorActor:
         for first in range(0, len(ready), self.batch_size):
             batch = ready[first : first + self.batch_size]
             try:
-                captures, seconds = self.extractor([im.pixels for im in batch])
+                captures, seconds = self.extractor([im.pixels if im.inputs is None else im.inputs for im in batch])
             except Exception as exc:  # a batch that breaks the model fails its images, not the run
                 for im in batch:
                     outcomes[im.idx] = ImageOutcome(
@@ -130,7 +145,7 @@ class ExtractorActor:
             for im, capture in zip(batch, captures):
                 outcomes[im.idx] = ImageOutcome(im, capture, seconds / len(batch), None)
         for outcome in outcomes.values():
-            outcome.image.pixels = None  # do not ship pixels on to the writer
+            outcome.image.pixels = outcome.image.inputs = None  # do not ship pixels on to the writer
         return [outcomes[im.idx] for im in images]
 
 
