@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -80,9 +82,12 @@ def run_with_progress(
     with console.status("Planning: listing images, resolving the model, starting the model actors..."):
         sources = list_sources(config)  # a bad dataset or model fails here, before Ray starts
         model_dir = resolve_model_dir(config.model.model)
-        # Model actors import torch and load weights while the driver finishes planning.
-        actors = start_actors(config, model_dir)
-        plan = plan_run(config, sources, model_dir)
+        # Planning reads the model config (seconds of transformers imports) while Ray starts and
+        # the model actors import torch and load weights.
+        with ThreadPoolExecutor(1) as pool:
+            planned = pool.submit(plan_run, config, sources, model_dir)
+            actors = start_actors(config, model_dir)
+            plan = planned.result()
     console.print(f"{plan.n_images} images in {len(plan.shards)} shards; model {config.model.model} ({plan.model_dir})")
     columns = (
         TextColumn("[bold]extract"),
