@@ -262,18 +262,6 @@ def run_saldata(images: Path, out: Path, args, extra=()) -> dict:
     return result
 
 
-def _torch_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def _baseline_dtype(dtype: str) -> str:
-    return "bfloat16" if dtype == "auto" else dtype  # auto on GPU: bf16, as saldata picks
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="mid-random")
@@ -291,9 +279,11 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from saldata.extractors.models import resolve_model_dir
+    from saldata.extractors.models import ModelSettings, resolve_model_dir
     from saldata.extractors.prompts import resolve_prompt
 
+    # The baseline runs on the device and dtype saldata resolves "auto" to, so both do the same work.
+    settings = ModelSettings(args.model, dtype=args.dtype, device=args.device)
     work = args.workdir.resolve()
     images = work / f"images-{args.images}"
     if not images.is_dir():
@@ -317,9 +307,9 @@ def main() -> None:
             "--new-tokens",
             str(args.new_tokens),
             "--device",
-            _torch_device(args.device),
+            settings.resolved_device(),
             "--dtype",
-            "float32" if args.dtype == "auto" and _torch_device(args.device) == "cpu" else _baseline_dtype(args.dtype),
+            str(settings.resolved_dtype()).removeprefix("torch."),
         ]
     )
     base_report = json.loads(base["log"].strip().splitlines()[-1])

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pyarrow.dataset as pads
 import pytest
@@ -12,6 +9,7 @@ import zarr
 from typer.testing import CliRunner
 
 from saldata.cli.main import app
+from tests.helpers import DEMO_ARGS, assert_same_output, run_cli
 
 MAX_NEW = 5
 
@@ -19,25 +17,8 @@ MAX_NEW = 5
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory, tiny_model_dir, demo_root):
     out = tmp_path_factory.mktemp("runs") / "demo"
-    cmd = [
-        sys.executable,
-        "-m",
-        "saldata.cli.main",
-        "extract",
-        "--dataset",
-        "demo",
-        "--model",
-        "tiny-random",
-        "--out",
-        str(out),
-        "--max-new-tokens",
-        str(MAX_NEW),
-        "--shard-size",
-        "4",
-        "--batch-size",
-        "2",
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    args = ["--dataset", "demo", "--model", "tiny-random", "--max-new-tokens", MAX_NEW, "--shard-size", 4]
+    proc = run_cli(["extract", *args, "--batch-size", 2, "--out", out])
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out, proc
 
@@ -162,8 +143,6 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, tiny_model_dir, de
 
 def test_image_processor_on_workers_stores_the_same_output(tmp_path, reference_run):
     """Moving the image processor from the model actor to the decode workers changes where, not what."""
-    from tests.helpers import DEMO_ARGS, assert_same_output, run_cli
-
     out = tmp_path / "workers"
     proc = run_cli(["extract", *DEMO_ARGS, "--image-processor-on", "workers", "--out", str(out)])
     assert proc.returncode == 0, proc.stderr[-3000:]

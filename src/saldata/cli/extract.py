@@ -9,32 +9,23 @@ from typing import Annotated
 import typer
 
 from saldata.errors import SaldataError
+from saldata.extractors.image_inputs import PLACES
+from saldata.extractors.models import DTYPES
+from saldata.extractors.prompts import PROMPT_PRESETS
+from saldata.extractors.settings import HEADS_MODES
 
 PANEL_DATA, PANEL_MODEL, PANEL_CAPTURE, PANEL_RUN = "Data", "Model", "Capture", "Run"
 
 
-class Preset(str, Enum):
-    describe = "describe"
-    emotion = "emotion"
-    objects = "objects"
+def _choices(name: str, values) -> type[Enum]:
+    """A typer choice type whose values are the ones the settings module validates against."""
+    return Enum(name, {v: v for v in values}, type=str)
 
 
-class Heads(str, Enum):
-    all = "all"
-    mean = "mean"
-
-
-class ImageProcessorOn(str, Enum):
-    auto = "auto"
-    workers = "workers"
-    actor = "actor"
-
-
-class DType(str, Enum):
-    auto = "auto"
-    float32 = "float32"
-    bfloat16 = "bfloat16"
-    float16 = "float16"
+Preset = _choices("Preset", PROMPT_PRESETS)
+Heads = _choices("Heads", HEADS_MODES)
+ImageProcessorOn = _choices("ImageProcessorOn", PLACES)
+DType = _choices("DType", DTYPES)
 
 
 def extract(

@@ -74,9 +74,10 @@ def load_shard(work: ShardWork, size: tuple[int, int], processor_dir: Path | Non
         if not wanted or shard.start + i in wanted
     ]
     if processor_dir is not None:
+        processor = image_processor(processor_dir)
         for image in images:
             if image.error is None:
-                _prepare(image, image_processor(processor_dir))
+                _prepare(image, processor)
     return images
 
 
