@@ -156,6 +156,7 @@ def capture_overhead(model: str, new_tokens: int, batch: int, repeats: int, devi
     from transformers import LlavaNextForConditionalGeneration
 
     from saldata.extractors.image_inputs import prepare_images
+    from saldata.extractors.kv_cache import reserved_cache
     from saldata.extractors.llava_next import CaptureSettings, LlavaNextExtractor
     from saldata.extractors.models import ModelSettings, resolve_model_dir
     from saldata.extractors.prompts import resolve_prompt
@@ -180,9 +181,16 @@ def capture_overhead(model: str, new_tokens: int, batch: int, repeats: int, devi
     )
     inputs["pixel_values"] = inputs["pixel_values"].to(plain.dtype)
 
-    def run_plain():
+    def run_plain(cache=None):
         with torch.inference_mode():
-            plain.generate(**inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
+            plain.generate(
+                **inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, past_key_values=cache
+            )
+
+    def run_plain_reserved():
+        # The extractor's own cache, so that what differs from the capture run is the capture alone.
+        n_layers = plain.config.text_config.num_hidden_layers
+        run_plain(reserved_cache(n_layers, inputs["input_ids"].shape[1] + new_tokens))
 
     def timed(fn):
         if torch.cuda.is_available():
@@ -193,16 +201,19 @@ def capture_overhead(model: str, new_tokens: int, batch: int, repeats: int, devi
             torch.cuda.synchronize()
         return time.perf_counter() - t
 
-    run_plain(), extractor(prepared)  # warm-up
-    plain_s, capture_s = [], []
-    for _ in range(repeats):  # interleaved so drift hits both alike
+    run_plain(), run_plain_reserved(), extractor(prepared)  # warm-up
+    plain_s, reserved_s, capture_s = [], [], []
+    for _ in range(repeats):  # interleaved so drift hits all alike
         plain_s.append(timed(run_plain))
+        reserved_s.append(timed(run_plain_reserved))
         capture_s.append(timed(lambda: extractor(prepared)))
-    p, c = float(np.median(plain_s)), float(np.median(capture_s))
+    p, r, c = (float(np.median(x)) for x in (plain_s, reserved_s, capture_s))
     return {
         "plain_s": p,
+        "plain_same_cache_s": r,
         "capture_s": c,
         "overhead": c / p - 1,
+        "overhead_same_cache": c / r - 1,
         "batch": batch,
         "repeats": repeats,
         "images_per_s_in_model": batch / c,

@@ -11,6 +11,7 @@ import numpy as np
 from saldata.errors import ConfigError
 from saldata.extractors.capture import StepRecorder, capture_implementation, capture_layer
 from saldata.extractors.image_inputs import ImageInputs, prepare_images
+from saldata.extractors.kv_cache import reserved_cache
 from saldata.extractors.layout import ImageTokenLayout, layout_for
 from saldata.extractors.models import ModelSettings, load_model
 from saldata.extractors.prompts import Prompt
@@ -99,8 +100,9 @@ class LlavaNextExtractor:
         }
         image_positions = self._image_positions(inputs["input_ids"], layout)
         recorder = StepRecorder(image_positions=image_positions, mean_heads=self.capture.heads == "mean")
+        cache = reserved_cache(len(self.language_model.layers), len(prompt_ids) + self.capture.max_new_tokens)
         with torch.inference_mode(), capture_layer(self.language_model, self.layer, recorder):
-            out = self.model.generate(**inputs, **self.generation_kwargs)
+            out = self.model.generate(**inputs, **self.generation_kwargs, past_key_values=cache)
         attention, hidden = recorder.stacked()
         generated = out.sequences[:, inputs["input_ids"].shape[1] :]
         base = _select(attention, layout.base_positions)

@@ -22,9 +22,10 @@ from saldata.errors import ConfigError, ImageLoadError, SaldataError, StoreError
 from saldata.extractors.layout import layout_for
 from saldata.extractors.models import resolve_model_dir
 from saldata.pipelines.config import ExtractConfig
+from saldata.pipelines.model_actor import ExtractorActor
 from saldata.pipelines.plan import Shard, ShardWork, plan_shards
 from saldata.pipelines.resume import RUN_CONFIG_FILE, prepare_output, select_work
-from saldata.pipelines.steps import ExtractorActor, ShardSummary, load_shard, write_shard
+from saldata.pipelines.steps import ShardSummary, load_shard, write_shard
 from saldata.schemas.store import ARRAYS, STORE_SCHEMA_VERSION, Geometry
 from saldata.storage.catalog import catalog_dir
 from saldata.storage.journal import RunJournal

@@ -1,7 +1,7 @@
-"""The pipeline's steps, each a plain function or class that Ray runs remotely.
+"""The pipeline's CPU steps, plain functions that Ray runs as tasks.
 
-load_shard (CPU task) -> ExtractorActor.process (model actor) -> write_shard (CPU task).
-Decoding and writing never run on the model actor, so it only ever waits for the GPU.
+load_shard (CPU task) -> ExtractorActor.process (model actor, ``model_actor.py``) -> write_shard
+(CPU task). Decoding and writing never run on the model actor, so it only ever waits for the GPU.
 """
 
 from __future__ import annotations
@@ -11,33 +11,19 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from saldata.datasets.ground_truth import GT_NONE, GroundTruth, load_ground_truth
 from saldata.extractors.image_inputs import image_processor, prepare_images
-from saldata.extractors.models import ModelSettings
-from saldata.extractors.prompts import Prompt
-from saldata.extractors.settings import CaptureSettings
 from saldata.extractors.words import group_words
+from saldata.pipelines.model_actor import ImageOutcome
 from saldata.pipelines.plan import Shard, ShardWork
 from saldata.pipelines.preprocess import LoadedImage, load_image
 from saldata.schemas.catalog import IMAGES, STATUS_DONE, STATUS_FAILED, TOKENS, WORDS
 from saldata.schemas.store import ARRAYS, Geometry
 from saldata.storage.catalog import commit_shard, merge_with_committed
 from saldata.storage.zarr_store import write_rows
-
-if TYPE_CHECKING:  # torch stays out of the CPU workers: only the model actor imports the extractor
-    from saldata.extractors.llava_next import TokenCapture
-
-
-@dataclass(slots=True)
-class ImageOutcome:
-    image: LoadedImage
-    capture: TokenCapture | None
-    model_s: float
-    error: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,67 +73,6 @@ def _prepare(image: LoadedImage, processor) -> None:
     except Exception as exc:  # this image's problem, not the run's
         image.error = f"{image.source.path}: image processor failed ({type(exc).__name__}: {exc})"
     image.pixels = None  # ship only what the model takes
-
-
-class ExtractorActor:
-    """Holds one model; ``process`` runs a shard's decoded images through it in batches."""
-
-    def __init__(
-        self,
-        model_dir: Path,
-        model: ModelSettings,
-        capture: CaptureSettings,
-        prompt: Prompt,
-        batch_size: int,
-        threads: int | None = None,
-    ):
-        import torch
-
-        from saldata.extractors.llava_next import LlavaNextExtractor
-
-        if threads:
-            torch.set_num_threads(threads)
-        self.extractor = LlavaNextExtractor(model_dir, model, capture, prompt)
-        self.batch_size = batch_size
-        self.busy_s = 0.0
-        self.first_call: float | None = None
-        self.last_return: float | None = None
-
-    def stats(self) -> dict:
-        """Time spent inside ``process`` against the span from its first call to its last return.
-
-        A busy fraction near 1 means decoding and writing kept up: the model never waited for input.
-        """
-        span = (self.last_return - self.first_call) if self.first_call and self.last_return else 0.0
-        return {"busy_s": self.busy_s, "span_s": span}
-
-    def process(self, images: list[LoadedImage]) -> list[ImageOutcome]:
-        start = time.perf_counter()
-        self.first_call = self.first_call or start
-        try:
-            return self._process(images)
-        finally:
-            self.last_return = time.perf_counter()
-            self.busy_s += self.last_return - start
-
-    def _process(self, images: list[LoadedImage]) -> list[ImageOutcome]:
-        outcomes = {im.idx: ImageOutcome(im, None, 0.0, im.error) for im in images if im.error}
-        ready = [im for im in images if im.error is None]
-        for first in range(0, len(ready), self.batch_size):
-            batch = ready[first : first + self.batch_size]
-            try:
-                captures, seconds = self.extractor([im.pixels if im.inputs is None else im.inputs for im in batch])
-            except Exception as exc:  # a batch that breaks the model fails its images, not the run
-                for im in batch:
-                    outcomes[im.idx] = ImageOutcome(
-                        im, None, 0.0, f"{im.source.path}: model failed ({type(exc).__name__}: {exc})"
-                    )
-                continue
-            for im, capture in zip(batch, captures):
-                outcomes[im.idx] = ImageOutcome(im, capture, seconds / len(batch), None)
-        for outcome in outcomes.values():
-            outcome.image.pixels = outcome.image.inputs = None  # do not ship pixels on to the writer
-        return [outcomes[im.idx] for im in images]
 
 
 def write_shard(

@@ -1,0 +1,90 @@
+"""The model actor: holds one model and runs decoded shards through it in batches.
+
+Its own module so that the actor process imports only what the model needs: the CPU steps'
+Parquet and Zarr writers stay out of it (and torch stays out of the CPU workers, which import
+this module only for ``ImageOutcome``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from saldata.extractors.models import ModelSettings
+from saldata.extractors.prompts import Prompt
+from saldata.extractors.settings import CaptureSettings
+from saldata.pipelines.preprocess import LoadedImage
+
+if TYPE_CHECKING:
+    from saldata.extractors.llava_next import TokenCapture
+
+
+@dataclass(slots=True)
+class ImageOutcome:
+    image: LoadedImage
+    capture: TokenCapture | None
+    model_s: float
+    error: str | None
+
+
+class ExtractorActor:
+    """Holds one model; ``process`` runs a shard's decoded images through it in batches."""
+
+    def __init__(
+        self,
+        model_dir: Path,
+        model: ModelSettings,
+        capture: CaptureSettings,
+        prompt: Prompt,
+        batch_size: int,
+        threads: int | None = None,
+    ):
+        import torch
+
+        from saldata.extractors.llava_next import LlavaNextExtractor
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.extractor = LlavaNextExtractor(model_dir, model, capture, prompt)
+        self.batch_size = batch_size
+        self.busy_s = 0.0
+        self.first_call: float | None = None
+        self.last_return: float | None = None
+
+    def stats(self) -> dict:
+        """Time spent inside ``process`` against the span from its first call to its last return.
+
+        A busy fraction near 1 means decoding and writing kept up: the model never waited for input.
+        """
+        span = (self.last_return - self.first_call) if self.first_call and self.last_return else 0.0
+        return {"busy_s": self.busy_s, "span_s": span}
+
+    def process(self, images: list[LoadedImage]) -> list[ImageOutcome]:
+        start = time.perf_counter()
+        self.first_call = self.first_call or start
+        try:
+            return self._process(images)
+        finally:
+            self.last_return = time.perf_counter()
+            self.busy_s += self.last_return - start
+
+    def _process(self, images: list[LoadedImage]) -> list[ImageOutcome]:
+        outcomes = {im.idx: ImageOutcome(im, None, 0.0, im.error) for im in images if im.error}
+        ready = [im for im in images if im.error is None]
+        for first in range(0, len(ready), self.batch_size):
+            batch = ready[first : first + self.batch_size]
+            try:
+                captures, seconds = self.extractor([im.pixels if im.inputs is None else im.inputs for im in batch])
+            except Exception as exc:  # a batch that breaks the model fails its images, not the run
+                for im in batch:
+                    outcomes[im.idx] = ImageOutcome(
+                        im, None, 0.0, f"{im.source.path}: model failed ({type(exc).__name__}: {exc})"
+                    )
+                continue
+            for im, capture in zip(batch, captures):
+                outcomes[im.idx] = ImageOutcome(im, capture, seconds / len(batch), None)
+        for outcome in outcomes.values():
+            outcome.image.pixels = outcome.image.inputs = None  # do not ship pixels on to the writer
+        return [outcomes[im.idx] for im in images]
