@@ -189,8 +189,7 @@ def capture_overhead(model: str, new_tokens: int, batch: int, repeats: int, devi
 
     def run_plain_reserved():
         # The extractor's own cache, so that what differs from the capture run is the capture alone.
-        n_layers = plain.config.text_config.num_hidden_layers
-        run_plain(reserved_cache(n_layers, inputs["input_ids"].shape[1] + new_tokens))
+        run_plain(reserved_cache(plain.config.text_config, inputs["input_ids"].shape[1], new_tokens))
 
     def timed(fn):
         if torch.cuda.is_available():

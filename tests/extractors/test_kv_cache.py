@@ -69,8 +69,17 @@ def test_generation_is_bitwise_the_dynamic_cache_one(model, inputs, spare):
     assert final.get_seq_length() == got.sequences.shape[1] - 1  # the last token is never fed back
 
 
+def test_reserved_cache_has_every_layer_and_room_for_the_generation(model, inputs):
+    prompt = inputs["input_ids"].shape[1]
+    cache = reserved_cache(model.config.text_config, prompt, NEW_TOKENS)
+    got = generate(model, inputs, cache)
+    np.testing.assert_array_equal(got.sequences.numpy(), generate(model, inputs, DynamicCache()).sequences.numpy())
+    assert len(cache.layers) == model.config.text_config.num_hidden_layers
+    assert all(layer._key_buffer.shape[-2] == prompt + NEW_TOKENS for layer in cache.layers)  # never regrown
+
+
 def test_views_follow_crop_and_batch_selection():
-    layer = reserved_cache(1, capacity=8).layers[0]
+    layer = ReservedLayer(capacity=8)
     first, second, third = torch.randn(3, 2, 5, 4), torch.randn(3, 2, 1, 4), torch.randn(2, 2, 2, 4)
     layer.update(first, first.clone())
     layer.crop(-2)

@@ -68,6 +68,7 @@ class ReservedLayer(DynamicLayer):
         self._value_buffer = buffer(value_states, self.values)
 
 
-def reserved_cache(n_layers: int, capacity: int) -> Cache:
-    """A cache for ``n_layers`` decoder layers holding up to ``capacity`` positions without regrowing."""
-    return Cache(layers=[ReservedLayer(capacity) for _ in range(n_layers)])
+def reserved_cache(text_config, prompt_tokens: int, new_tokens: int) -> Cache:
+    """A cache for every decoder layer of ``text_config`` with room for the prompt and ``new_tokens``."""
+    capacity = prompt_tokens + new_tokens
+    return Cache(layers=[ReservedLayer(capacity) for _ in range(text_config.num_hidden_layers)])

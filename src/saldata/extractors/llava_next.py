@@ -100,7 +100,7 @@ class LlavaNextExtractor:
         }
         image_positions = self._image_positions(inputs["input_ids"], layout)
         recorder = StepRecorder(image_positions=image_positions, mean_heads=self.capture.heads == "mean")
-        cache = reserved_cache(len(self.language_model.layers), len(prompt_ids) + self.capture.max_new_tokens)
+        cache = reserved_cache(self.config.text_config, len(prompt_ids), self.capture.max_new_tokens)
         with torch.inference_mode(), capture_layer(self.language_model, self.layer, recorder):
             out = self.model.generate(**inputs, **self.generation_kwargs, past_key_values=cache)
         attention, hidden = recorder.stacked()
