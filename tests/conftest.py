@@ -45,7 +45,7 @@ def ray_local(saldata_cache):
 
 @pytest.fixture
 def rgb_images():
-    """Two random 640x480 RGB images (different content, same size)."""
+    """Three random 640x480 RGB images (different content, same size)."""
     rng = np.random.default_rng(7)
     return [rng.integers(0, 256, (480, 640, 3), dtype=np.uint8) for _ in range(3)]
 

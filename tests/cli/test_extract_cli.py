@@ -147,3 +147,11 @@ def test_image_processor_on_workers_stores_the_same_output(tmp_path, reference_r
     proc = run_cli(["extract", *DEMO_ARGS, "--image-processor-on", "workers", "--out", str(out)])
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert_same_output(out, reference_run)
+
+
+def test_bad_batch_size_is_a_one_line_error(tmp_path):
+    args = ["extract", "--dataset", "demo", "--model", "tiny-random", "--out", str(tmp_path / "out"), "--dry-run"]
+    result = CliRunner().invoke(app, [*args, "--batch-size", "lots"])
+    assert result.exit_code == 1
+    assert "--batch-size must be a number of images or 'auto', not 'lots'" in result.output
+    assert "Traceback" not in result.output

@@ -1,6 +1,9 @@
-"""The Ray pipeline in-process: head-averaged maps, a broken image among good ones, another size."""
+"""The Ray pipeline in-process: head-averaged maps, a broken image among good ones, another size,
+the default batch size."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -35,12 +38,14 @@ def test_folder_with_a_broken_image_and_mean_heads(ray_local, folder, tmp_path, 
         capture=CaptureSettings(max_new_tokens=3, heads="mean"),
         prompt=resolve_prompt("objects"),
         image_size=(336, 336),
-        batch_size=3,
         shard_size=2,
     )
     seen = []
     summary = run_extraction(plan_run(config), on_shard=seen.append)
     assert (summary.done, summary.failed, summary.images) == (4, 1, 5)
+    assert summary.batch_sizes == (1,)  # --batch-size auto on a CPU
+    end = json.loads(next((out / "journal").glob("*.jsonl")).read_text().splitlines()[-1])
+    assert end["event"] == "end" and end["batch_sizes"] == [1]
     assert sorted(s.index for s in seen) == [0, 1, 2]
 
     group = zarr.open_group(out / "features.zarr", mode="r")

@@ -9,10 +9,12 @@ from typing import Annotated
 import typer
 
 from saldata.errors import SaldataError
+from saldata.extractors.batching import AUTO
 from saldata.extractors.image_inputs import PLACES
 from saldata.extractors.models import DTYPES
 from saldata.extractors.prompts import PROMPT_PRESETS
-from saldata.extractors.settings import HEADS_MODES
+from saldata.extractors.settings import DEFAULT_MAX_NEW_TOKENS, HEADS_MODES
+from saldata.pipelines.config import DEFAULT_IMAGE_SIZE, DEFAULT_PREFETCH_SHARDS, DEFAULT_SHARD_SIZE, format_size
 
 PANEL_DATA, PANEL_MODEL, PANEL_CAPTURE, PANEL_RUN = "Data", "Model", "Capture", "Run"
 
@@ -37,7 +39,7 @@ def extract(
     ] = None,
     size: Annotated[
         str, typer.Option(help="Images are reshaped to WIDTHxHEIGHT.", rich_help_panel=PANEL_DATA)
-    ] = "640x480",
+    ] = format_size(DEFAULT_IMAGE_SIZE),
     limit: Annotated[int | None, typer.Option(help="Only the first N images.", rich_help_panel=PANEL_DATA)] = None,
     model: Annotated[
         str,
@@ -68,7 +70,7 @@ def extract(
     max_new_tokens: Annotated[
         int,
         typer.Option(min=1, help="Tokens to generate at most (greedy; stops at EOS).", rich_help_panel=PANEL_CAPTURE),
-    ] = 64,
+    ] = DEFAULT_MAX_NEW_TOKENS,
     layer: Annotated[
         int,
         typer.Option(
@@ -87,10 +89,17 @@ def extract(
     heads: Annotated[
         Heads, typer.Option(help="Keep every head's map, or their mean.", rich_help_panel=PANEL_CAPTURE)
     ] = Heads.all,
-    batch_size: Annotated[int, typer.Option(min=1, help="Images per model call.", rich_help_panel=PANEL_RUN)] = 4,
+    batch_size: Annotated[
+        str,
+        typer.Option(
+            help="Images per model call. auto: 1 on CPU; on a GPU as many as its free memory holds (measured on "
+            "the first image). A call that runs out of memory is retried with half as many.",
+            rich_help_panel=PANEL_RUN,
+        ),
+    ] = AUTO,
     shard_size: Annotated[
         int, typer.Option(min=1, help="Images per shard: the unit of work and of writing.", rich_help_panel=PANEL_RUN)
-    ] = 64,
+    ] = DEFAULT_SHARD_SIZE,
     address: Annotated[
         str | None, typer.Option(help="Ray cluster address; default: a local Ray.", rich_help_panel=PANEL_RUN)
     ] = None,
@@ -131,7 +140,7 @@ def extract(
             help="Shards decoded ahead per model actor (1: no overlap of decoding and model).",
             rich_help_panel=PANEL_RUN,
         ),
-    ] = 2,
+    ] = DEFAULT_PREFETCH_SHARDS,
     image_processor_on: Annotated[
         ImageProcessorOn,
         typer.Option(

@@ -123,7 +123,11 @@ def run_with_progress(
         f"{summary.images} images in {summary.seconds:.1f} s\n  store:   {summary.store}\n  catalog: {summary.catalog}"
     )
     if summary.actor_busy_fraction is not None:
-        console.print(f"  model actors busy {100 * summary.actor_busy_fraction:.0f}% of their active time")
+        sizes = ", ".join(map(str, summary.batch_sizes))
+        console.print(
+            f"  model actors busy {100 * summary.actor_busy_fraction:.0f}% of their active time; "
+            f"images per model call: {sizes}"
+        )
     if summary.failed:
         from saldata.pipelines.status import output_status
 

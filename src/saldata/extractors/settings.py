@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from saldata.errors import ConfigError
 
 HEADS_MODES = ("all", "mean")
+DEFAULT_MAX_NEW_TOKENS = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,7 +19,7 @@ class CaptureSettings:
 
     layer: int = -1
     heads: str = "all"
-    max_new_tokens: int = 64
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     force_new_tokens: bool = False  # benchmarks: suppress EOS so every image does equal work
 
     def __post_init__(self):

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from saldata.errors import ConfigError
+from saldata.extractors.batching import AUTO, parse_batch_size
 from saldata.extractors.image_inputs import PLACES
 from saldata.extractors.models import ModelSettings
 from saldata.extractors.prompts import Prompt, resolve_prompt
@@ -14,7 +15,11 @@ from saldata.extractors.settings import CaptureSettings
 
 DEFAULT_IMAGE_SIZE = (640, 480)
 DEFAULT_SHARD_SIZE = 64
-DEFAULT_BATCH_SIZE = 4
+DEFAULT_PREFETCH_SHARDS = 2
+
+
+def format_size(size: tuple[int, int]) -> str:
+    return f"{size[0]}x{size[1]}"
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -38,18 +43,17 @@ class ExtractConfig:
     data_root: Path | None = None
     split: str | None = None
     image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE
-    batch_size: int = DEFAULT_BATCH_SIZE
+    batch_size: int | str = AUTO  # images per model call, or auto (extractors/batching.py)
     shard_size: int = DEFAULT_SHARD_SIZE
     limit: int | None = None
     address: str | None = None
     num_actors: int | None = None  # default: one per GPU, or one on CPU
     fail_fast: bool = False  # stop at the first image that fails (its shard is committed first)
-    prefetch_shards: int = 2  # shards loaded ahead per model actor: 1 = no overlap of decode and model
+    prefetch_shards: int = DEFAULT_PREFETCH_SHARDS  # per model actor; 1 = no overlap of decoding and model
     image_processor_on: str = "auto"  # workers, actor, or auto: workers when the model is on a GPU
 
     def __post_init__(self):
-        if self.batch_size < 1:
-            raise ConfigError("--batch-size must be at least 1.")
+        object.__setattr__(self, "batch_size", parse_batch_size(self.batch_size))  # "4" from a CLI is 4
         if self.shard_size < 1:
             raise ConfigError("--shard-size must be at least 1.")
         if self.prefetch_shards < 1:

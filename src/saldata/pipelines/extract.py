@@ -63,6 +63,7 @@ class RunSummary:
     failed: int
     seconds: float
     actor_busy_fraction: float | None = None
+    batch_sizes: tuple[int, ...] = ()  # each model actor's images per call at the end (auto or after halving)
 
     @property
     def store(self) -> Path:
@@ -169,9 +170,18 @@ def run_extraction(
                     "committed with the failure recorded; rerun without --fail-fast to go on."
                 )
         busy = _busy_fraction(actor_stats)
-        journal.write("end", done=done, failed=failed, actor_busy_fraction=busy)
+        batch_sizes = tuple(s["batch_size"] for s in actor_stats)
+        journal.write("end", done=done, failed=failed, actor_busy_fraction=busy, batch_sizes=batch_sizes)
     return RunSummary(
-        config.out, plan.n_images, done + failed, len(committed), done, failed, time.perf_counter() - start, busy
+        config.out,
+        plan.n_images,
+        done + failed,
+        len(committed),
+        done,
+        failed,
+        time.perf_counter() - start,
+        busy,
+        batch_sizes,
     )
 
 

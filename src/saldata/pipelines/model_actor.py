@@ -38,17 +38,18 @@ class ExtractorActor:
         model: ModelSettings,
         capture: CaptureSettings,
         prompt: Prompt,
-        batch_size: int,
+        batch_size: int | str,
         threads: int | None = None,
     ):
         import torch
 
+        from saldata.extractors.batching import BatchSizer
         from saldata.extractors.llava_next import LlavaNextExtractor
 
         if threads:
             torch.set_num_threads(threads)
         self.extractor = LlavaNextExtractor(model_dir, model, capture, prompt)
-        self.batch_size = batch_size
+        self.batch = BatchSizer(batch_size, self.extractor.model)
         self.busy_s = 0.0
         self.first_call: float | None = None
         self.last_return: float | None = None
@@ -59,7 +60,7 @@ class ExtractorActor:
         A busy fraction near 1 means decoding and writing kept up: the model never waited for input.
         """
         span = (self.last_return - self.first_call) if self.first_call and self.last_return else 0.0
-        return {"busy_s": self.busy_s, "span_s": span}
+        return {"busy_s": self.busy_s, "span_s": span, "batch_size": self.batch.size}
 
     def process(self, images: list[LoadedImage]) -> list[ImageOutcome]:
         start = time.perf_counter()
@@ -73,18 +74,30 @@ class ExtractorActor:
     def _process(self, images: list[LoadedImage]) -> list[ImageOutcome]:
         outcomes = {im.idx: ImageOutcome(im, None, 0.0, im.error) for im in images if im.error}
         ready = [im for im in images if im.error is None]
-        for first in range(0, len(ready), self.batch_size):
-            batch = ready[first : first + self.batch_size]
-            try:
-                captures, seconds = self.extractor([im.pixels if im.inputs is None else im.inputs for im in batch])
-            except Exception as exc:  # a batch that breaks the model fails its images, not the run
-                for im in batch:
-                    outcomes[im.idx] = ImageOutcome(
-                        im, None, 0.0, f"{im.source.path}: model failed ({type(exc).__name__}: {exc})"
-                    )
+        first = 0
+        while first < len(ready):
+            batch = ready[first : first + self.batch.size]
+            ran = self._run_batch(batch)
+            if ran is None:  # out of memory: the same images again, fewer per call
+                self.batch.release()
                 continue
-            for im, capture in zip(batch, captures):
-                outcomes[im.idx] = ImageOutcome(im, capture, seconds / len(batch), None)
+            outcomes.update((outcome.image.idx, outcome) for outcome in ran)
+            first += len(batch)
         for outcome in outcomes.values():
             outcome.image.pixels = outcome.image.inputs = None  # do not ship pixels on to the writer
         return [outcomes[im.idx] for im in images]
+
+    def _run_batch(self, batch: list[LoadedImage]) -> list[ImageOutcome] | None:
+        """The batch's outcomes, or None when it ran out of memory and should be retried smaller."""
+        try:
+            captures, seconds = self.batch.run(
+                self.extractor, [im.pixels if im.inputs is None else im.inputs for im in batch]
+            )
+        except Exception as exc:  # a batch that breaks the model fails its images, not the run
+            if self.batch.shrink(exc, len(batch)):
+                return None
+            return [
+                ImageOutcome(im, None, 0.0, f"{im.source.path}: model failed ({type(exc).__name__}: {exc})")
+                for im in batch
+            ]
+        return [ImageOutcome(im, capture, seconds / len(batch), None) for im, capture in zip(batch, captures)]
