@@ -31,12 +31,14 @@ HERE = Path(__file__).resolve().parent
 
 
 class PeakMemory:
-    """Samples a process tree: peak of the summed RSS, peak RSS of its largest process, and
-    peak memory in use on GPU 0 (NVML: what the card has handed out, allocator caches included)."""
+    """Samples a process tree: peak of the summed RSS, peak RSS of its largest process, the peak
+    of any one process's anonymous RSS (its heap: RSS less the shared libraries' and the mapped
+    weights' file pages), and peak memory in use on GPU 0 (NVML: what the card has handed out,
+    allocator caches included)."""
 
     def __init__(self, pid: int, interval: float = 0.1):
         self.root = psutil.Process(pid)
-        self.tree_peak = self.process_peak = self.gpu_peak = 0
+        self.tree_peak = self.process_peak = self.anon_peak = self.gpu_peak = 0
         self._gpu = _nvml_handle()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, args=(interval,))
@@ -50,6 +52,7 @@ class PeakMemory:
                 for p in procs:
                     with contextlib.suppress(psutil.Error):
                         rss.append(p.memory_info().rss)
+                    self.anon_peak = max(self.anon_peak, _anonymous_rss(p.pid))
                 self.tree_peak = max(self.tree_peak, sum(rss))
                 self.process_peak = max(self.process_peak, max(rss, default=0))
             except psutil.Error:
@@ -63,6 +66,15 @@ class PeakMemory:
     def stop(self):
         self._stop.set()
         self._thread.join()
+
+
+def _anonymous_rss(pid: int) -> int:
+    """RssAnon from /proc (Linux); 0 where it cannot be read."""
+    with contextlib.suppress(OSError, ValueError), open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+    return 0
 
 
 def _nvml_handle():
@@ -87,6 +99,7 @@ def timed_process(cmd: list[str], env=None) -> dict:
         "seconds": time.perf_counter() - start,
         "tree_peak": memory.tree_peak,
         "process_peak": memory.process_peak,
+        "anonymous_peak": memory.anon_peak,
         "gpu_peak": memory.gpu_peak,
         "log": log,
     }
@@ -337,6 +350,7 @@ def main() -> None:
         "speed": results["saldata"]["images_per_s"] / results["baseline"]["images_per_s"],
         "peak_memory_model_process": ours["process_peak"] / base["process_peak"],
         "peak_memory_whole_tree": ours["tree_peak"] / base["tree_peak"],
+        "peak_anonymous_memory_model_process": ours["anonymous_peak"] / max(base["anonymous_peak"], 1),
         "bytes_per_image": results["saldata"]["bytes_per_image"] / results["baseline"]["bytes_per_image"],
     }
     if base["gpu_peak"]:  # includes the idle card's own few hundred MB on both sides

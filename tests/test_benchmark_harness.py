@@ -22,6 +22,7 @@ def test_harness_runs_and_both_sides_agree(tmp_path, tiny_model_dir):
     for side in ("baseline", "saldata"):
         assert results[side]["images_per_s"] > 0 and results[side]["bytes_per_image"] > 0
         assert results[side]["process_peak"] > 0
+        assert 0 < results[side]["anonymous_peak"] < results[side]["process_peak"]
     assert {"speed", "peak_memory_model_process", "peak_memory_whole_tree", "bytes_per_image"} <= set(results["ratios"])
     assert 0 < results["saldata"]["actor_busy_fraction"] <= 1
     assert results["capture_overhead"]["plain_s"] > 0
