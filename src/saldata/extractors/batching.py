@@ -89,7 +89,6 @@ class BatchSizer:
         if attempted < 2 or not (isinstance(exc, self._torch.OutOfMemoryError) or should_reduce_batch_size(exc)):
             return False
         self.size = max(1, min(self.size, attempted) // 2)
-        self.probing = False
         return True
 
     def release(self) -> None:
