@@ -59,27 +59,54 @@ def make_mit1003(root: Path) -> dict[str, np.ndarray]:
 def make_osie(root: Path, n: int = 3) -> dict[str, np.ndarray]:
     """data/stimuli/1001.jpg.. (800x600) and data/eye/fixations.mat: n x 1 cell of
     {img, subjects: 15 x 1 cell of {fix_x, fix_y, fix_duration}}, 1-based; one subject fixates once."""
-    cells = np.empty((n, 1), dtype=object)
+    entries = {}
     truth = {}
     for i in range(n):
         name = f"{1001 + i}.jpg"
         _picture(root / "data" / "stimuli" / name, (800, 600), i)
-        subjects = np.empty((15, 1), dtype=object)
-        points = []
-        for s in range(15):
-            count = 1 if s == 0 else 4
-            p = _points((800, 600), count, 100 * i + s) + 1.0  # stored 1-based
+        subjects = [_points((800, 600), 1 if s == 0 else 4, 100 * i + s) + 1.0 for s in range(15)]  # 1-based
+        entries[name] = subjects
+        truth[Path(name).stem] = np.concatenate(subjects) - 1
+    write_osie_fixations(root / "data" / "eye" / "fixations.mat", entries)
+    return truth
+
+
+def write_osie_fixations(path: Path, entries: dict[str, list[np.ndarray]]) -> None:
+    """OSIE's fixations.mat: image name -> one (n, 2) array of 1-based (x, y) per subject,
+    saved as an n x 1 cell of {img, subjects: cell of {fix_x, fix_y, fix_duration}}."""
+    cells = np.empty((len(entries), 1), dtype=object)
+    for i, (name, points) in enumerate(entries.items()):
+        subjects = np.empty((len(points), 1), dtype=object)
+        for s, p in enumerate(points):
+            p = np.asarray(p, dtype=np.float64).reshape(-1, 2)
             subjects[s, 0] = {
                 "fix_x": p[:, 0].reshape(1, -1),
                 "fix_y": p[:, 1].reshape(1, -1),
-                "fix_duration": np.full((1, count), 200.0),
+                "fix_duration": np.full((1, len(p)), 200.0),
             }
-            points.append(p - 1)
         cells[i, 0] = {"img": name, "subjects": subjects}
-        truth[Path(name).stem] = np.concatenate(points)
-    (root / "data" / "eye").mkdir(parents=True)
-    scipy.io.savemat(root / "data" / "eye" / "fixations.mat", {"fixations": cells})
-    return truth
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scipy.io.savemat(path, {"fixations": cells})
+
+
+def make_salicon(root: Path, fixations: dict[str, list[np.ndarray]], size: tuple[int, int] = (640, 480)) -> None:
+    """images/val/<stem>.jpg, maps/val/<stem>.png and fixations/val/<stem>.mat holding exactly
+    ``fixations[stem]`` (one array of 1-based (x, y) per subject), for hand-picked points."""
+    for i, (stem, subjects) in enumerate(fixations.items()):
+        _picture(root / "images" / "val" / f"{stem}.jpg", size, i)
+        _saliency(root / "maps" / "val" / f"{stem}.png", size, i)
+        write_salicon_gaze(root / "fixations" / "val" / f"{stem}.mat", subjects, size)
+
+
+def write_salicon_gaze(path: Path, subjects: list[np.ndarray], size: tuple[int, int]) -> None:
+    """A SALICON 2017 .mat with exactly these 1-based (x, y) fixations per subject: ``gaze``
+    (subjects x 1 struct: location, timestamp, fixations) and ``resolution`` = (height, width)."""
+    gaze = np.zeros((len(subjects), 1), dtype=[("location", "O"), ("timestamp", "O"), ("fixations", "O")])
+    for s, p in enumerate(subjects):
+        p = np.asarray(p, dtype=np.float64).reshape(-1, 2)
+        gaze[s, 0] = (p, np.arange(len(p), dtype=np.float64).reshape(-1, 1), p)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scipy.io.savemat(path, {"image": path.stem, "resolution": np.array([size[1], size[0]], np.float64), "gaze": gaze})
 
 
 def make_cat2000(root: Path) -> dict[str, np.ndarray]:

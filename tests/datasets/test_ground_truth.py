@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pyarrow.dataset as pads
@@ -17,10 +18,19 @@ from saldata.datasets.ground_truth import (
     GT_FAILED,
     GT_NONE,
     GT_OK,
+    GroundTruth,
     GroundTruthError,
     fixation_map,
     load_ground_truth,
     salicon_fixations,
+)
+from tests.datasets.formats import (
+    make_cat2000,
+    make_mit1003,
+    make_osie,
+    make_salicon,
+    rasterise,
+    write_osie_fixations,
 )
 from tests.helpers import run_cli
 
@@ -57,6 +67,13 @@ def test_fixation_map_scales_and_clips():
     out = fixation_map(points, (640, 480), (320, 240))
     assert out.shape == (240, 320) and out.dtype == np.uint8
     assert {tuple(p) for p in np.argwhere(out)} == {(0, 0), (239, 319), (0, 319), (120, 160)}
+
+
+def test_fixation_map_refuses_non_finite_points():
+    # cast to int, NaN became column 0 (and a RuntimeWarning, an error only under pytest)
+    points = np.array([[np.nan, 1.0], [3.0, np.inf], [5.0, 5.0]])
+    with pytest.raises(GroundTruthError, match=r"^2 fixation coordinates are not finite \(NaN or Inf\)$"):
+        fixation_map(points, (640, 480), (320, 240))
 
 
 def test_store_holds_the_demo_ground_truth(demo_output, demo_root):
@@ -106,3 +123,109 @@ def test_missing_or_broken_ground_truth_is_recorded_not_fatal(demo_root, tmp_pat
     assert f"{stems[1]}.mat" in rows[1]["gt_error"] and "something_else" in rows[1]["gt_error"]
     group = zarr.open_group(out / "features.zarr", mode="r")
     assert group["saliency_map"][0].max() == 0 and group["fixation_map"][0].sum() > 0  # what could be read is kept
+
+
+def _resized_png(path, size):
+    with Image.open(path) as png:
+        return np.asarray(png.convert("L").resize(size, Image.Resampling.BILINEAR))
+
+
+def test_nan_fixations_fail_naming_the_file(tmp_path):
+    nan = float("nan")
+    make_salicon(
+        tmp_path,
+        {
+            "COCO_val2014_000000000001": [[[10, 10], [20, 20]], [[nan, 30], [40, nan]], [[nan, 60]]],
+            "COCO_val2014_000000000002": [[[10, 10], [20, 20]]],
+        },
+    )
+    bad, good = list_images("salicon", tmp_path, "val")
+    gt = load_ground_truth(bad, (640, 480), (320, 240))
+    assert gt.status == GT_FAILED
+    assert gt.error == f"{bad.fixations_path}: 3 fixation coordinates are not finite (NaN or Inf)"
+    # Failed fixations store nothing of them (the finite points are not rasterised either) ...
+    assert gt.fixations is None and gt.n_fixations is None and gt.n_fixations_clipped is None
+    # ... while the saliency map, read whole, is kept, as for any other unreadable fixations.
+    np.testing.assert_array_equal(gt.saliency, _resized_png(bad.saliency_path, (320, 240)))
+    ok = load_ground_truth(good, (640, 480), (320, 240))
+    assert (ok.status, ok.error, ok.n_fixations, ok.n_fixations_clipped) == (GT_OK, None, 2, 0)
+
+
+def test_inf_osie_fixations_fail_that_image_only(tmp_path):
+    make_osie(tmp_path)
+    inf = float("inf")
+    mat = tmp_path / "data" / "eye" / "fixations.mat"
+    write_osie_fixations(
+        mat,
+        {
+            "1001.jpg": [np.array([[10, 10], [inf, 20]]), np.array([[5, -inf]])],
+            "1002.jpg": [np.array([[1, 1], [800, 600]])],
+            "1003.jpg": [np.array([[inf, 3]])],
+        },
+    )
+    sources = list_images("osie", tmp_path, None)
+    truths = [load_ground_truth(s, (800, 600), (640, 480)) for s in sources]
+    assert [t.status for t in truths] == [GT_FAILED, GT_OK, GT_FAILED]
+    assert truths[0].error == f"{mat}#1001.jpg: 2 fixation coordinates are not finite (NaN or Inf)"
+    assert truths[2].error == f"{mat}#1003.jpg: 1 fixation coordinate is not finite (NaN or Inf)"
+    assert truths[0].fixations is None and truths[2].fixations is None
+    assert [t.n_fixations for t in truths] == [None, 2, None]
+    assert [t.n_fixations_clipped for t in truths] == [None, 0, None]
+    assert {tuple(p) for p in np.argwhere(truths[1].fixations)} == {(0, 0), (479, 639)}
+
+
+def test_points_off_the_image_are_clipped_and_counted(tmp_path):
+    # The rule: after the 1-based -> 0-based shift, a point (x, y) is clipped iff it is outside
+    # [0, width) x [0, height) of the image its coordinates refer to (original pixels, before
+    # rescaling). So 1-based 1 and 640 are inside a 640-wide image, 0, 0.5 and 641 are not,
+    # and a fractional 640.5 (0-based 639.5, still in the last column) is inside.
+    inside = [[1, 1], [640, 480], [640.5, 100]]
+    outside = [[0, 5], [641, 10], [0.5, 10], [10, 481], [700, -5]]  # the last is off on both axes: one point
+    make_salicon(tmp_path, {"COCO_val2014_000000000001": [inside[:2], outside[:3], [inside[2], *outside[3:]]]})
+    (source,) = list_images("salicon", tmp_path, "val")
+    gt = load_ground_truth(source, (640, 480), (640, 480))
+    assert (gt.status, gt.error) == (GT_OK, None)
+    assert gt.n_fixations == 8 and gt.n_fixations_clipped == 5
+    # (row, col) cells: the outside points land on the border, as before
+    assert {tuple(p) for p in np.argwhere(gt.fixations)} == {
+        (0, 0), (479, 639), (99, 639),  # inside
+        (4, 0), (9, 639), (9, 0), (479, 9), (0, 639),  # clipped
+    }  # fmt: skip
+    # counted in original pixels: the stored size does not change the count
+    small = load_ground_truth(source, (640, 480), (320, 240))
+    assert (small.n_fixations, small.n_fixations_clipped) == (8, 5)
+
+
+def test_demo_off_image_point_is_counted(demo_root):
+    # write_salicon_fixations puts exactly one point off the image; count independently from the .mat
+    for source in list_images("salicon", demo_root, "val"):
+        mat = scipy.io.loadmat(source.fixations_path)
+        h, w = (int(v) for v in mat["resolution"].ravel())
+        points = np.concatenate([np.asarray(s["fixations"]).reshape(-1, 2) for s in mat["gaze"].ravel()]) - 1
+        off = int(np.sum((points[:, 0] < 0) | (points[:, 0] >= w) | (points[:, 1] < 0) | (points[:, 1] >= h)))
+        gt = load_ground_truth(source, (w, h), (320, 240))
+        assert off == 1 and (gt.status, gt.n_fixations_clipped) == (GT_OK, off)
+
+
+def test_no_clipping_counts_zero_and_no_fixations_count_none(tmp_path):
+    truth = make_osie(tmp_path / "osie")
+    for source in list_images("osie", tmp_path / "osie", None):
+        gt = load_ground_truth(source, (800, 600), (640, 480))
+        assert (gt.status, gt.n_fixations, gt.n_fixations_clipped) == (GT_OK, len(truth[source.image_id]), 0)
+        cells = rasterise(truth[source.image_id], (800, 600), (640, 480))
+        assert {tuple(p) for p in np.argwhere(gt.fixations)} == cells
+    for make, dataset, split in [(make_mit1003, "mit1003", None), (make_cat2000, "cat2000", "train")]:
+        truth = make(tmp_path / dataset)
+        for source in list_images(dataset, tmp_path / dataset, split):
+            with Image.open(source.path) as image:
+                orig = image.size
+            gt = load_ground_truth(source, orig, (640, 480))
+            assert (gt.status, gt.n_fixations, gt.n_fixations_clipped) == (GT_OK, len(truth[source.image_id]), 0)
+    # no fixations at all: None, not 0
+    make_salicon(tmp_path / "salicon", {"COCO_val2014_000000000001": [[[10, 10]]]})
+    shutil.rmtree(tmp_path / "salicon" / "fixations")
+    (saliency_only,) = list_images("salicon", tmp_path / "salicon", "val")
+    assert saliency_only.fixations_path is None
+    gt = load_ground_truth(saliency_only, (640, 480), (640, 480))
+    assert (gt.status, gt.n_fixations, gt.n_fixations_clipped) == (GT_OK, None, None)
+    assert load_ground_truth(replace(saliency_only, saliency_path=None), (640, 480), (640, 480)) == GroundTruth(GT_NONE)

@@ -2,7 +2,9 @@
 
 Saliency maps are resized like the image (bilinear, 0..255). Fixations are points in the
 ORIGINAL image's pixel coordinates; they are rescaled to the stored size and rasterised into
-a binary map, never resampled as a picture (resampling a sparse map loses points).
+a binary map, never resampled as a picture (resampling a sparse map loses points). Points off
+the image are clipped to its border and counted; a NaN or Inf coordinate fails the image's
+fixations instead (cast to an index it would pass for a real fixation at column 0).
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ class GroundTruth:
     saliency: np.ndarray | None = None  # (height, width) uint8
     fixations: np.ndarray | None = None  # (height, width) uint8, 0/1
     n_fixations: int | None = None
+    # Fixation points outside the original image (see fixations_off_image), clipped to its
+    # border in ``fixations``; 0 when none, None where no fixations were loaded.
+    n_fixations_clipped: int | None = None
     error: str | None = None
 
 
@@ -133,8 +138,13 @@ def load_ground_truth(source: ImageSource, orig_size: tuple[int, int], size: tup
     if source.fixations_path is not None:
         try:
             points, points_size = FIXATION_LOADERS[source.fixations_format or "salicon"](source.fixations_path)
-            gt.fixations = fixation_map(points, points_size or orig_size, size)
-            gt.n_fixations = len(points)
+            not_finite = int(np.count_nonzero(~np.isfinite(points)))
+            if not_finite:  # NaN would land on column 0 as a real fixation: none of this file's points are kept
+                problems.append(f"{source.fixations_path}: {_not_finite(not_finite)}")
+            else:
+                frame = points_size or orig_size
+                fixations, clipped = fixation_map(points, frame, size), fixations_off_image(points, frame)
+                gt.fixations, gt.n_fixations, gt.n_fixations_clipped = fixations, len(points), clipped
         except Exception as exc:
             problems.append(f"{source.fixations_path}: cannot read fixations ({_why(exc)})")
     if problems:
@@ -160,8 +170,11 @@ def saliency_map(path: str, size: tuple[int, int]) -> np.ndarray:
 def fixation_map(points: np.ndarray, points_size: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
     """Rasterise 0-based (x, y) points given in a ``points_size`` image into a binary ``size`` map.
 
-    Points outside the image are clipped to its border, as the SALICON tools do.
+    Points outside the image are clipped to its border, as the SALICON tools do; the points
+    clipped are those ``fixations_off_image`` counts. Non-finite points are refused, not cast.
     """
+    if not np.isfinite(points).all():
+        raise GroundTruthError(_not_finite(int(np.count_nonzero(~np.isfinite(points)))))
     width, height = size
     out = np.zeros((height, width), np.uint8)
     if len(points):
@@ -169,6 +182,25 @@ def fixation_map(points: np.ndarray, points_size: tuple[int, int], size: tuple[i
         rows = np.floor(points[:, 1] * height / points_size[1]).astype(np.int64).clip(0, height - 1)
         out[rows, cols] = 1
     return out
+
+
+def fixations_off_image(points: np.ndarray, points_size: tuple[int, int]) -> int:
+    """How many 0-based (x, y) points lie outside the ``points_size`` = (width, height) image.
+
+    The rule, in the original image's pixels (the loaders have already made 1-based data 0-based):
+    a point is off the image iff ``x < 0 or x >= width or y < 0 or y >= height``; a point off on
+    both axes counts once. These are the points ``fixation_map`` clips: for a stored size (w, h),
+    ``floor(x * w / width)`` lies in [0, w) exactly when x lies in [0, width), so the count does
+    not depend on the stored size. (A float a hair below ``width`` whose scaled index rounds up
+    to w is counted as inside, and the clip puts it in the last column, where it belongs.)
+    """
+    width, height = points_size
+    x, y = points[:, 0], points[:, 1]
+    return int(np.count_nonzero((x < 0) | (x >= width) | (y < 0) | (y >= height)))
+
+
+def _not_finite(count: int) -> str:
+    return f"{count} fixation coordinate{'s are' if count != 1 else ' is'} not finite (NaN or Inf)"
 
 
 def _loadmat(path: str) -> dict:
