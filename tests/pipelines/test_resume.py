@@ -16,6 +16,7 @@ from saldata.extractors.llava_next import CaptureSettings
 from saldata.extractors.models import ModelSettings
 from saldata.pipelines.config import ExtractConfig
 from saldata.pipelines.extract import plan_run, run_extraction
+from saldata.storage.commits import read_commit_log
 from saldata.storage.journal import read_journals
 from tests.helpers import DEMO_SHARDS, assert_same_output, committed, processes_named, wait_for
 
@@ -70,25 +71,22 @@ def test_model_actor_killed_mid_run_is_survived(ray_local, tmp_path, reference_r
     assert_same_output(out, reference_run)
 
 
-def test_failing_write_leaves_the_shard_uncommitted_and_stops(ray_local, tmp_path, reference_run):
+def test_failing_commit_stops_naming_the_shard_and_the_rerun_finishes_it(ray_local, tmp_path, reference_run):
     out = tmp_path / "out"
-    obstacle = out / "catalog" / "images" / "shard-00002.parquet.partial"
-    obstacle.mkdir(parents=True)  # the commit's write fails with a real OS error
+    obstacle = out / "catalog" / "images" / "shard-00002.parquet"
+    obstacle.mkdir(parents=True)  # moving the shard's file into place fails with a real OS error
     with pytest.raises(StoreError) as err:
         run_extraction(plan_run(demo_config(out)))
     message = str(err.value)
-    assert "Shard 2" in message and "uncommitted" in message and str(out) in message
-    names = {p.name for p in committed(out)}
-    assert "shard-00002.parquet" not in names
-    for name in names:  # what did commit is intact
-        ref = pq.read_table(reference_run / "catalog" / "images" / name).drop_columns(
-            ["load_s", "model_s", "source_path"]
-        )
-        assert (
-            pq.read_table(out / "catalog" / "images" / name)
-            .drop_columns(["load_s", "model_s", "source_path"])
-            .equals(ref)
-        )
+    assert "Shard 2 could not be committed" in message and str(obstacle) in message and "rerun" in message
+    assert "\n" not in message
+    log = read_commit_log(out)
+    assert 2 in log.pending and 2 not in log.committed  # switched, its files not all in place
+    for shard in log.committed:  # what did commit is intact
+        ref = pq.read_table(reference_run / "catalog" / "images" / f"shard-{shard:05d}.parquet")
+        got = pq.read_table(out / "catalog" / "images" / f"shard-{shard:05d}.parquet")
+        columns = ["load_s", "model_s", "source_path"]
+        assert got.drop_columns(columns).equals(ref.drop_columns(columns))
     obstacle.rmdir()
     run_extraction(plan_run(demo_config(out)))
     assert_same_output(out, reference_run)

@@ -11,6 +11,7 @@ from saldata.cli.analysis import show, stats
 from saldata.cli.datasets import datasets
 from saldata.cli.extract import extract
 from saldata.cli.status import status
+from saldata.cli.verify import verify
 
 app = typer.Typer(
     name="saldata",
@@ -21,6 +22,7 @@ app = typer.Typer(
 )
 app.command(no_args_is_help=True)(extract)
 app.command(no_args_is_help=True)(status)
+app.command(no_args_is_help=True)(verify)
 app.add_typer(catalog.app, name="catalog")
 app.command(no_args_is_help=True)(show)
 app.command(no_args_is_help=True)(stats)

@@ -18,20 +18,13 @@ from rich.table import Table
 from rich.text import Text
 
 from saldata.pipelines.config import ExtractConfig
+from saldata.storage.os_errors import human_bytes
 
 
 class RateColumn(ProgressColumn):
     def render(self, task) -> Text:
         rate = task.completed / task.elapsed if task.elapsed else 0.0
         return Text(f"{rate:.2f} images/s")
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    raise AssertionError
 
 
 def print_plan(config: ExtractConfig, console: Console | None = None) -> None:
@@ -100,10 +93,13 @@ def run_with_progress(
     progress = Progress(*columns, console=console)
     task = progress.add_task("extract", total=None)
 
-    def started(work):
-        skipped = len(plan.shards) - sum(1 for w in work if not w.retry)
-        if skipped:
-            console.print(f"Resuming: {skipped} shards already committed are skipped.")
+    def started(work, state):
+        if state.finished:
+            console.print(f"Finished the commits a killed run left half done: shards {_listed(state.finished)}.")
+        for shard, problems in sorted(state.damaged.items()):
+            console.print(f"Shard {shard} is damaged and is redone: {problems[0]}", markup=False, highlight=False)
+        if state.committed:
+            console.print(f"Resuming: {len(state.committed)} shards already committed are skipped.")
         progress.update(task, total=sum(w.n_images for w in work))
         progress.start()  # only once the output is ours: a refused run draws no bar
 
@@ -135,3 +131,7 @@ def run_with_progress(
         for reason, count in output_status(config.out).failures:
             console.print(f"    {count:5d}  {reason}", markup=False, highlight=False)
         console.print(f"  details: saldata status {config.out}; redo them with --retry-failed")
+
+
+def _listed(numbers: list[int]) -> str:
+    return ", ".join(map(str, numbers))

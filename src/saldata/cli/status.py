@@ -31,6 +31,11 @@ def status(out: Annotated[Path, typer.Argument(help="An extraction output direct
         )
     elif st.rate:
         typer.echo(f"  last run: {st.rate:.2f} images/s")
+    if st.interrupted_commits or st.unreadable_records:
+        shards = ", ".join(map(str, st.interrupted_commits + st.unreadable_records))
+        typer.echo(
+            f"  not counted: shards {shards} (an interrupted commit or an unreadable record); rerun the extraction"
+        )
     if st.failures:
         typer.echo("  failures by reason:")
         for reason, count in st.failures:

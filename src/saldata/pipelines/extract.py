@@ -9,6 +9,7 @@ shard commits on its own, so a run killed at any point resumes where its commits
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 from collections.abc import Callable
@@ -21,15 +22,18 @@ from saldata.datasets import ImageSource, list_images
 from saldata.errors import ConfigError, ImageLoadError, SaldataError, StoreError
 from saldata.extractors.layout import layout_for
 from saldata.extractors.models import resolve_model_dir
+from saldata.faults import fault_point
 from saldata.pipelines.config import ExtractConfig
 from saldata.pipelines.model_actor import ExtractorActor
 from saldata.pipelines.plan import Shard, ShardWork, plan_shards
-from saldata.pipelines.resume import RUN_CONFIG_FILE, prepare_output, select_work
-from saldata.pipelines.steps import ShardSummary, load_shard, write_shard
+from saldata.pipelines.resume import GUARDED_ATTRIBUTES, RUN_CONFIG_FILE, OutputState, prepare_output, select_work
+from saldata.pipelines.steps import ShardSummary, StagedShard, load_shard, stage_shard
 from saldata.schemas.store import ARRAYS, STORE_SCHEMA_VERSION, Geometry
 from saldata.storage.catalog import catalog_dir
+from saldata.storage.commits import commit, write_atomic
 from saldata.storage.journal import RunJournal
 from saldata.storage.lock import OutputLock
+from saldata.storage.os_errors import explain
 from saldata.storage.zarr_store import store_path
 
 # Writes may trail the model by this many times the read-ahead before the model waits for them.
@@ -120,6 +124,8 @@ def plan_run(config: ExtractConfig, sources: list[ImageSource] | None = None, mo
         "transformers_version": transformers.__version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    guarded = json.dumps([attributes[key] for key in GUARDED_ATTRIBUTES], sort_keys=True)
+    attributes["config_digest"] = hashlib.sha256(guarded.encode()).hexdigest()[:16]
     return RunPlan(config, plan_shards(sources, config.shard_size), model_dir, geometry, attributes)
 
 
@@ -128,7 +134,7 @@ def run_extraction(
     *,
     overwrite: bool = False,
     retry_failed: bool = False,
-    on_start: Callable[[list[ShardWork]], None] | None = None,
+    on_start: Callable[[list[ShardWork], OutputState], None] | None = None,
     on_shard: Callable[[ShardSummary], None] | None = None,
     actors: list | None = None,
 ) -> RunSummary:
@@ -139,24 +145,38 @@ def run_extraction(
     config = plan.config
     start = time.perf_counter()
     run_id = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{os.getpid()}"
-    config.out.mkdir(parents=True, exist_ok=True)
-    with OutputLock(config.out, run_id):
-        committed = prepare_output(plan, overwrite)
-        (config.out / RUN_CONFIG_FILE).write_text(config.to_json())
-        work = select_work(plan.shards, committed, config.out, retry_failed)
+    try:
+        config.out.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ConfigError(f"--out {config.out} is a file; give a directory (new or an earlier output).") from None
+    except OSError as exc:
+        raise StoreError(f"--out cannot be created: {explain(exc, config.out)}") from None
+    with OutputLock(config.out, run_id) as lock:
+        try:
+            state = prepare_output(plan, overwrite)
+            write_atomic(config.out / RUN_CONFIG_FILE, config.to_json().encode())
+        except OSError as exc:
+            raise StoreError(
+                f"{config.out} could not be prepared: {explain(exc, config.out)}. Nothing was committed; "
+                "fix the cause and rerun the same command."
+            ) from None
+        work = select_work(plan.shards, state, config.out, retry_failed)
         if on_start:
-            on_start(work)
+            on_start(work, state)
         journal = RunJournal(config.out, run_id)
         journal.write(
             "start",
             shards=[w.shard.index for w in work],
             images=sum(w.n_images for w in work),
-            committed_before=len(committed),
+            committed_before=len(state.committed),
+            damaged=sorted(state.damaged),
             retry_failed=retry_failed,
         )
         done = failed = 0
         actor_stats: list[dict] = []
-        for summary in _stream(plan, work, actor_stats, actors) if work else ():
+        for staged in _stream(plan, work, actor_stats, actors, run_id) if work else ():
+            commit_staged(config.out, staged, lock)
+            summary = staged.summary
             journal.write(
                 "commit", shard=summary.index, done=summary.done, failed=summary.failed, write_s=summary.write_s
             )
@@ -176,7 +196,7 @@ def run_extraction(
         config.out,
         plan.n_images,
         done + failed,
-        len(committed),
+        len(state.committed),
         done,
         failed,
         time.perf_counter() - start,
@@ -185,20 +205,33 @@ def run_extraction(
     )
 
 
+def commit_staged(out: Path, staged: StagedShard, lock: OutputLock) -> None:
+    """The driver's half of the commit protocol (storage/commits.py), with a failure put in words."""
+    shard = staged.record.shard
+    fault_point("before-commit", shard)
+    try:
+        commit(out, staged.record, before_switch=getattr(lock, "check", None))
+    except OSError as exc:
+        raise StoreError(
+            f"Shard {shard} could not be committed: {explain(exc, out)}. Committed shards are untouched; fix the "
+            "cause and rerun the same command (it finishes or redoes this shard)."
+        ) from None
+
+
 def _busy_fraction(stats: list[dict]) -> float | None:
     span = sum(s["span_s"] for s in stats)
     return sum(s["busy_s"] for s in stats) / span if span > 0 else None
 
 
-def _stream(plan: RunPlan, work: list[ShardWork], actor_stats: list[dict], actors: list | None):
-    """Yield each shard's summary as it commits; fills ``actor_stats`` when the last one is in."""
+def _stream(plan: RunPlan, work: list[ShardWork], actor_stats: list[dict], actors: list | None, run_id: str):
+    """Yield each shard as its files are staged; fills ``actor_stats`` when the last one is in."""
     import ray
 
     config = plan.config
     actors = actors or start_actors(config, plan.model_dir)  # given actors mean Ray is already up
     processor_dir = plan.model_dir if _image_processor_on_workers(config) else None
     load_task = ray.remote(num_cpus=0.5)(load_shard)
-    write_task = ray.remote(num_cpus=0.5, max_retries=3, retry_exceptions=False)(write_shard)
+    write_task = ray.remote(num_cpus=0.5, max_retries=3, retry_exceptions=False)(stage_shard)
     # Up to `ahead` shards are loaded or queued before the model; writes trail it by up to
     # WRITE_LAG x ahead more (8B maps can take longer to compress than to make).
     ahead = config.prefetch_shards * len(actors)
@@ -212,7 +245,15 @@ def _stream(plan: RunPlan, work: list[ShardWork], actor_stats: list[dict], actor
                 loaded = load_task.remote(item, config.image_size, processor_dir)
                 outcomes = actors[item.shard.index % len(actors)].process.remote(loaded)
                 queued[outcomes] = item.shard
-                ref = write_task.remote(config.out, item, outcomes, plan.geometry, config.prompt.id)
+                ref = write_task.remote(
+                    config.out,
+                    item,
+                    outcomes,
+                    plan.geometry,
+                    config.prompt.id,
+                    run_id,
+                    plan.attributes["config_digest"],
+                )
                 inflight[ref] = item.shard
             # fetch_local=False: the model's outputs go from the actor to the writer, never via the driver.
             ready, _ = ray.wait([*queued, *inflight], num_returns=1, fetch_local=False)
@@ -229,7 +270,7 @@ def _stream(plan: RunPlan, work: list[ShardWork], actor_stats: list[dict], actor
             ray.kill(actor)
 
 
-def _get_shard(ref, shard: Shard, out: Path) -> ShardSummary:
+def _get_shard(ref, shard: Shard, out: Path) -> StagedShard:
     import ray
 
     try:
@@ -238,9 +279,10 @@ def _get_shard(ref, shard: Shard, out: Path) -> ShardSummary:
         cause = exc.cause if isinstance(exc.cause, Exception) else exc
         if isinstance(cause, SaldataError):
             raise cause from None
+        reason = explain(cause, out) if isinstance(cause, OSError) else f"{type(cause).__name__}: {cause}"
         raise StoreError(
             f"Shard {shard.index} (images {shard.start}..{shard.stop - 1}) could not be written to {out}: "
-            f"{type(cause).__name__}: {cause}. It stays uncommitted; committed shards are untouched. "
+            f"{reason}. It stays uncommitted; committed shards are untouched. "
             "Fix the cause and rerun the same command to resume."
         ) from None
 
@@ -251,7 +293,9 @@ def _ensure_ray(address: str | None) -> None:
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    kwargs = dict(include_dashboard=False, configure_logging=True, logging_level="ERROR", log_to_driver=True)
+    # Workers' own output stays in Ray's session logs: failures reach the driver as exceptions,
+    # and the console shows saldata's lines only.
+    kwargs = dict(include_dashboard=False, configure_logging=True, logging_level="ERROR", log_to_driver=False)
     # "local" always starts a private Ray, never attaching to a cluster someone else started here.
     ray.init(address=address or "local", **kwargs, **({} if address else {"num_cpus": os.cpu_count()}))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import time
 from dataclasses import dataclass
@@ -23,6 +25,17 @@ class LoadedImage:
     load_s: float
     error: str | None = None
     inputs: ImageInputs | None = None  # made on the worker when the image processor runs there
+    fingerprint: dict | None = None  # the source file as read: path, size, mtime_ns, blake2b
+
+
+def fingerprint(path: str, data: bytes | None, stat: os.stat_result | None) -> dict:
+    """What identifies the source file a row was made from; a resume compares it to today's file."""
+    return {
+        "path": path,
+        "size": stat.st_size if stat else None,
+        "mtime_ns": stat.st_mtime_ns if stat else None,
+        "blake2b": hashlib.blake2b(data, digest_size=16).hexdigest() if data is not None else None,
+    }
 
 
 def load_image(idx: int, source: ImageSource, size: tuple[int, int]) -> LoadedImage:
@@ -32,33 +45,55 @@ def load_image(idx: int, source: ImageSource, size: tuple[int, int]) -> LoadedIm
     it never stops the run.
     """
     start = time.perf_counter()
+    data = stat = None
     try:
-        pixels, orig = decode_rgb(source.path, size)
-        return LoadedImage(idx, source, pixels, orig, time.perf_counter() - start)
+        stat, data = read_source(source.path)
+        pixels, orig = decode_rgb(source.path, size, data)
+        loaded = LoadedImage(idx, source, pixels, orig, time.perf_counter() - start)
+        loaded.fingerprint = fingerprint(source.path, data, stat)
+        return loaded
     except ImageProblem as exc:
         error = f"{source.path}: {exc}"
     except Exception as exc:  # whatever else a decoder throws is still this image's, not the run's
         error = f"{source.path}: cannot read image ({type(exc).__name__}: {exc})"
-    return LoadedImage(idx, source, None, None, time.perf_counter() - start, error)
+    failed = LoadedImage(idx, source, None, None, time.perf_counter() - start, error)
+    failed.fingerprint = fingerprint(source.path, data, stat)
+    return failed
+
+
+def read_source(path: str) -> tuple[os.stat_result, bytes]:
+    """The file's bytes, read once: they are hashed for the fingerprint and decoded from memory."""
+    try:
+        with open(path, "rb") as f:
+            return os.fstat(f.fileno()), f.read()
+    except PermissionError:
+        raise ImageProblem("permission denied") from None
+    except FileNotFoundError:
+        raise ImageProblem("file not found") from None
+    except IsADirectoryError:
+        raise ImageProblem("not a file (a directory)") from None
 
 
 class ImageProblem(ValueError):
     """A file that is not a usable image, with the reason in words."""
 
 
-def decode_rgb(path: str, size: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
-    """(pixels, original (width, height)): EXIF orientation applied, any mode made 8-bit RGB."""
+def decode_rgb(path: str, size: tuple[int, int], data: bytes | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+    """(pixels, original (width, height)): EXIF orientation applied, any mode made 8-bit RGB.
+
+    ``data`` is the file's content when the caller has read it already (``path`` then only names it).
+    """
     import warnings
 
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
-        if os.stat(path).st_size == 0:
+        if (len(data) if data is not None else os.stat(path).st_size) == 0:
             raise ImageProblem("empty file (0 bytes)")
         with warnings.catch_warnings():
             # Pillow only warns between its limit and twice it; refuse everything above the limit.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(io.BytesIO(data) if data is not None else path) as image:
                 image = ImageOps.exif_transpose(image)
                 image.load()
                 orig = image.size

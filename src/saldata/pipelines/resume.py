@@ -1,23 +1,35 @@
 """Decide what a run must do on an output directory: start fresh, resume, or refuse.
 
-A shard is done when its catalog ``images`` file exists (the commit). Resuming skips those,
-redoes every other shard from scratch (overwriting any partial chunks), and, with
-``retry_failed``, reprocesses the failed images of committed shards.
+A shard is done when its commit record says so and the files it names are intact. Resuming
+finishes commits a killed run left half done, verifies every committed shard, redoes damaged
+and uncommitted shards from scratch, and, with ``retry_failed``, reprocesses the failed images
+of committed shards. It refuses an output made with other settings or from other source images.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow.compute as pc
 
-from saldata.errors import ConfigError
+from saldata.errors import ConfigError, StoreError
 from saldata.pipelines.plan import Shard, ShardWork
-from saldata.schemas.catalog import CATALOG_DIRNAME, STATUS_FAILED
-from saldata.storage.catalog import committed_shards, read_table
+from saldata.schemas.catalog import CATALOG_DIRNAME, STATUS_DONE, STATUS_FAILED
+from saldata.schemas.store import STORE_SCHEMA_VERSION
+from saldata.storage.catalog import read_table
+from saldata.storage.commits import (
+    COMMITS_DIRNAME,
+    STAGING_DIRNAME,
+    CommitRecord,
+    finish_pending,
+    read_commit_log,
+    sweep_staging,
+)
 from saldata.storage.journal import JOURNAL_DIR
-from saldata.storage.zarr_store import create_store, open_store, store_path
+from saldata.storage.zarr_store import create_store, open_store, store_path, store_schema_version
 
 # Attributes that must match for a rerun to add to an existing output.
 GUARDED_ATTRIBUTES = (
@@ -36,21 +48,51 @@ GUARDED_ATTRIBUTES = (
 RUN_CONFIG_FILE = "run.json"
 
 
-def prepare_output(plan, overwrite: bool) -> set[int]:
-    """Create the store, or check an existing one matches this run; returns the committed shards."""
+@dataclass(frozen=True, slots=True)
+class OutputState:
+    committed: set[int]  # intact committed shards: skipped
+    damaged: dict[int, list[str]]  # committed shards whose files or rows are wrong: redone
+    finished: list[int]  # half-done commits of a killed run, completed now
+
+
+def prepare_output(plan, overwrite: bool) -> OutputState:
+    """Create the store, or check an existing one matches this run. Call only under the output lock."""
+    from saldata.pipelines.verify import verify_output
+
     out = plan.config.out
     if overwrite:
         clear_output(out)
-    if not store_path(out).is_dir():
-        if committed_shards(out):
-            raise ConfigError(f"{out} has a catalog but no features.zarr; pass --overwrite to start over.")
+    version = store_schema_version(out)
+    if version is None and store_path(out).exists():
+        raise StoreError(f"{store_path(out)} is not a saldata store (no zarr.json); move it away or pass --overwrite.")
+    if version is not None and version < STORE_SCHEMA_VERSION:
+        raise ConfigError(
+            f"{out} was written by an older saldata (store schema_version {version}; this one writes "
+            f"{STORE_SCHEMA_VERSION}, with commit records and checksums) and cannot be resumed. Pass --overwrite to "
+            "re-extract it, or choose another --out; saldata.open still reads it as it is."
+        )
+    finished = finish_pending(out)
+    sweep_staging(out)
+    if version is None:
+        if read_commit_log(out).committed:
+            raise StoreError(
+                f"{store_path(out)} is missing, but {out} has committed shards; pass --overwrite to start over."
+            )
         create_store(out, plan.geometry, plan.config.shard_size, plan.attributes)
-        return set()
-    existing = dict(open_store(out).attrs)
+        return OutputState(set(), {}, finished)
+    _refuse_other_settings(out, dict(open_store(out).attrs), plan.attributes)
+    log = read_commit_log(out)
+    _refuse_other_sources(out, plan.shards, log.committed)
+    report = verify_output(out)
+    _remove_stray(out, report.stray)
+    return OutputState(set(log.committed) - set(report.damaged), report.damaged, finished)
+
+
+def _refuse_other_settings(out: Path, existing: dict, wanted: dict) -> None:
     differences = [
-        f"{key}: {existing.get(key)!r} in the output, {plan.attributes[key]!r} now"
+        f"{key}: {existing.get(key)!r} in the output, {wanted[key]!r} now"
         for key in GUARDED_ATTRIBUTES
-        if existing.get(key) != plan.attributes[key]
+        if existing.get(key) != wanted[key]
     ]
     if differences:
         raise ConfigError(
@@ -58,30 +100,60 @@ def prepare_output(plan, overwrite: bool) -> set[int]:
             + "\n  ".join(differences)
             + "\nPass --overwrite to start over, or choose another --out."
         )
-    _sweep_partial_files(store_path(out))
-    return committed_shards(out)
 
 
-def select_work(shards: list[Shard], committed: set[int], out: Path, retry_failed: bool) -> list[ShardWork]:
-    work = [ShardWork(s) for s in shards if s.index not in committed]
-    if retry_failed and committed:
+def _refuse_other_sources(out: Path, shards: list[Shard], committed: dict[int, CommitRecord]) -> None:
+    """Committed rows must come from the very files this run would read (path, size, mtime)."""
+    planned = {shard.start + i: source for shard in shards for i, source in enumerate(shard.sources)}
+    for shard in sorted(committed):
+        for entry in committed[shard].sources:
+            source = planned.get(entry["idx"])
+            problem = _source_problem(entry, source.path if source else None)
+            if problem:
+                name = source.image_id if source else entry["path"]
+                raise ConfigError(
+                    f"{out}: image {entry['idx']} ({name}) {problem}, so this output cannot be resumed from these "
+                    "images. Point --data-root at the images it was made from, or pass --overwrite to start over."
+                )
+
+
+def _source_problem(entry: dict, path: str | None) -> str | None:
+    if path != entry["path"]:
+        return f"was read from {entry['path']}, and this run would read {path}"
+    if entry.get("status") != STATUS_DONE or entry.get("size") is None:
+        return None  # a failed image has nothing committed to protect; --retry-failed may redo it
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return f"was read from {path}, which is gone"
+    if (stat.st_size, stat.st_mtime_ns) != (entry["size"], entry["mtime_ns"]):
+        return f"changed since it was committed ({path}: size or modification time differ)"
+    return None
+
+
+def _remove_stray(out: Path, stray: list[str]) -> None:
+    """Catalog files no record names would show up in plain Parquet readers: take them out."""
+    for rel in stray:
+        target = Path(out) / rel
+        shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+
+
+def select_work(shards: list[Shard], state: OutputState, out: Path, retry_failed: bool) -> list[ShardWork]:
+    work = [ShardWork(s) for s in shards if s.index not in state.committed]
+    if retry_failed and state.committed:
         images = read_table(out, "images")
         failed = images.filter(pc.equal(images["status"], STATUS_FAILED))
         by_shard: dict[int, list[int]] = {}
         for shard_index, idx in zip(failed["shard"].to_pylist(), failed["idx"].to_pylist(), strict=True):
-            by_shard.setdefault(shard_index, []).append(idx)
+            if shard_index in state.committed:
+                by_shard.setdefault(shard_index, []).append(idx)
         work += [ShardWork(shards[i], tuple(sorted(by_shard[i]))) for i in sorted(by_shard)]
     return work
 
 
 def clear_output(out: Path) -> None:
     """Remove what saldata wrote (and nothing else a user keeps beside it)."""
-    for name in ("features.zarr", CATALOG_DIRNAME, JOURNAL_DIR):
+    # Records first: once they are gone nothing left behind is believed, wherever a kill lands.
+    for name in (COMMITS_DIRNAME, "features.zarr", CATALOG_DIRNAME, JOURNAL_DIR, STAGING_DIRNAME):
         shutil.rmtree(Path(out) / name, ignore_errors=True)
     (Path(out) / RUN_CONFIG_FILE).unlink(missing_ok=True)
-
-
-def _sweep_partial_files(root: Path) -> None:
-    """Zarr writes each file aside first; a killed writer leaves the aside copy behind."""
-    for path in root.rglob("*.partial"):
-        path.unlink(missing_ok=True)

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from saldata.schemas.catalog import STATUS_DONE, STATUS_FAILED
-from saldata.storage.catalog import committed_shards, read_table
+from saldata.storage.catalog import read_table
+from saldata.storage.commits import commits_dir, read_commit_log
 from saldata.storage.journal import read_journals
 from saldata.storage.lock import is_stale, read_lock
 from saldata.storage.zarr_store import open_store
@@ -27,6 +28,8 @@ class OutputStatus:
     running: dict | None = None  # the live run's lock, if any
     rate: float | None = None  # images/s of the latest run
     eta_s: float | None = None
+    interrupted_commits: list[int] = field(default_factory=list)  # finished by the next extract
+    unreadable_records: list[int] = field(default_factory=list)  # redone by the next extract
 
     @property
     def pending(self) -> int:
@@ -40,12 +43,14 @@ def failure_reason(error: str, path: str) -> str:
 
 
 def output_status(out: Path) -> OutputStatus:
+    """Counts from the commit records alone: a shard without a complete record is pending."""
     attrs = dict(open_store(out).attrs)
     total, shard_size = int(attrs["n_images"]), int(attrs["shard_size"])
     images = read_table(out, "images").to_pylist()
     done = sum(r["status"] == STATUS_DONE for r in images)
     failed_rows = [r for r in images if r["status"] == STATUS_FAILED]
     reasons = Counter(failure_reason(r["error"] or "unknown", r["source_path"]) for r in failed_rows)
+    log = read_commit_log(out) if commits_dir(out).is_dir() else None
     lock = read_lock(out)
     running = lock if lock and not is_stale(lock) else None
     rate = eta = None
@@ -61,11 +66,13 @@ def output_status(out: Path) -> OutputStatus:
         done=done,
         failed=len(failed_rows),
         shards_total=-(-total // shard_size),
-        shards_committed=len(committed_shards(out)),
+        shards_committed=len(log.committed) if log else len(set(r["shard"] for r in images)),
         failures=reasons.most_common(),
         running=running,
         rate=rate,
         eta_s=eta,
+        interrupted_commits=sorted(log.pending) if log else [],
+        unreadable_records=sorted(log.unreadable) if log else [],
     )
 
 

@@ -1,13 +1,16 @@
 """The pipeline's CPU steps, plain functions that Ray runs as tasks.
 
-load_shard (CPU task) -> ExtractorActor.process (model actor, ``model_actor.py``) -> write_shard
-(CPU task). Decoding and writing never run on the model actor, so it only ever waits for the GPU.
+load_shard (CPU task) -> ExtractorActor.process (model actor, ``model_actor.py``) -> stage_shard
+(CPU task) -> the driver's commit (``storage/commits.py``). Decoding and writing never run on the
+model actor, so it only ever waits for the GPU; committing never runs on a worker, so a worker
+whose driver is gone can never commit.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,13 +20,15 @@ import numpy as np
 from saldata.datasets.ground_truth import GT_NONE, GroundTruth, load_ground_truth
 from saldata.extractors.image_inputs import image_processor, prepare_images
 from saldata.extractors.words import group_words
+from saldata.faults import fault_point
 from saldata.pipelines.model_actor import ImageOutcome
 from saldata.pipelines.plan import Shard, ShardWork
 from saldata.pipelines.preprocess import LoadedImage, load_image
 from saldata.schemas.catalog import IMAGES, STATUS_DONE, STATUS_FAILED, TOKENS, WORDS
 from saldata.schemas.store import ARRAYS, Geometry
-from saldata.storage.catalog import commit_shard, merge_with_committed
-from saldata.storage.zarr_store import write_rows
+from saldata.storage.catalog import merge_with_committed, stage_tables
+from saldata.storage.commits import CommitRecord, digest_staged, staging_dir
+from saldata.storage.zarr_store import shard_file_relpaths, stage_rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +39,14 @@ class ShardSummary:
     tokens: int
     write_s: float
     first_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StagedShard:
+    """A shard whose files are all staged and digested: what the driver needs to commit it."""
+
+    summary: ShardSummary
+    record: CommitRecord
 
 
 def yield_cpu_to_model() -> None:
@@ -75,24 +88,68 @@ def _prepare(image: LoadedImage, processor) -> None:
     image.pixels = None  # ship only what the model takes
 
 
-def write_shard(
-    out: Path, work: ShardWork, outcomes: list[ImageOutcome], geometry: Geometry, prompt_id: str
-) -> ShardSummary:
-    """Write the shard's rows of every array, then commit its catalog rows (the images file last)."""
+def stage_shard(
+    out: Path,
+    work: ShardWork,
+    outcomes: list[ImageOutcome],
+    geometry: Geometry,
+    prompt_id: str,
+    run_id: str,
+    config_digest: str,
+) -> StagedShard:
+    """Write the shard's files into its staging folder and digest them; the driver commits."""
     yield_cpu_to_model()
     start = time.perf_counter()
+    shard = work.shard
+    staging = staging_dir(out, shard.index, run_id)
+    shutil.rmtree(staging, ignore_errors=True)  # an earlier attempt of this task (a lost worker)
     truths = [ground_truth(o, geometry.image_size) for o in outcomes]
-    write_rows(out, [o.image.idx for o in outcomes], shard_block(outcomes, truths, geometry))
-    rows = catalog_rows(work.shard, outcomes, truths, prompt_id)
+    rows = catalog_rows(shard, outcomes, truths, prompt_id)
+    sources = [_source_entry(o) for o in outcomes]
+    retried = [o.image.idx - shard.start for o in outcomes] if work.retry else None
     if work.retry:
-        rows = merge_with_committed(out, work.shard.index, rows)
-    commit_shard(out, work.shard.index, rows)
+        rows = merge_with_committed(out, shard.index, rows)
+        sources = _merge_sources(out, shard.index, sources)
+    stage_rows(out, staging, shard.start, shard.stop, shard_block(outcomes, truths, geometry), retried)
+    wanted = stage_tables(staging, shard.index, rows) + shard_file_relpaths(out, shard.index)
+    files = digest_staged(staging, wanted)
+    fault_point("shard-staged", shard.index)
     done = sum(o.error is None for o in outcomes)
-    n_tokens = sum(len(o.capture.token_ids) for o in outcomes if o.capture)
-    first_error = next((o.error for o in outcomes if o.error), None)
-    return ShardSummary(
-        work.shard.index, done, len(outcomes) - done, n_tokens, time.perf_counter() - start, first_error
+    counts = {name: len(table_rows) for name, table_rows in rows.items()}
+    record = CommitRecord(
+        shard=shard.index,
+        start=shard.start,
+        stop=shard.stop,
+        run_id=run_id,
+        config_digest=config_digest,
+        files=files,
+        sources=sources,
+        counts=counts,
+        pending=str(staging.relative_to(out)),
     )
+    summary = ShardSummary(
+        shard.index,
+        done,
+        len(outcomes) - done,
+        sum(len(o.capture.token_ids) for o in outcomes if o.capture),
+        time.perf_counter() - start,
+        next((o.error for o in outcomes if o.error), None),
+    )
+    return StagedShard(summary, record)
+
+
+def _source_entry(outcome: ImageOutcome) -> dict:
+    image = outcome.image
+    entry = image.fingerprint or {"path": image.source.path, "size": None, "mtime_ns": None, "blake2b": None}
+    return {"idx": image.idx, "status": STATUS_DONE if outcome.capture else STATUS_FAILED, **entry}
+
+
+def _merge_sources(out: Path, shard_index: int, new: list[dict]) -> list[dict]:
+    from saldata.storage.commits import read_commit_log
+
+    old = read_commit_log(out).committed[shard_index].sources
+    replaced = {e["idx"] for e in new}
+    return sorted([e for e in old if e["idx"] not in replaced] + new, key=lambda e: e["idx"])
 
 
 def ground_truth(outcome: ImageOutcome, size: tuple[int, int]) -> GroundTruth:
@@ -150,6 +207,7 @@ def catalog_rows(
                 "gt_status": truth.status,
                 "gt_error": truth.error,
                 "n_fixations": truth.n_fixations,
+                "n_fixations_clipped": truth.n_fixations_clipped,
                 "prompt_id": prompt_id,
                 "load_s": im.load_s,
                 "model_s": outcome.model_s,

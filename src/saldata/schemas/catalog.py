@@ -10,7 +10,9 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-CATALOG_SCHEMA_VERSION = 2  # 2: tokens.char_start/char_end, the words table, ground-truth columns
+# Schema history (also in README.md): 2 added tokens.char_start/char_end, the words table and the
+# ground-truth columns; 3 added images.n_fixations_clipped, and commit records name every file.
+CATALOG_SCHEMA_VERSION = 3
 CATALOG_DIRNAME = "catalog"
 
 STATUS_DONE = "done"
@@ -62,6 +64,12 @@ IMAGES = TableSpec(
         Column("gt_status", pa.string(), "Ground truth: 'ok', 'none' (the dataset has none here) or 'failed'."),
         Column("gt_error", pa.string(), "Why the ground truth could not be read, naming the file.", nullable=True),
         Column("n_fixations", pa.int32(), "Fixation points in the ground truth (all subjects).", nullable=True),
+        Column(
+            "n_fixations_clipped",
+            pa.int32(),
+            "Fixation points outside the original image, clipped to its border.",
+            nullable=True,
+        ),
         Column("prompt_id", pa.string(), "Prompt preset name, or 'custom'."),
         Column("load_s", pa.float64(), "Seconds spent decoding and resizing the image."),
         Column("model_s", pa.float64(), "Seconds of model time, the batch's time split evenly."),

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-STORE_SCHEMA_VERSION = 2  # 2: saliency_map and fixation_map (ground truth)
+# Schema history (also in README.md): 2 added saliency_map and fixation_map; 3 added commit
+# records (OUT/commits/), a crc32c codec on every chunk, and the root attribute config_digest.
+STORE_SCHEMA_VERSION = 3
 STORE_DIRNAME = "features.zarr"
 TOKEN_PAD = -1
 
@@ -128,6 +130,7 @@ ROOT_ATTRIBUTES: tuple[str, ...] = (
     "dtype",
     "n_images",
     "sources_digest",
+    "config_digest",
     "saldata_version",
     "transformers_version",
     "created",

@@ -1,8 +1,9 @@
-"""The Parquet catalog: one file per table per shard, written aside and renamed into place.
+"""The Parquet catalog: one file per table per shard, ``catalog/<table>/shard-NNNNN.parquet``.
 
-``catalog/images/shard-NNNNN.parquet`` is renamed last, after the shard's arrays and tokens
-are on disk, so its presence is the shard's commit: readers and ``status`` count only what
-it says.
+Files are written into the shard's staging folder and enter ``catalog/`` only when the shard
+commits (``storage/commits.py``), so a plain ``pyarrow.parquet.read_table(OUT/catalog/images)``
+sees committed rows only. saldata's own readers go further and read exactly the files the
+commit records name.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from saldata.errors import StoreError
 from saldata.schemas.catalog import CATALOG_DIRNAME, IMAGES, TABLES, TableSpec
 
 
@@ -20,24 +22,31 @@ def catalog_dir(out: Path) -> Path:
     return Path(out) / CATALOG_DIRNAME
 
 
+def shard_relpath(table: TableSpec, shard_index: int) -> str:
+    """Where a table's file of a shard lives, relative to OUT (and to a staging folder)."""
+    return f"{CATALOG_DIRNAME}/{table.name}/shard-{shard_index:05d}.parquet"
+
+
 def shard_file(out: Path, table: TableSpec, shard_index: int) -> Path:
-    return catalog_dir(out) / table.name / f"shard-{shard_index:05d}.parquet"
+    return Path(out) / shard_relpath(table, shard_index)
 
 
-def write_table_atomic(rows: list[dict], table: TableSpec, path: Path) -> None:
+def write_table(rows: list[dict], table: TableSpec, path: Path) -> None:
+    """Write and fsync (the commit that follows must not point at data still in the page cache)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    arrow = pa.Table.from_pylist(rows, schema=table.schema)
-    partial = path.with_name(path.name + ".partial")
-    pq.write_table(arrow, partial, compression="zstd")
-    with open(partial, "rb") as f:
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), path, compression="zstd")
+    with open(path, "rb") as f:
         os.fsync(f.fileno())
-    os.replace(partial, path)
 
 
-def commit_shard(out: Path, shard_index: int, rows: dict[str, list[dict]]) -> None:
-    """Write each table's rows of the shard; the images file goes last: it is the commit marker."""
-    for name in sorted(rows, key=lambda n: n == IMAGES.name):
-        write_table_atomic(rows[name], TABLES[name], shard_file(out, TABLES[name], shard_index))
+def stage_tables(staging: Path, shard_index: int, rows: dict[str, list[dict]]) -> list[str]:
+    """Write each table's rows of the shard under ``staging``; returns their relative paths."""
+    written = []
+    for name, table_rows in rows.items():
+        rel = shard_relpath(TABLES[name], shard_index)
+        write_table(table_rows, TABLES[name], Path(staging) / rel)
+        written.append(rel)
+    return written
 
 
 def merge_with_committed(out: Path, shard_index: int, rows: dict[str, list[dict]]) -> dict[str, list[dict]]:
@@ -46,29 +55,61 @@ def merge_with_committed(out: Path, shard_index: int, rows: dict[str, list[dict]
     merged = {}
     for name, new_rows in rows.items():
         table = TABLES[name]
-        old = pq.read_table(shard_file(out, table, shard_index), schema=table.schema).to_pylist()
+        old = read_file(shard_file(out, table, shard_index), table).to_pylist()
         kept = [r for r in old if r["idx"] not in replaced] + new_rows
         merged[name] = sorted(kept, key=lambda r: (r["idx"], r.get("position", r.get("word_index", 0))))
     return merged
 
 
 def committed_shards(out: Path) -> set[int]:
-    folder = catalog_dir(out) / IMAGES.name
-    return {int(p.stem.split("-")[1]) for p in folder.glob("shard-*.parquet")} if folder.is_dir() else set()
+    """Shards whose commit record says they are complete."""
+    return set(_committed(out))
 
 
 def committed_files(out: Path, name: str) -> list[Path]:
     """A table's files of committed shards only, in shard (so idx) order."""
-    committed = committed_shards(out)
-    return sorted(
-        f for f in (catalog_dir(out) / name).glob("shard-*.parquet") if int(f.stem.split("-")[1]) in committed
-    )
+    table = TABLES[name]
+    return [shard_file(out, table, s) for s in sorted(_committed(out))]
+
+
+def read_file(path: Path, table: TableSpec) -> pa.Table:
+    try:
+        return pq.read_table(path, schema=table.schema)
+    except FileNotFoundError:
+        raise StoreError(
+            f"{path} is missing although its shard is committed; run saldata verify on the output."
+        ) from None
+    except (pa.ArrowException, OSError) as exc:
+        raise StoreError(
+            f"{path} cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
+            "run saldata verify on the output, then rerun the extraction to redo the damaged shard."
+        ) from None
 
 
 def read_table(out: Path, name: str) -> pa.Table:
-    """All committed rows of a table, ordered by shard file name (so by idx)."""
+    """All committed rows of a table, ordered by shard (so by idx)."""
     table = TABLES[name]
     files = committed_files(out, name)
     if not files:
         return table.schema.empty_table()
-    return pa.concat_tables([pq.read_table(f, schema=table.schema) for f in files])
+    return pa.concat_tables([read_file(f, table) for f in files])
+
+
+def _committed(out: Path) -> list[int]:
+    from saldata.storage.commits import commits_dir, read_commit_log
+
+    if commits_dir(out).is_dir():
+        return sorted(read_commit_log(out).committed)
+    return _legacy_committed(out)
+
+
+def _legacy_committed(out: Path) -> list[int]:
+    """Outputs of store schema 2 and older had no records: an images file was the commit."""
+    folder = catalog_dir(out) / IMAGES.name
+    if not folder.is_dir():
+        return []
+    from saldata.storage.zarr_store import store_schema_version
+
+    if (store_schema_version(out) or 0) >= 3:
+        return []  # a current output whose first commit has not landed yet
+    return sorted(int(p.stem.split("-")[1]) for p in folder.glob("shard-*.parquet"))

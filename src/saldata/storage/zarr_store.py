@@ -2,17 +2,26 @@
 
 Arrays are chunked one image per chunk (a trainer reads one image with one chunk read) and
 Zarr-sharded along the image axis with the run's shard size, so a run shard and a Zarr
-shard file coincide: one writer per file, ever.
+shard file coincide: one writer per file, ever. A worker writes its shard's files into the
+shard's staging folder (a copy of the store's metadata); the commit moves them into place.
+Every chunk ends with a CRC-32C (Zarr v3's core ``crc32c`` codec), so any Zarr reader
+detects a flipped byte.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 
 from saldata.errors import StoreError
+from saldata.faults import fault_point
 from saldata.schemas.store import ARRAYS, STORE_DIRNAME, Geometry
+
+METADATA_FILE = "zarr.json"
 
 
 def store_path(out: Path) -> Path:
@@ -20,12 +29,24 @@ def store_path(out: Path) -> Path:
 
 
 def create_store(out: Path, geometry: Geometry, shard_size: int, attributes: dict) -> None:
+    """Create the store aside and rename it into place: a kill at any moment leaves no store or a whole one."""
+    from saldata.storage.commits import fsync_dir, staging_root
+
+    aside = staging_root(out) / f"{STORE_DIRNAME}.new"
+    shutil.rmtree(aside, ignore_errors=True)
+    _create_arrays(aside, geometry, shard_size, attributes)
+    fault_point("store-created")
+    os.rename(aside, store_path(out))
+    fsync_dir(Path(out))
+
+
+def _create_arrays(path: Path, geometry: Geometry, shard_size: int, attributes: dict) -> None:
     import zarr
-    from zarr.codecs import BloscCodec, TransposeCodec
+    from zarr.codecs import BloscCodec, Crc32cCodec, TransposeCodec
 
     # Blosc-zstd with byte shuffle: float16 maps compress well and padding rows vanish.
     compressor = BloscCodec(cname="zstd", clevel=4, shuffle="shuffle")
-    group = zarr.open_group(store_path(out), mode="w", zarr_format=3)
+    group = zarr.open_group(path, mode="w", zarr_format=3)
     group.attrs.update(attributes)
     for spec in ARRAYS:
         shape = spec.shape(geometry)
@@ -40,9 +61,10 @@ def create_store(out: Path, geometry: Geometry, shard_size: int, attributes: dic
             fill_value=spec.fill_value,
             dimension_names=spec.dims,
             filters=[TransposeCodec(order=order)] if (order := token_last(spec.dims)) else [],
-            compressors=[compressor],
+            compressors=[compressor, Crc32cCodec()],
             attributes={"doc": spec.doc},
         )
+        fault_point("store-array-created", spec.name, path)
 
 
 def token_last(dims: tuple[str, ...]) -> tuple[int, ...] | None:
@@ -64,16 +86,65 @@ def open_store(out: Path, mode: str = "r"):
     path = store_path(out)
     if not path.is_dir():
         raise StoreError(f"No feature store at {path}.")
-    return zarr.open_group(path, mode=mode, zarr_format=3)
+    try:
+        return zarr.open_group(path, mode=mode, zarr_format=3)
+    except (ValueError, KeyError, TypeError, OSError, zarr.errors.BaseZarrError) as exc:
+        raise StoreError(f"{_metadata_problem(path) or exc}; the store cannot be opened.") from None
 
 
-def write_rows(out: Path, indices: list[int], block: dict[str, np.ndarray]) -> None:
-    """Write ``block``'s rows at image ``indices`` of every array; the caller owns their Zarr shard."""
-    group = open_store(out, mode="r+")
-    contiguous = indices == list(range(indices[0], indices[0] + len(indices))) if indices else True
+def store_schema_version(out: Path) -> int | None:
+    """The store's schema_version, read from its metadata without opening it (None: no store)."""
+    path = store_path(out) / METADATA_FILE
+    if not path.is_file():
+        return None
+    problem = _metadata_problem(store_path(out))
+    if problem:
+        raise StoreError(f"{problem}; the store cannot be opened.")
+    version = json.loads(path.read_text()).get("attributes", {}).get("schema_version")
+    return version if isinstance(version, int) else None
+
+
+def _metadata_problem(path: Path) -> str | None:
+    """Why a store's metadata files cannot be trusted, naming the file; None when they parse."""
+    for meta in [path / METADATA_FILE, *(path / spec.name / METADATA_FILE for spec in ARRAYS)]:
+        if not meta.is_file():
+            continue
+        try:
+            json.loads(meta.read_text())
+        except (ValueError, OSError) as exc:
+            return f"{meta} is corrupt ({type(exc).__name__}: {exc}); restore it or re-extract with --overwrite"
+    return None
+
+
+def shard_file_relpaths(out: Path, shard_index: int) -> list[str]:
+    """Each array's Zarr shard file of run shard ``shard_index``, relative to OUT."""
+    group = open_store(out)
+    paths = []
+    for spec in ARRAYS:
+        array = group[spec.name]
+        key = array.metadata.encode_chunk_key((shard_index,) + (0,) * (array.ndim - 1))
+        paths.append(f"{STORE_DIRNAME}/{spec.name}/{key}")
+    return paths
+
+
+def stage_rows(out: Path, staging: Path, start: int, stop: int, block: dict[str, np.ndarray], rows=None) -> None:
+    """Write rows ``start..stop`` of every array into a metadata copy of the store under ``staging``.
+
+    ``rows`` (positions within the shard) limits the new values to those rows; the others are
+    copied from the committed store (a --retry-failed rewrite writes whole shard files).
+    """
+    import zarr
+
+    source, target = store_path(out), Path(staging) / STORE_DIRNAME
+    for rel in [METADATA_FILE, *(f"{spec.name}/{METADATA_FILE}" for spec in ARRAYS)]:
+        (target / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source / rel, target / rel)
+    staged = zarr.open_group(target, mode="r+", zarr_format=3)
+    committed = open_store(out) if rows is not None else None
     for name, values in block.items():
-        if contiguous and indices:
-            group[name][indices[0] : indices[0] + len(indices)] = values
-        else:
-            for row, idx in enumerate(indices):
-                group[name][idx] = values[row]
+        if committed is not None:
+            whole = committed[name][start:stop]
+            whole[list(rows)] = values
+            values = whole
+        staged[name][start:stop] = values
+        fault_point("store-array", name, target / name)

@@ -1,0 +1,44 @@
+"""``saldata verify OUT``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from saldata.errors import SaldataError
+
+
+def verify(
+    out: Annotated[Path, typer.Argument(help="An extraction output directory.")],
+    quick: Annotated[bool, typer.Option("--quick", help="Check presence and sizes only (no checksums).")] = False,
+) -> None:
+    """Check every committed shard against its commit record, and the catalog against the store.
+
+    Exit code 0 when the output is intact, 1 when something is damaged (each shard and file named).
+    """
+    from saldata.pipelines.verify import verify_output
+
+    try:
+        report = verify_output(out, quick=quick)
+    except SaldataError as exc:
+        typer.secho(f"Error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=1) from None
+    how = "presence and sizes" if quick else "checksums and catalog rows"
+    typer.echo(f"{out}: {report.checked} committed shards checked ({how})")
+    for shard, problems in sorted(report.damaged.items()):
+        for problem in problems:
+            typer.echo(f"  damaged  shard {shard}: {problem}")
+    for shard in report.pending:
+        typer.echo(f"  pending  shard {shard}: a commit was interrupted; rerun the extraction to finish it")
+    for rel in report.stray:
+        typer.echo(f"  stray    {rel}: no commit record names this file")
+    if report.intact:
+        typer.echo("  intact")
+        return
+    damaged = ", ".join(map(str, sorted(report.damaged))) or "none"
+    typer.echo(
+        f"  {len(report.damaged)} damaged shards ({damaged}); rerun the same saldata extract command to redo them."
+    )
+    raise typer.Exit(code=1)

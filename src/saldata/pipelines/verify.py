@@ -1,0 +1,119 @@
+"""Check an output against its commit records: every file, and the catalog against the store.
+
+``verify_output`` is what ``saldata verify`` prints and what a resume uses to find the shards
+it must redo. A shard is damaged when a file its record names is missing, has another size or
+checksum, exists where the record says it must not, or when its catalog rows disagree with the
+store (images.n_tokens, the tokens and words rows, the stored token ids).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from saldata.schemas.catalog import IMAGES, TABLES, TOKENS, WORDS
+from saldata.schemas.store import STORE_SCHEMA_VERSION
+from saldata.storage.catalog import catalog_dir, read_file, shard_file
+from saldata.storage.commits import CommitRecord, digest_file, read_commit_log
+from saldata.storage.zarr_store import open_store, store_schema_version
+
+
+@dataclass(slots=True)
+class VerifyReport:
+    out: Path
+    checked: int = 0  # committed shards checked
+    damaged: dict[int, list[str]] = field(default_factory=dict)  # shard -> what is wrong
+    pending: list[int] = field(default_factory=list)  # commits a killed run left half done
+    stray: list[str] = field(default_factory=list)  # catalog files no record names
+
+    @property
+    def intact(self) -> bool:
+        return not (self.damaged or self.pending or self.stray)
+
+
+def verify_output(out: Path, quick: bool = False) -> VerifyReport:
+    """Every committed shard checked; ``quick`` checks presence and sizes only."""
+    from saldata.errors import StoreError
+
+    out = Path(out)
+    version = store_schema_version(out)
+    if version is None:
+        raise StoreError(f"No feature store at {out / 'features.zarr'}: is {out} a saldata extraction output?")
+    if version < STORE_SCHEMA_VERSION:
+        raise StoreError(
+            f"{out} was written by an older saldata (store schema_version {version}) that kept no commit "
+            "records, so it cannot be verified; re-extract it with --overwrite to get a verifiable output."
+        )
+    log = read_commit_log(out)
+    group = open_store(out)
+    report = VerifyReport(out, checked=len(log.committed), pending=sorted(log.pending))
+    for shard, why in log.unreadable.items():
+        report.damaged[shard] = [why]
+    expected_digest = group.attrs.get("config_digest")
+    for shard, record in sorted(log.committed.items()):
+        problems = check_files(out, record, quick)
+        if record.config_digest != expected_digest:
+            problems.append(f"its record was made by another run configuration ({record.config_digest})")
+        if not quick and not problems:
+            try:
+                problems += check_rows(out, group, record)
+            except (StoreError, ValueError, OSError) as exc:  # a chunk that fails its own checksum
+                problems.append(f"cannot be read back ({type(exc).__name__}: {exc})")
+        if problems:
+            report.damaged[shard] = problems
+    named = {rel for record in [*log.committed.values(), *log.pending.values()] for rel in record.files}
+    report.stray = sorted(
+        str(p.relative_to(out))
+        for name in TABLES
+        for p in (catalog_dir(out) / name).glob("*")
+        if str(p.relative_to(out)) not in named
+    )
+    return report
+
+
+def check_files(out: Path, record: CommitRecord, quick: bool) -> list[str]:
+    problems = []
+    for rel, want in sorted(record.files.items()):
+        path = out / rel
+        if want is None:
+            if path.exists():
+                problems.append(f"{rel}: exists, but the commit says this shard wrote no such file")
+            continue
+        if not path.is_file():
+            problems.append(f"{rel}: missing")
+        elif path.stat().st_size != want.size:
+            problems.append(f"{rel}: {path.stat().st_size} bytes, committed with {want.size}")
+        elif not quick and digest_file(path).crc32c != want.crc32c:
+            problems.append(f"{rel}: checksum differs from the committed one (the file was changed)")
+    return problems
+
+
+def check_rows(out: Path, group, record: CommitRecord) -> list[str]:
+    """The shard's catalog rows against its records and the store's n_tokens and token_ids."""
+    tables = {name: read_file(shard_file(out, TABLES[name], record.shard), TABLES[name]).to_pylist() for name in TABLES}
+    problems = [
+        f"{name}: {len(rows)} rows, committed with {record.counts[name]}"
+        for name, rows in tables.items()
+        if name in record.counts and len(rows) != record.counts[name]
+    ]
+    images = tables[IMAGES.name]
+    if sorted(r["idx"] for r in images) != list(range(record.start, record.stop)):
+        problems.append(f"images: rows are not exactly images {record.start}..{record.stop - 1}")
+        return problems
+    n_stored = group["n_tokens"][record.start : record.stop]
+    ids_stored = group["token_ids"][record.start : record.stop]
+    tokens_of: dict[int, list[int]] = {}
+    for row in sorted(tables[TOKENS.name], key=lambda r: (r["idx"], r["position"])):
+        tokens_of.setdefault(row["idx"], []).append(row["token_id"])
+    n_of = {r["idx"]: r["n_tokens"] for r in images}
+    words_past_end = Counter(w["idx"] for w in tables[WORDS.name] if w["last_position"] >= n_of.get(w["idx"], 0))
+    for row in images:
+        i, n = row["idx"], row["n_tokens"]
+        if int(n_stored[i - record.start]) != n:
+            problems.append(f"image {i}: n_tokens {n} in the catalog, {int(n_stored[i - record.start])} in the store")
+        elif tokens_of.get(i, []) != [int(t) for t in ids_stored[i - record.start, :n]]:
+            problems.append(f"image {i}: the tokens table disagrees with the store's token_ids")
+        if words_past_end.get(i):
+            problems.append(f"image {i}: {words_past_end[i]} words point past its {n} tokens")
+    return problems

@@ -1,0 +1,213 @@
+"""Commit records: the one protocol by which a shard becomes part of an output.
+
+A worker writes every file of a shard (its Zarr shard files, its catalog Parquet files) into
+``OUT/staging/shard-NNNNN-<run>/``, mirroring where each file belongs, and computes each file's
+size and CRC-32C. Only the driver commits, so a worker whose driver is gone can never commit:
+
+1. write ``OUT/commits/shard-NNNNN.json`` with ``pending`` set (write aside, fsync, rename):
+   from this instant the shard IS the new files, whatever happens next;
+2. move each staged file over its final path (``os.replace``), delete final files the record
+   says are absent (an all-fill Zarr shard is never written);
+3. rewrite the record without ``pending`` and remove the staging folder.
+
+A kill between 1 and 3 leaves a pending record; the next ``extract`` (under the output lock)
+rolls it forward by redoing steps 2-3, which are idempotent. Readers believe only records
+without ``pending``: a shard is either its old committed files or its new ones, never a mix.
+Catalog files enter ``catalog/`` only in step 2, so plain Parquet readers never see a shard
+that is not committed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+COMMITS_DIRNAME = "commits"
+STAGING_DIRNAME = "staging"
+RECORD_VERSION = 1
+_BLOCK = 8 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class FileDigest:
+    size: int
+    crc32c: str
+
+
+@dataclass(frozen=True, slots=True)
+class CommitRecord:
+    """What one committed shard is made of.
+
+    ``files`` maps each path (relative to OUT) the shard owns to its digest, or to None where the
+    file must not exist (a Zarr shard whose chunks are all fill values is never written).
+    ``sources`` fingerprints the shard's images (idx, path, size, mtime_ns, blake2b) so a resume
+    can refuse changed inputs.
+    """
+
+    shard: int
+    start: int
+    stop: int
+    run_id: str
+    config_digest: str
+    files: dict[str, FileDigest | None]
+    sources: list[dict]
+    counts: dict[str, int] = field(default_factory=dict)
+    pending: str | None = None  # staging folder (relative to OUT) still to be moved into place
+    version: int = RECORD_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> CommitRecord:
+        data = json.loads(text)
+        files = {k: FileDigest(**v) if v is not None else None for k, v in data.pop("files").items()}
+        return cls(files=files, **data)
+
+
+def commits_dir(out: Path) -> Path:
+    return Path(out) / COMMITS_DIRNAME
+
+
+def record_path(out: Path, shard: int) -> Path:
+    return commits_dir(out) / f"shard-{shard:05d}.json"
+
+
+def staging_root(out: Path) -> Path:
+    return Path(out) / STAGING_DIRNAME
+
+
+def staging_dir(out: Path, shard: int, run_id: str) -> Path:
+    return staging_root(out) / f"shard-{shard:05d}-{run_id}"
+
+
+def digest_file(path: Path, sync: bool = False) -> FileDigest:
+    """Size and CRC-32C; ``sync`` also flushes the file to disk (before a record may name it)."""
+    import google_crc32c  # zarr's own dependency, for its crc32c codec
+
+    checksum = google_crc32c.Checksum()
+    size = 0
+    with open(path, "rb") as f:
+        while block := f.read(_BLOCK):
+            checksum.update(block)
+            size += len(block)
+        if sync:
+            os.fsync(f.fileno())
+    return FileDigest(size, checksum.hexdigest().decode())
+
+
+def digest_staged(staging: Path, wanted: list[str]) -> dict[str, FileDigest | None]:
+    """Digest of each relative path staged under ``staging``; None for those not written."""
+    return {rel: digest_file(staging / rel, sync=True) if (staging / rel).is_file() else None for rel in wanted}
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CommitLog:
+    """Every record of an output: committed ones, pending ones, and record files that cannot be read."""
+
+    committed: dict[int, CommitRecord]
+    pending: dict[int, CommitRecord]
+    unreadable: dict[int, str]  # shard -> why its record file cannot be trusted
+
+
+def read_commit_log(out: Path) -> CommitLog:
+    committed, pending, unreadable = {}, {}, {}
+    folder = commits_dir(out)
+    for path in sorted(folder.glob("shard-*.json")) if folder.is_dir() else []:
+        try:
+            shard = int(path.stem.split("-")[1])
+        except (IndexError, ValueError):
+            continue
+        try:
+            record = CommitRecord.from_json(path.read_text())
+            if record.shard != shard:
+                raise ValueError(f"it names shard {record.shard}")
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            unreadable[shard] = f"commit record {path} is unreadable ({type(exc).__name__}: {exc})"
+            continue
+        (pending if record.pending else committed)[shard] = record
+    return CommitLog(committed, pending, unreadable)
+
+
+# -- writing ---------------------------------------------------------------------------------
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write aside, fsync, rename, fsync the folder: the file is either old or new, never partial."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    aside = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(aside, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(aside, path)
+    except BaseException:
+        aside.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def commit(out: Path, record: CommitRecord, before_switch=None) -> None:
+    """Make ``record`` (whose files sit in ``record.pending``) the shard's truth, then move them in.
+
+    ``before_switch`` runs just before the switch (the output lock's ownership check).
+    """
+    if before_switch:
+        before_switch()
+    write_atomic(record_path(out, record.shard), record.to_json().encode())
+    roll_forward(out, record)
+
+
+def roll_forward(out: Path, record: CommitRecord) -> None:
+    """Steps 2-3 of the protocol; safe to repeat after a kill at any point inside them."""
+    from saldata.faults import fault_point
+
+    out = Path(out)
+    staged = out / record.pending if record.pending else None
+    for moved, (rel, digest) in enumerate(sorted(record.files.items())):
+        final = out / rel
+        if digest is None:
+            final.unlink(missing_ok=True)
+        elif staged is not None and (staged / rel).is_file():
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staged / rel, final)
+        fault_point("commit-move", moved)
+    done = CommitRecord(**{**_fields(record), "pending": None})
+    write_atomic(record_path(out, record.shard), done.to_json().encode())
+    if staged is not None:
+        shutil.rmtree(staged, ignore_errors=True)
+
+
+def finish_pending(out: Path) -> list[int]:
+    """Roll every pending record forward (call only while holding the output lock)."""
+    log = read_commit_log(out)
+    for record in log.pending.values():
+        roll_forward(out, record)
+    return sorted(log.pending)
+
+
+def sweep_staging(out: Path, keep: set[str] = frozenset()) -> None:
+    """Remove staged files no record points to (a worker killed before its shard's commit)."""
+    root = staging_root(out)
+    for folder in root.iterdir() if root.is_dir() else []:
+        if str(folder.relative_to(out)) not in keep:
+            shutil.rmtree(folder, ignore_errors=True) if folder.is_dir() else folder.unlink(missing_ok=True)
+
+
+def _fields(record: CommitRecord) -> dict:
+    return {name: getattr(record, name) for name in CommitRecord.__slots__}

@@ -1,0 +1,105 @@
+"""Kill -9 and a full disk at every named point of store creation and of the commit protocol.
+
+Each case runs the real storage code in a subprocess (``commit_scenario.py``), stops it at one
+fault point, checks what a reader would see at that moment, reruns it, and compares every file
+of the result byte for byte with an undisturbed run. RELIABILITY.md lists these cases.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from saldata.pipelines.verify import verify_output
+from saldata.storage.commits import read_commit_log
+
+# (fault, how the faulted run ends)
+KILLS = [
+    "store-array-created@attn_base=kill",  # while the store's arrays are being created
+    "store-created=kill",  # store complete, before it is renamed into place
+    "store-array@hidden=kill",  # a shard half staged (some arrays written)
+    "commit-move@0=kill",  # commit record switched, no file moved yet
+    "commit-move@4=kill",  # half the shard's files moved
+    "commit-move@9=kill",  # every file moved, record not yet final
+]
+DISK_FULL = ["store-array-created@hidden=enospc", "store-array@attn_highres=enospc", "commit-move@2=enospc"]
+
+
+def scenario(out: Path, fault: str | None = None, retry: bool = False) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "SALDATA_FAULT"}
+    if fault:
+        env["SALDATA_FAULT"] = fault
+    cmd = [sys.executable, "-m", "tests.faults.commit_scenario", str(out), *(["--retry"] if retry else [])]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[2])
+
+
+def tree_bytes(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def undisturbed(tmp_path_factory):
+    out = tmp_path_factory.mktemp("undisturbed") / "out"
+    assert scenario(out).returncode == 0
+    retried = tmp_path_factory.mktemp("undisturbed-retry") / "out"
+    assert scenario(retried).returncode == 0
+    assert scenario(retried, retry=True).returncode == 0
+    return tree_bytes(out), tree_bytes(retried)
+
+
+def assert_readers_see_only_commits(out: Path) -> None:
+    """What plain Parquet and saldata readers see at the moment of the fault."""
+    if not (out / "features.zarr").exists():
+        assert not (out / "commits").exists() or not read_commit_log(out).committed
+        return
+    log = read_commit_log(out)
+    visible = (
+        set(pq.read_table(out / "catalog" / "images").column("shard").to_pylist())
+        if (out / "catalog" / "images").is_dir()
+        else set()
+    )
+    assert visible <= set(log.committed) | set(log.pending)
+    report = verify_output(out)
+    assert not report.damaged and not report.stray, report
+
+
+@pytest.mark.parametrize("fault", KILLS)
+def test_kill_then_rerun_is_bitwise_the_undisturbed_output(tmp_path, undisturbed, fault):
+    out = tmp_path / "out"
+    killed = scenario(out, fault)
+    assert killed.returncode == -9, killed.stderr
+    assert_readers_see_only_commits(out)
+    assert scenario(out).returncode == 0
+    assert tree_bytes(out) == undisturbed[0]
+
+
+@pytest.mark.parametrize("fault", DISK_FULL)
+def test_disk_full_then_rerun_is_bitwise_the_undisturbed_output(tmp_path, undisturbed, fault):
+    out = tmp_path / "out"
+    failed = scenario(out, fault)
+    assert failed.returncode == 1 and "No space left on device" in failed.stderr
+    assert_readers_see_only_commits(out)
+    assert scenario(out).returncode == 0
+    assert tree_bytes(out) == undisturbed[0]
+
+
+@pytest.mark.parametrize("fault", ["store-array@attn_base=kill", "commit-move@0=kill", "commit-move@5=kill"])
+def test_kill_inside_a_retry_leaves_the_old_shard_or_the_new_one(tmp_path, undisturbed, fault):
+    out = tmp_path / "out"
+    assert scenario(out).returncode == 0
+    killed = scenario(out, fault, retry=True)
+    assert killed.returncode == -9, killed.stderr
+    log = read_commit_log(out)
+    if 1 in log.committed:  # killed before the switch: the old shard, whole
+        assert log.committed[1].run_id == "run"
+        assert_readers_see_only_commits(out)
+    else:  # after it: the new shard is the truth, and its commit is finished by the rerun
+        assert log.pending[1].run_id == "retry"
+    assert scenario(out, retry=True).returncode == 0
+    assert tree_bytes(out) == undisturbed[1]
+    assert verify_output(out).intact
