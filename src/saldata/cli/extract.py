@@ -159,6 +159,7 @@ def extract(
 
     Example (offline): saldata extract --dataset demo --model tiny-random --out runs/demo
     """
+    from saldata.cli.interrupt import Interrupted, catch_signals, interrupted_line, stop_local_ray
     from saldata.cli.progress import print_plan, run_with_progress
     from saldata.extractors.models import ModelSettings
     from saldata.extractors.prompts import resolve_prompt
@@ -191,7 +192,12 @@ def extract(
         if dry_run:
             print_plan(config)
         else:
+            catch_signals()
             run_with_progress(config, overwrite=overwrite, retry_failed=retry_failed)
     except SaldataError as exc:
         typer.secho(f"Error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=1) from None
+    except Interrupted as exc:
+        stop_local_ray()
+        typer.echo(interrupted_line(out), err=True)
+        raise typer.Exit(code=exc.exit_code) from None

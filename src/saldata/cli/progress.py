@@ -17,6 +17,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from saldata.cli.interrupt import catch_signals
 from saldata.pipelines.config import ExtractConfig
 from saldata.storage.os_errors import human_bytes
 
@@ -80,6 +81,7 @@ def run_with_progress(
         with ThreadPoolExecutor(1) as pool:
             planned = pool.submit(plan_run, config, sources, model_dir)
             actors = start_actors(config, model_dir)
+            catch_signals()  # ray.init set its own SIGTERM handler
             plan = planned.result()
     console.print(f"{plan.n_images} images in {len(plan.shards)} shards; model {config.model.model} ({plan.model_dir})")
     columns = (

@@ -22,7 +22,9 @@ def status(out: Annotated[Path, typer.Argument(help="An extraction output direct
     typer.echo(f"{out}")
     typer.echo(f"  images:  {st.total}   done {st.done}   failed {st.failed}   pending {st.pending}")
     typer.echo(f"  shards:  {st.shards_committed} of {st.shards_total} committed")
-    if st.running:
+    if st.running and st.running.get("corrupt"):
+        typer.echo(f"  lock:    {st.running['error']}")
+    elif st.running:
         eta = f"{st.eta_s:.0f} s" if st.eta_s is not None else "unknown"
         rate = f"{st.rate:.2f} images/s" if st.rate else "starting"
         typer.echo(

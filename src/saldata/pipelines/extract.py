@@ -36,6 +36,8 @@ from saldata.storage.lock import OutputLock
 from saldata.storage.os_errors import explain
 from saldata.storage.zarr_store import store_path
 
+_REAPERS: list = []
+
 # Writes may trail the model by this many times the read-ahead before the model waits for them.
 WRITE_LAG = 2
 
@@ -210,7 +212,7 @@ def commit_staged(out: Path, staged: StagedShard, lock: OutputLock) -> None:
     shard = staged.record.shard
     fault_point("before-commit", shard)
     try:
-        commit(out, staged.record, before_switch=getattr(lock, "check", None))
+        commit(out, staged.record, before_switch=lock.check)
     except OSError as exc:
         raise StoreError(
             f"Shard {shard} could not be committed: {explain(exc, out)}. Committed shards are untouched; fix the "
@@ -298,6 +300,10 @@ def _ensure_ray(address: str | None) -> None:
     kwargs = dict(include_dashboard=False, configure_logging=True, logging_level="ERROR", log_to_driver=False)
     # "local" always starts a private Ray, never attaching to a cluster someone else started here.
     ray.init(address=address or "local", **kwargs, **({} if address else {"num_cpus": os.cpu_count()}))
+    if not address:
+        from saldata.pipelines.reaper import start_reaper
+
+        _REAPERS.append(start_reaper())  # held, so it is never collected (and waited for) early
 
 
 def _actors_on_gpus(config: ExtractConfig) -> bool:
