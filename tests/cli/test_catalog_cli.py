@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import duckdb
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
+import pytest
 from typer.testing import CliRunner
 
 from saldata.cli.main import app
+from tests.helpers import run_cli
 
 
 def invoke(*args):
@@ -78,3 +84,122 @@ def test_show_prints_schema_and_counts(demo_output):
     assert result.exit_code == 0, result.output
     assert "images: 6 rows" in result.output and "words:" in result.output
     assert "gt_status" in result.output and "attn_highres" in result.output and "fixation_map" in result.output
+
+
+@pytest.fixture
+def out(demo_output, tmp_path):
+    """A private copy of the demo catalog (these tests try to change it)."""
+    copy = tmp_path / "out"
+    shutil.copytree(demo_output / "catalog", copy / "catalog")
+    return copy
+
+
+def snapshot(folder):
+    files = (p for p in folder.rglob("*") if p.is_file())
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+def shard(out, n, table="images"):
+    return out / "catalog" / table / f"shard-{n:05d}.parquet"
+
+
+@pytest.mark.parametrize("n", [1, 2])  # 1: committed (rewritten), 2: none yet (a forged commit marker)
+def test_copy_into_the_catalog_is_refused(out, n):
+    before = snapshot(out)
+    sql = f"COPY (SELECT image_id, 'FORGED' AS text FROM images) TO '{shard(out, n)}' (FORMAT parquet)"
+    result = invoke("query", out, sql)
+    assert result.exit_code == 2
+    assert result.output.strip().count("\n") == 0 and "only SELECT" in result.output and "COPY" in result.output
+    assert snapshot(out) == before
+
+
+def test_reading_other_files_is_refused(out, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET-VALUE\n")
+    tries = {  # the query: what its output would hold were it run
+        f"SELECT * FROM read_text('{secret}')": "TOP-SECRET",
+        f"SELECT * FROM glob('{tmp_path}/*')": "secret.txt",
+        f"ATTACH '{tmp_path}/other.duckdb' AS other": "other.duckdb.wal",
+    }
+    for sql, leak in tries.items():
+        result = invoke("query", out, sql, "-f", "json")
+        assert result.exit_code == 2 and result.output.startswith("Error: "), (sql, result.output)
+        assert leak not in result.output and not (tmp_path / "other.duckdb").exists(), sql
+
+
+def _inside_paths(out, tmp_path):
+    """Ways of naming a file of OUT (or OUT itself) as --output, with the working directory to use."""
+    link = tmp_path / "link"
+    link.symlink_to(out / "catalog" / "images")
+    hard = tmp_path / "hard.parquet"
+    os.link(shard(out, 0), hard)
+    return [
+        (shard(out, 1), None),  # a committed shard
+        (shard(out, 2), None),  # a new commit marker
+        ("images/shard-00000.parquet", out / "catalog"),  # relative
+        (out / "catalog" / "images" / ".." / "tokens" / "shard-00000.parquet", None),
+        (link / "shard-00001.parquet", None),  # through a symlink
+        (out, None),
+        (hard, None),  # a hard link to a committed shard
+    ]
+
+
+@pytest.mark.parametrize("format", ["parquet", "csv", "json", "table"])
+def test_output_inside_out_is_refused(out, tmp_path, monkeypatch, format):
+    for target, cwd in _inside_paths(out, tmp_path):
+        before = snapshot(out)
+        monkeypatch.chdir(cwd or tmp_path)
+        result = invoke("query", out, "SELECT image_id, 'FORGED' AS text FROM images", "-f", format, "-o", target)
+        assert result.exit_code == 2, (target, result.output)
+        assert snapshot(out) == before, target
+        assert "Error" in result.output and "write the result elsewhere" in result.output
+
+
+def test_csv_quotes_only_what_needs_it(demo_output, tmp_path):
+    sql = """SELECT image_id, 'say "hi", then go' AS note, idx, 0.5 AS half, [1, 2] AS pair, NULL AS nothing
+             FROM images ORDER BY idx LIMIT 2"""
+    result = invoke("query", demo_output, sql, "-f", "csv")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "image_id,note,idx,half,pair,nothing"
+    assert lines[1] == 'COCO_val2014_000000000001,"say ""hi"", then go",0,0.5,"[1, 2]",'
+    assert [line.split(",")[0] for line in lines[1:]] == ["COCO_val2014_000000000001", "COCO_val2014_000000000002"]
+    rows = list(csv.reader(io.StringIO(result.output)))
+    assert rows[2] == ["COCO_val2014_000000000002", 'say "hi", then go', "1", "0.5", "[1, 2]", ""]
+    target = tmp_path / "rows.csv"
+    assert invoke("query", demo_output, sql, "-f", "csv", "-o", target).exit_code == 0
+    assert target.read_text() == result.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["catalog", "show"], ["catalog", "query", "SELECT count(*) AS n FROM words", "-f", "csv"]],
+    ids=["show", "query"],
+)
+def test_commands_leave_stderr_empty(demo_output, args):
+    proc = run_cli([*args[:2], demo_output, *args[2:]], timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stderr == ""
+    assert proc.stdout
+
+
+def test_a_refused_query_is_one_line_on_stderr(out):
+    proc = run_cli(["catalog", "query", out, f"COPY images TO '{shard(out, 1)}'"], timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("Error: only SELECT"), proc.stderr
+
+
+def test_exit_still_skips_the_final_collection_without_duckdb():
+    code = """
+import gc, sys
+sys.argv = ["saldata", "datasets"]
+from saldata.cli.main import run
+try:
+    run()
+except SystemExit:
+    pass
+print("duckdb" in sys.modules, gc.get_freeze_count() > 0)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "False True"

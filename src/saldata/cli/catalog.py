@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import enum
+import io
+import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -32,29 +36,28 @@ def query(
     sql: Annotated[str, typer.Argument(help='SQL over the views images, tokens, words, e.g. "SELECT * FROM words".')],
     format: Annotated[Format, typer.Option("--format", "-f", help="How to print the result.")] = Format.table,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout (required for parquet).")
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Write to this file (outside OUT) instead of stdout (required for parquet)."
+        ),
     ] = None,
     max_rows: Annotated[int, typer.Option(help="Rows shown by --format table (others write all).")] = 50,
 ) -> None:
-    """Run SQL over the catalog. Only committed shards are visible."""
+    """Run read-only SQL (SELECT) over the catalog. Only committed shards are visible."""
     import duckdb
 
-    from saldata.storage.sql import connect
+    from saldata.storage.sql import query as run_query
 
+    if format is Format.parquet and output is None:
+        _fail("--format parquet needs --output FILE.")
+    if output is not None:
+        _refuse_inside(output, out)
     try:
-        con = connect(out)
-        result = con.sql(sql)
-        if result is None:
-            _fail("the statement returned no rows; use SELECT.")
-        table = result.arrow()
-        if hasattr(table, "read_all"):  # newer DuckDB returns a record batch reader
-            table = table.read_all()
+        table = run_query(out, sql)
     except duckdb.Error as exc:
         _fail(str(exc))
     except SaldataError as exc:
         _fail(str(exc))
-    if format is Format.parquet and output is None:
-        _fail("--format parquet needs --output FILE.")
     _write(table, format, output, max_rows)
 
 
@@ -92,24 +95,69 @@ def show(out: OutArg) -> None:
     console.print(arrays)
 
 
+def _refuse_inside(output: Path, out: Path) -> None:
+    """Fail when ``output`` is ``out``, inside it, or a hard link to a file in it: queries never write ``out``."""
+    target, root = output.resolve(), out.resolve()  # symlinks and relative paths resolved
+    if target == root or root in target.parents:
+        _fail(f"--output {output} is inside {out}, which queries never write; write the result elsewhere.")
+    try:
+        stat = target.stat()
+    except OSError:
+        return
+    if stat.st_nlink > 1 and root.is_dir():  # a hard link is no path: compare files
+        for folder, _, names in os.walk(root):
+            for name in names:
+                other = os.stat(os.path.join(folder, name), follow_symlinks=False)
+                if (other.st_dev, other.st_ino) == (stat.st_dev, stat.st_ino):
+                    _fail(
+                        f"--output {output} is a hard link to {os.path.join(folder, name)}; write the result elsewhere."
+                    )
+
+
 def _write(table, format: Format, output: Path | None, max_rows: int) -> None:
-    import pyarrow.csv as pcsv
     import pyarrow.parquet as pq
 
     if format is Format.parquet:
         pq.write_table(table, output)
     elif format is Format.csv:
         if output:
-            pcsv.write_csv(table, output)
+            with open(output, "w", newline="", encoding="utf-8") as f:
+                _write_csv(table, f)
         else:
-            pcsv.write_csv(table, sys.stdout.buffer)
+            sys.stdout.flush()
+            stream = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="", write_through=True)
+            try:
+                _write_csv(table, stream)
+                stream.flush()
+            finally:
+                stream.detach()  # leave sys.stdout open
     elif format is Format.json:
-        import json
-
         text = json.dumps(table.to_pylist(), default=str, ensure_ascii=False, indent=1)
         output.write_text(text + "\n") if output else typer.echo(text)
     else:
         _print_table(table, max_rows, output)
+
+
+def _write_csv(table, stream) -> None:
+    """RFC 4180 with minimal quoting: a value is quoted only when it holds a comma, quote or line break.
+
+    Values are Arrow's text for their type (what pyarrow's CSV writer prints); lists and structs,
+    which Arrow cannot print as text, are JSON. NULL is an empty field.
+    """
+    writer = csv.writer(stream, lineterminator="\n")  # QUOTE_MINIMAL
+    writer.writerow(table.column_names)
+    for batch in table.to_batches(max_chunksize=16384):
+        writer.writerows(zip(*(_as_text(column) for column in batch.columns)))
+
+
+def _as_text(column) -> list:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        return pc.cast(column, pa.string()).to_pylist()
+    except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
+        return [None if v is None else json.dumps(v, default=str, ensure_ascii=False) for v in column.to_pylist()]
 
 
 def _print_table(table, max_rows: int, output: Path | None) -> None:
