@@ -64,6 +64,7 @@ def query(
 @app.command(no_args_is_help=True)
 def show(out: OutArg) -> None:
     """Print each catalog view's columns (with meaning) and row count, and the store's arrays."""
+    import duckdb
     from rich.console import Console
     from rich.table import Table
 
@@ -75,11 +76,14 @@ def show(out: OutArg) -> None:
     try:
         con = connect(out)
         group = open_store(out)
+        counts = {name: con.sql(f"SELECT count(*) FROM {name}").fetchall()[0][0] for name in TABLES}
     except SaldataError as exc:
         _fail(str(exc))
+    except duckdb.Error as exc:
+        _fail(f"{_first_line(exc)}; run saldata verify {out} to see what is damaged.")
     console = Console()
     for name, spec in TABLES.items():
-        count = con.sql(f"SELECT count(*) FROM {name}").fetchall()[0][0]
+        count = counts[name]
         view = Table(title=f"{name}: {count} rows  ({spec.doc})", title_justify="left")
         for header in ("column", "type", "meaning"):
             view.add_column(header)
@@ -180,3 +184,7 @@ def _print_table(table, max_rows: int, output: Path | None) -> None:
 def _fail(message: str) -> None:
     typer.secho(f"Error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code=2)
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

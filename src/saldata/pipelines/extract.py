@@ -176,7 +176,10 @@ def run_extraction(
         )
         done = failed = 0
         actor_stats: list[dict] = []
-        for staged in _stream(plan, work, actor_stats, actors, run_id) if work else ():
+        staged_shards = _stream(plan, work, actor_stats, actors, run_id) if work else iter(())
+        if config.fail_fast:  # commit in idx order, so nothing after the first failed image is committed
+            staged_shards = _in_order(staged_shards, [w.shard.index for w in work])
+        for staged in staged_shards:
             commit_staged(config.out, staged, lock)
             summary = staged.summary
             journal.write(
@@ -205,6 +208,17 @@ def run_extraction(
         busy,
         batch_sizes,
     )
+
+
+def _in_order(staged_shards, order: list[int]):
+    """The staged shards in ``order``, each held back until those before it are through."""
+    waiting: dict[int, StagedShard] = {}
+    position = 0
+    for staged in staged_shards:
+        waiting[staged.record.shard] = staged
+        while position < len(order) and order[position] in waiting:
+            yield waiting.pop(order[position])
+            position += 1
 
 
 def commit_staged(out: Path, staged: StagedShard, lock: OutputLock) -> None:

@@ -83,4 +83,10 @@ def _rate(events: list[dict]) -> float | None:
         return None
     finished = next((e["time"] for e in events if e["event"] == "end"), None)
     elapsed = (finished or time.time()) - start
-    return sum(e["done"] + e["failed"] for e in commits) / elapsed if elapsed > 0 else None
+    images = sum(_count(e, "done") + _count(e, "failed") for e in commits)
+    return images / elapsed if elapsed > 0 else None
+
+
+def _count(event: dict, key: str) -> int:
+    value = event.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from saldata.schemas.catalog import IMAGES, TABLES, TOKENS, WORDS
 from saldata.schemas.store import STORE_SCHEMA_VERSION
-from saldata.storage.catalog import catalog_dir, read_file, shard_file
+from saldata.storage.catalog import catalog_dir, read_file, shard_file, shard_relpath
 from saldata.storage.commits import CommitRecord, digest_file, read_commit_log
 from saldata.storage.zarr_store import open_store, store_schema_version
 
@@ -63,6 +63,7 @@ def verify_output(out: Path, quick: bool = False) -> VerifyReport:
         if problems:
             report.damaged[shard] = problems
     named = {rel for record in [*log.committed.values(), *log.pending.values()] for rel in record.files}
+    named |= {shard_relpath(TABLES[name], shard) for shard in log.unreadable for name in TABLES}  # damaged above
     report.stray = sorted(
         str(p.relative_to(out))
         for name in TABLES

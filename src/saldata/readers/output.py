@@ -62,11 +62,10 @@ class Output:
         return read_table(self.path, "words")
 
     def sql(self, query: str) -> pa.Table:
-        """Run SQL over the views ``images``, ``tokens``, ``words``; returns an Arrow table."""
-        from saldata.storage.sql import connect
+        """Run read-only SQL (SELECT only) over the views ``images``, ``tokens``, ``words``; an Arrow table."""
+        from saldata.storage.sql import query as readonly_query
 
-        result = connect(self.path).sql(query).arrow()
-        return result.read_all() if hasattr(result, "read_all") else result
+        return readonly_query(self.path, query)
 
     # -- arrays ----------------------------------------------------------------------------
     @cached_property

@@ -34,11 +34,21 @@ def read_journals(out: Path) -> list[list[dict]]:
     runs = []
     for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
         events = []
-        for line in path.read_text().splitlines():
+        try:
+            text = path.read_bytes().decode("utf-8", errors="replace")
+        except OSError:  # unreadable: the journal only adds timing, so go on without it
+            continue
+        for line in text.splitlines():
             try:
-                events.append(json.loads(line))
-            except json.JSONDecodeError:  # a line cut by kill -9
+                event = json.loads(line)
+            except json.JSONDecodeError:  # a line cut by kill -9, or a damaged file
                 continue
+            if isinstance(event, dict) and isinstance(event.get("event"), str) and _is_number(event.get("time")):
+                events.append(event)
         if events:
             runs.append(events)
     return runs
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -86,6 +86,9 @@ def open_store(out: Path, mode: str = "r"):
     path = store_path(out)
     if not path.is_dir():
         raise StoreError(f"No feature store at {path}.")
+    problem = _metadata_problem(path)  # zarr reads array metadata lazily, deep inside later calls
+    if problem:
+        raise StoreError(f"{problem}; the store cannot be opened.")
     try:
         return zarr.open_group(path, mode=mode, zarr_format=3)
     except (ValueError, KeyError, TypeError, OSError, zarr.errors.BaseZarrError) as exc:
