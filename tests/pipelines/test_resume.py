@@ -171,3 +171,33 @@ def test_status_counts_and_groups_failures(ray_local, tmp_path, folder_with_brok
     assert "images:  4   done 3   failed 1   pending 0" in result.output
     assert "2 of 2 committed" in result.output
     assert "not an image" in result.output and "last run:" in result.output
+
+
+def test_resume_from_other_source_images_is_refused_naming_the_first(ray_local, tmp_path, folder_with_broken):
+    import os
+
+    out = tmp_path / "out"
+    config = folder_config(folder_with_broken, out)
+    run_extraction(plan_run(config))
+    elsewhere = tmp_path / "copy"
+    shutil.copytree(folder_with_broken, elsewhere)  # same ids, same pixels, another data root
+    with pytest.raises(ConfigError) as err:
+        run_extraction(plan_run(folder_config(elsewhere, out)))
+    assert "image 0 (a.png)" in str(err.value) and str(elsewhere) in str(err.value) and "--overwrite" in str(err.value)
+
+    target = folder_with_broken / "b.png"
+    stat = target.stat()
+    pixels = np.asarray(Image.open(target)).copy()
+    pixels[0, 0] ^= 1
+    Image.fromarray(pixels).save(target)  # changed pixels (same size, new time)
+    with pytest.raises(ConfigError, match=r"image 1 \(b.png\) changed since it was committed"):
+        run_extraction(plan_run(config))
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # and the time put back
+    assert target.stat().st_size == stat.st_size  # PNG of the same random pixels: only the content differs
+    with pytest.raises(ConfigError, match=r"image 1 \(b.png\) changed since it was committed .*other content"):
+        run_extraction(plan_run(config))
+    shutil.copy2(elsewhere / "b.png", target)
+    (folder_with_broken / "c.png").unlink()
+    Image.fromarray(pixels).save(folder_with_broken / "c.png")  # a replaced file
+    with pytest.raises(ConfigError, match=r"image 2 \(c.png\)"):
+        run_extraction(plan_run(config))

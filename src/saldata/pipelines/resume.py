@@ -103,13 +103,18 @@ def _refuse_other_settings(out: Path, existing: dict, wanted: dict) -> None:
 
 
 def _refuse_other_sources(out: Path, shards: list[Shard], committed: dict[int, CommitRecord]) -> None:
-    """Committed rows must come from the very files this run would read (path, size, mtime)."""
+    """Committed rows must come from the very files this run would read: same path, size, time, content.
+
+    Hashing the committed images costs one read of them (small beside the store), in threads.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     planned = {shard.start + i: source for shard in shards for i, source in enumerate(shard.sources)}
-    for shard in sorted(committed):
-        for entry in committed[shard].sources:
-            source = planned.get(entry["idx"])
-            problem = _source_problem(entry, source.path if source else None)
+    entries = [entry for shard in sorted(committed) for entry in committed[shard].sources]
+    with ThreadPoolExecutor(HASH_THREADS) as pool:
+        for entry, problem in zip(entries, pool.map(lambda e: _source_problem(e, planned.get(e["idx"])), entries)):
             if problem:
+                source = planned.get(entry["idx"])
                 name = source.image_id if source else entry["path"]
                 raise ConfigError(
                     f"{out}: image {entry['idx']} ({name}) {problem}, so this output cannot be resumed from these "
@@ -117,17 +122,26 @@ def _refuse_other_sources(out: Path, shards: list[Shard], committed: dict[int, C
                 )
 
 
-def _source_problem(entry: dict, path: str | None) -> str | None:
+HASH_THREADS = 4
+
+
+def _source_problem(entry: dict, source) -> str | None:
+    from saldata.pipelines.preprocess import fingerprint
+
+    path = source.path if source else None
     if path != entry["path"]:
         return f"was read from {entry['path']}, and this run would read {path}"
     if entry.get("status") != STATUS_DONE or entry.get("size") is None:
         return None  # a failed image has nothing committed to protect; --retry-failed may redo it
     try:
-        stat = os.stat(path)
+        with open(path, "rb") as f:
+            now = fingerprint(path, f.read(), os.fstat(f.fileno()))
     except OSError:
-        return f"was read from {path}, which is gone"
-    if (stat.st_size, stat.st_mtime_ns) != (entry["size"], entry["mtime_ns"]):
+        return f"was read from {path}, which can no longer be read"
+    if (now["size"], now["mtime_ns"]) != (entry["size"], entry["mtime_ns"]):
         return f"changed since it was committed ({path}: size or modification time differ)"
+    if now["blake2b"] != entry["blake2b"]:
+        return f"changed since it was committed ({path}: same size and time, other content)"
     return None
 
 
