@@ -201,3 +201,34 @@ def test_resume_from_other_source_images_is_refused_naming_the_first(ray_local, 
     Image.fromarray(pixels).save(folder_with_broken / "c.png")  # a replaced file
     with pytest.raises(ConfigError, match=r"image 2 \(c.png\)"):
         run_extraction(plan_run(config))
+
+
+def test_verify_names_tampered_shards_and_a_rerun_redoes_exactly_them(ray_local, tmp_path, reference_run):
+    from typer.testing import CliRunner
+
+    from saldata.cli.main import app
+
+    out = tmp_path / "out"
+    shutil.copytree(reference_run, out)
+    flipped = out / "features.zarr" / "attn_highres" / "c" / "1" / "0" / "0" / "0" / "0"
+    data = bytearray(flipped.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    data[len(data) // 2 + 1] ^= 0x80
+    flipped.write_bytes(bytes(data))  # two bits inside a compressed chunk, same size
+    (out / "catalog" / "tokens" / "shard-00003.parquet").unlink()
+    hidden = out / "features.zarr" / "hidden" / "c" / "4" / "0" / "0"
+    hidden.write_bytes(hidden.read_bytes()[:-7])
+
+    result = CliRunner().invoke(app, ["verify", str(out)])
+    assert result.exit_code == 1
+    assert "shard 1: features.zarr/attn_highres/c/1/0/0/0/0: checksum differs" in result.output
+    assert "shard 3: catalog/tokens/shard-00003.parquet: missing" in result.output
+    assert "shard 4: features.zarr/hidden/c/4/0/0:" in result.output and "bytes, committed with" in result.output
+    assert "3 damaged shards (1, 3, 4)" in result.output
+    quick = CliRunner().invoke(app, ["verify", "--quick", str(out)])
+    assert quick.exit_code == 1 and "shard 1" not in quick.output and "(3, 4)" in quick.output
+
+    summary = run_extraction(plan_run(demo_config(out)))
+    assert read_journals(out)[-1][0]["shards"] == [1, 3, 4] and summary.processed == 3
+    assert_same_output(out, reference_run)
+    assert CliRunner().invoke(app, ["verify", str(out)]).exit_code == 0

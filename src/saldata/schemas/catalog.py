@@ -10,9 +10,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-# Schema history (also in README.md): 2 added tokens.char_start/char_end, the words table and the
-# ground-truth columns; 3 added images.n_fixations_clipped, and commit records name every file.
-CATALOG_SCHEMA_VERSION = 3
+CATALOG_SCHEMA_VERSION = 3  # schemas/history.py says what each version changed
 CATALOG_DIRNAME = "catalog"
 
 STATUS_DONE = "done"

@@ -16,9 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# Schema history (also in README.md): 2 added saliency_map and fixation_map; 3 added commit
-# records (OUT/commits/), a crc32c codec on every chunk, and the root attribute config_digest.
-STORE_SCHEMA_VERSION = 3
+STORE_SCHEMA_VERSION = 3  # schemas/history.py says what each version changed
 STORE_DIRNAME = "features.zarr"
 TOKEN_PAD = -1
 

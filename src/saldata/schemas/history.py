@@ -1,0 +1,25 @@
+"""Schema history of the store and the catalog: one row per version, newest last.
+
+README.md's "Schema history" table is checked against this one (tests/storage/test_schema_docs.py).
+A resume refuses an output whose store version is older than ``STORE_SCHEMA_VERSION``;
+``saldata.open`` still reads it.
+"""
+
+from __future__ import annotations
+
+# (store schema_version, catalog schema_version, what changed)
+SCHEMA_HISTORY: tuple[tuple[int, int, str], ...] = (
+    (1, 1, "first release: token_ids, n_tokens, hidden, attn_base, attn_highres; images and tokens tables"),
+    (
+        2,
+        2,
+        "saliency_map and fixation_map arrays; images.category, gt_status, gt_error, n_fixations; "
+        "tokens.char_start/char_end; the words table",
+    ),
+    (
+        3,
+        3,
+        "commit records (OUT/commits/) naming every file of a shard with its size and CRC-32C; crc32c codec on "
+        "every chunk; root attribute config_digest; images.n_fixations_clipped",
+    ),
+)
