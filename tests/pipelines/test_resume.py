@@ -232,3 +232,18 @@ def test_verify_names_tampered_shards_and_a_rerun_redoes_exactly_them(ray_local,
     assert read_journals(out)[-1][0]["shards"] == [1, 3, 4] and summary.processed == 3
     assert_same_output(out, reference_run)
     assert CliRunner().invoke(app, ["verify", str(out)]).exit_code == 0
+
+
+def test_an_output_of_an_older_schema_is_refused_on_resume_and_still_read(ray_local, tmp_path, reference_run):
+    import saldata
+
+    out = tmp_path / "out"
+    shutil.copytree(reference_run, out)
+    shutil.rmtree(out / "commits")  # what a schema 2 output looks like: no records, images files as commits
+    zarr.open_group(out / "features.zarr", mode="r+").attrs["schema_version"] = 2
+    with pytest.raises(ConfigError) as err:
+        run_extraction(plan_run(demo_config(out)))
+    message = str(err.value)
+    assert "older saldata (store schema_version 2" in message and "--overwrite" in message
+    assert "saldata.open still reads it" in message
+    assert saldata.open(out).images.num_rows == DEMO_SHARDS
