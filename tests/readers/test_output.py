@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import dask.array as da
 import numpy as np
 import pyarrow.dataset as pads
@@ -77,6 +79,8 @@ def test_an_older_store_without_ground_truth_is_named(demo_output, tmp_path):
     out = tmp_path / "old"
     shutil.copytree(demo_output, out)
     shutil.rmtree(out / "features.zarr" / "saliency_map")
+    root = out / "features.zarr" / "zarr.json"  # stores of that age had no consolidated metadata
+    root.write_text(json.dumps({k: v for k, v in json.loads(root.read_text()).items() if k != "consolidated_metadata"}))
     group = zarr.open_group(out / "features.zarr", mode="r+")
     group.attrs["schema_version"] = 1
     with pytest.raises(StoreError, match="schema_version 1.*saliency_map"):

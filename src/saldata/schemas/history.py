@@ -20,6 +20,7 @@ SCHEMA_HISTORY: tuple[tuple[int, int, str], ...] = (
         3,
         3,
         "commit records (OUT/commits/) naming every file of a shard with its size and CRC-32C; crc32c codec on "
-        "every chunk; root attribute config_digest; images.n_fixations_clipped",
+        "every chunk; root attribute config_digest; images.n_fixations_clipped; the hidden array's last dimension is "
+        "hidden_dim (was hidden, its own name, which xarray turned into a coordinate); consolidated metadata",
     ),
 )

@@ -37,7 +37,7 @@ class Geometry:
         sizes = {
             "image": self.n_images,
             "token": self.max_tokens,
-            "hidden": self.hidden_size,
+            "hidden_dim": self.hidden_size,
             "head": self.heads,
             "base_row": self.base_grid[0],
             "base_col": self.base_grid[1],
@@ -73,7 +73,7 @@ ARRAYS: tuple[ArraySpec, ...] = (
     ArraySpec("n_tokens", ("image",), "int32", 0, "Number of valid rows in the per-token arrays."),
     ArraySpec(
         "hidden",
-        ("image", "token", "hidden"),
+        ("image", "token", "hidden_dim"),  # not "hidden": xarray would make the array a coordinate
         "float16",
         0.0,
         "Hidden state of the chosen layer at the step that produced each token.",

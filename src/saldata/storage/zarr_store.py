@@ -35,9 +35,24 @@ def create_store(out: Path, geometry: Geometry, shard_size: int, attributes: dic
     aside = staging_root(out) / f"{STORE_DIRNAME}.new"
     shutil.rmtree(aside, ignore_errors=True)
     _create_arrays(aside, geometry, shard_size, attributes)
+    _consolidate(aside)
     fault_point("store-created")
     os.rename(aside, store_path(out))
     fsync_dir(Path(out))
+
+
+def _consolidate(path: Path) -> None:
+    """Array metadata never changes after creation, so a consolidated copy made now stays true for
+    the whole run: xarray and other readers open the store in one read, and warn of nothing."""
+    import warnings
+
+    import zarr
+
+    with warnings.catch_warnings():
+        # Zarr notes that v3 consolidated metadata is its own extension; xarray reads it, and
+        # readers that do not simply ignore it.
+        warnings.filterwarnings("ignore", "Consolidated metadata is currently not part", UserWarning)
+        zarr.consolidate_metadata(path, zarr_format=3)
 
 
 def _create_arrays(path: Path, geometry: Geometry, shard_size: int, attributes: dict) -> None:
