@@ -115,7 +115,7 @@ def test_missing_dataset_is_a_one_line_error_with_the_layout(tmp_path):
             str(tmp_path / "out"),
         ],
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a mistake found before anything started
     assert "not found" in result.output and "images/{train,val,test}" in result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "out").exists()
@@ -152,6 +152,6 @@ def test_image_processor_on_workers_stores_the_same_output(tmp_path, reference_r
 def test_bad_batch_size_is_a_one_line_error(tmp_path):
     args = ["extract", "--dataset", "demo", "--model", "tiny-random", "--out", str(tmp_path / "out"), "--dry-run"]
     result = CliRunner().invoke(app, [*args, "--batch-size", "lots"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "--batch-size must be a number of images or 'auto', not 'lots'" in result.output
     assert "Traceback" not in result.output

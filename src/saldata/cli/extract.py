@@ -69,7 +69,7 @@ def extract(
     ] = None,
     max_new_tokens: Annotated[
         int,
-        typer.Option(min=1, help="Tokens to generate at most (greedy; stops at EOS).", rich_help_panel=PANEL_CAPTURE),
+        typer.Option(help="Tokens to generate at most (greedy; stops at EOS).", rich_help_panel=PANEL_CAPTURE),
     ] = DEFAULT_MAX_NEW_TOKENS,
     layer: Annotated[
         int,
@@ -98,7 +98,7 @@ def extract(
         ),
     ] = AUTO,
     shard_size: Annotated[
-        int, typer.Option(min=1, help="Images per shard: the unit of work and of writing.", rich_help_panel=PANEL_RUN)
+        int, typer.Option(help="Images per shard: the unit of work and of writing.", rich_help_panel=PANEL_RUN)
     ] = DEFAULT_SHARD_SIZE,
     address: Annotated[
         str | None, typer.Option(help="Ray cluster address; default: a local Ray.", rich_help_panel=PANEL_RUN)
@@ -136,7 +136,6 @@ def extract(
     prefetch_shards: Annotated[
         int,
         typer.Option(
-            min=1,
             help="Shards decoded ahead per model actor (1: no overlap of decoding and model).",
             rich_help_panel=PANEL_RUN,
         ),
@@ -165,6 +164,7 @@ def extract(
     from saldata.extractors.prompts import resolve_prompt
     from saldata.extractors.settings import CaptureSettings
     from saldata.pipelines.config import ExtractConfig, parse_size
+    from saldata.pipelines.preflight import preflight
 
     try:
         config = ExtractConfig(
@@ -191,13 +191,21 @@ def extract(
         )
         if dry_run:
             print_plan(config)
-        else:
-            catch_signals()
-            run_with_progress(config, overwrite=overwrite, retry_failed=retry_failed)
+            return
+        plan, warnings = preflight(config, overwrite)
+    except SaldataError as exc:  # a mistake found before anything started: a usage error
+        _fail(exc, code=2)
+    try:
+        catch_signals()
+        run_with_progress(plan, warnings, overwrite=overwrite, retry_failed=retry_failed)
     except SaldataError as exc:
-        typer.secho(f"Error: {exc}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(code=1) from None
+        _fail(exc, code=1)
     except Interrupted as exc:
         stop_local_ray()
         typer.echo(interrupted_line(out), err=True)
         raise typer.Exit(code=exc.exit_code) from None
+
+
+def _fail(exc: Exception, code: int) -> None:
+    typer.secho(f"Error: {exc}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=code) from None

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -67,22 +65,18 @@ def print_plan(config: ExtractConfig, console: Console | None = None) -> None:
 
 
 def run_with_progress(
-    config: ExtractConfig, *, overwrite: bool = False, retry_failed: bool = False, console: Console | None = None
+    plan, warnings: list[str], *, overwrite: bool = False, retry_failed: bool = False, console: Console | None = None
 ) -> None:
-    from saldata.extractors.models import resolve_model_dir
-    from saldata.pipelines.extract import list_sources, plan_run, run_extraction, start_actors
+    """Run a plan that passed pre-flight (``pipelines/preflight.py``), with a live bar and a summary."""
+    from saldata.pipelines.extract import run_extraction, start_actors
 
+    config = plan.config
     console = console or Console(stderr=True)
-    with console.status("Planning: listing images, resolving the model, starting the model actors..."):
-        sources = list_sources(config)  # a bad dataset or model fails here, before Ray starts
-        model_dir = resolve_model_dir(config.model.model)
-        # Planning reads the model config (seconds of transformers imports) while Ray starts and
-        # the model actors import torch and load weights.
-        with ThreadPoolExecutor(1) as pool:
-            planned = pool.submit(plan_run, config, sources, model_dir)
-            actors = start_actors(config, model_dir)
-            catch_signals()  # ray.init set its own SIGTERM handler
-            plan = planned.result()
+    for warning in warnings:
+        console.print(warning, markup=False, highlight=False)
+    with console.status("Starting Ray and the model actors..."):
+        actors = start_actors(config, plan.model_dir)
+        catch_signals()  # ray.init set its own SIGTERM handler
     console.print(f"{plan.n_images} images in {len(plan.shards)} shards; model {config.model.model} ({plan.model_dir})")
     columns = (
         TextColumn("[bold]extract"),
@@ -113,6 +107,7 @@ def run_with_progress(
             on_start=started,
             on_shard=lambda s: progress.advance(task, s.done + s.failed),
             actors=actors,
+            checked=True,
         )
     finally:
         progress.stop()

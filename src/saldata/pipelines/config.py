@@ -56,6 +56,10 @@ class ExtractConfig:
         object.__setattr__(self, "batch_size", parse_batch_size(self.batch_size))  # "4" from a CLI is 4
         if self.shard_size < 1:
             raise ConfigError("--shard-size must be at least 1.")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"--limit must be at least 1 (the first N images), not {self.limit}.")
+        if self.num_actors is not None and self.num_actors < 1:
+            raise ConfigError(f"--num-actors must be at least 1, not {self.num_actors}.")
         if self.prefetch_shards < 1:
             raise ConfigError("--prefetch-shards must be at least 1.")
         if self.image_processor_on not in PLACES:

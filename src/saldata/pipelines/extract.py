@@ -96,6 +96,11 @@ def plan_run(config: ExtractConfig, sources: list[ImageSource] | None = None, mo
     model_config = AutoConfig.from_pretrained(model_dir)
     layout = layout_for(model_config, config.image_size)
     text = model_config.text_config
+    if not -text.num_hidden_layers <= config.capture.layer < text.num_hidden_layers:
+        raise ConfigError(
+            f"--layer {config.capture.layer} is out of range: {config.model.model} has {text.num_hidden_layers} "
+            f"decoder layers (0..{text.num_hidden_layers - 1}, or -1..-{text.num_hidden_layers} from the end)."
+        )
     geometry = Geometry(
         n_images=len(sources),
         max_tokens=config.capture.max_new_tokens,
@@ -139,10 +144,12 @@ def run_extraction(
     on_start: Callable[[list[ShardWork], OutputState], None] | None = None,
     on_shard: Callable[[ShardSummary], None] | None = None,
     actors: list | None = None,
+    checked: bool = False,
 ) -> RunSummary:
     """Process every shard not yet committed in ``plan.config.out`` (and, optionally, failed images).
 
-    ``actors`` from ``start_actors`` lets a caller start the model loading before planning.
+    ``actors`` from ``start_actors`` lets a caller start the model loading before planning;
+    ``checked``: the output passed pre-flight's ``check_output`` (``pipelines/preflight.py``).
     """
     config = plan.config
     start = time.perf_counter()
@@ -155,7 +162,7 @@ def run_extraction(
         raise StoreError(f"--out cannot be created: {explain(exc, config.out)}") from None
     with OutputLock(config.out, run_id) as lock:
         try:
-            state = prepare_output(plan, overwrite)
+            state = prepare_output(plan, overwrite, checked)
             write_atomic(config.out / RUN_CONFIG_FILE, config.to_json().encode())
         except OSError as exc:
             raise StoreError(

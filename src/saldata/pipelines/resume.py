@@ -55,34 +55,48 @@ class OutputState:
     finished: list[int]  # half-done commits of a killed run, completed now
 
 
-def prepare_output(plan, overwrite: bool) -> OutputState:
-    """Create the store, or check an existing one matches this run. Call only under the output lock."""
-    from saldata.pipelines.verify import verify_output
-
+def check_output(plan) -> None:
+    """Refuse an output this run must not add to; reads only (pre-flight runs it before Ray starts)."""
     out = plan.config.out
-    if overwrite:
-        clear_output(out)
     version = store_schema_version(out)
-    if version is None and store_path(out).exists():
-        raise StoreError(f"{store_path(out)} is not a saldata store (no zarr.json); move it away or pass --overwrite.")
-    if version is not None and version < STORE_SCHEMA_VERSION:
+    if version is None:
+        if store_path(out).exists():
+            raise StoreError(
+                f"{store_path(out)} is not a saldata store (no zarr.json); move it away or pass --overwrite."
+            )
+        if read_commit_log(out).committed:
+            raise StoreError(
+                f"{store_path(out)} is missing, but {out} has committed shards; pass --overwrite to start over."
+            )
+        return
+    if version < STORE_SCHEMA_VERSION:
         raise ConfigError(
             f"{out} was written by an older saldata (store schema_version {version}; this one writes "
             f"{STORE_SCHEMA_VERSION}, with commit records and checksums) and cannot be resumed. Pass --overwrite to "
             "re-extract it, or choose another --out; saldata.open still reads it as it is."
         )
+    _refuse_other_settings(out, dict(open_store(out).attrs), plan.attributes)
+    _refuse_other_sources(out, plan.shards, read_commit_log(out).committed)
+
+
+def prepare_output(plan, overwrite: bool, checked: bool = False) -> OutputState:
+    """Create the store, or finish, verify and sweep an existing one. Call only under the output lock.
+
+    ``checked``: ``check_output`` already passed (pre-flight), so the source images are not hashed twice.
+    """
+    from saldata.pipelines.verify import verify_output
+
+    out = plan.config.out
+    if overwrite:
+        clear_output(out)
+    elif not checked:
+        check_output(plan)
     finished = finish_pending(out)
     sweep_staging(out)
-    if version is None:
-        if read_commit_log(out).committed:
-            raise StoreError(
-                f"{store_path(out)} is missing, but {out} has committed shards; pass --overwrite to start over."
-            )
+    if not store_path(out).is_dir():
         create_store(out, plan.geometry, plan.config.shard_size, plan.attributes)
         return OutputState(set(), {}, finished)
-    _refuse_other_settings(out, dict(open_store(out).attrs), plan.attributes)
     log = read_commit_log(out)
-    _refuse_other_sources(out, plan.shards, log.committed)
     report = verify_output(out)
     _remove_stray(out, report.stray)
     return OutputState(set(log.committed) - set(report.damaged), report.damaged, finished)
