@@ -9,6 +9,7 @@ import zarr
 from typer.testing import CliRunner
 
 from saldata.cli.main import app
+from saldata.schemas.store import STORE_SCHEMA_VERSION
 from tests.helpers import DEMO_ARGS, assert_same_output, run_cli
 
 MAX_NEW = 5
@@ -47,11 +48,12 @@ def test_store_has_the_contracted_arrays_and_attributes(demo_run, tiny_model_dir
         assert group[name].shape == shape and str(group[name].dtype) == dtype, name
     assert group["attn_highres"].metadata.dimension_names == ("image", "token", "head", "highres_row", "highres_col")
     attrs = dict(group.attrs)
-    assert attrs["schema_version"] == 2 and attrs["model"] == "tiny-random"
+    assert attrs["schema_version"] == STORE_SCHEMA_VERSION and attrs["model"] == "tiny-random"
     assert attrs["model_path"] == str(tiny_model_dir)
     assert "Describe this image" in attrs["prompt"] and attrs["layer"] == 1 and attrs["heads"] == "all"
     assert attrs["image_size"] == [640, 480] and attrs["base_grid"] == [24, 24] and attrs["highres_grid"] == [36, 48]
-    for key in ("saldata_version", "transformers_version", "created"):
+    assert group["hidden"].metadata.dimension_names == ("image", "token", "hidden_dim")
+    for key in ("saldata_version", "transformers_version", "created", "config_digest"):
         assert attrs[key]
 
 
