@@ -183,7 +183,11 @@ def run_extraction(
         )
         done = failed = 0
         actor_stats: list[dict] = []
-        staged_shards = _stream(plan, work, actor_stats, actors, run_id) if work else iter(())
+
+        def retried(shard: int, attempt: int, reason: str) -> None:
+            journal.write("retry", shard=shard, attempt=attempt, reason=reason)
+
+        staged_shards = _stream(plan, work, actor_stats, actors, run_id, retried) if work else iter(())
         if config.fail_fast:  # commit in idx order, so nothing after the first failed image is committed
             staged_shards = _in_order(staged_shards, [w.shard.index for w in work])
         for staged in staged_shards:
@@ -246,15 +250,28 @@ def _busy_fraction(stats: list[dict]) -> float | None:
     return sum(s["busy_s"] for s in stats) / span if span > 0 else None
 
 
-def _stream(plan: RunPlan, work: list[ShardWork], actor_stats: list[dict], actors: list | None, run_id: str):
-    """Yield each shard as its files are staged; fills ``actor_stats`` when the last one is in."""
+def _stream(
+    plan: RunPlan,
+    work: list[ShardWork],
+    actor_stats: list[dict],
+    actors: list | None,
+    run_id: str,
+    on_retry: Callable[[int, int, str], None] | None = None,
+):
+    """Yield each shard as its files are staged; fills ``actor_stats`` when the last one is in.
+
+    A shard whose work was lost (a dead node, worker or model actor) is resubmitted whole, up to
+    ``MAX_SHARD_ATTEMPTS`` times, and ``on_retry(shard, attempt, reason)`` says so: Ray's own
+    silent retries are off, so every retry is seen and journaled.
+    """
     import ray
 
     config = plan.config
     actors = actors or start_actors(config, plan.model_dir)  # given actors mean Ray is already up
     processor_dir = plan.model_dir if _image_processor_on_workers(config) else None
     load_task = ray.remote(num_cpus=0.5)(load_shard)
-    write_task = ray.remote(num_cpus=0.5, max_retries=3, retry_exceptions=False)(stage_shard)
+    write_task = ray.remote(num_cpus=0.5, max_retries=0)(stage_shard)
+    attempts: dict[tuple, int] = {}
     # Up to `ahead` shards are loaded or queued before the model; writes trail it by up to
     # WRITE_LAG x ahead more (8B maps can take longer to compress than to make).
     ahead = config.prefetch_shards * len(actors)
@@ -276,15 +293,31 @@ def _stream(plan: RunPlan, work: list[ShardWork], actor_stats: list[dict], actor
                     config.prompt.id,
                     run_id,
                     plan.attributes["config_digest"],
+                    attempts.get(_key(item), 1),
                 )
-                inflight[ref] = item.shard
+                inflight[ref] = item
             # fetch_local=False: the model's outputs go from the actor to the writer, never via the driver.
             ready, _ = ray.wait([*queued, *inflight], num_returns=1, fetch_local=False)
             if ready[0] in queued:
                 del queued[ready[0]]
                 continue
-            shard = inflight.pop(ready[0])
-            yield _get_shard(ready[0], shard, config.out)
+            item = inflight.pop(ready[0])
+            try:
+                staged = _get_shard(ready[0], item.shard, config.out)
+            except ShardLost as lost:
+                attempt = attempts.get(_key(item), 1) + 1
+                if attempt > MAX_SHARD_ATTEMPTS:
+                    raise StoreError(
+                        f"Shard {item.shard.index} was lost {MAX_SHARD_ATTEMPTS} times ({lost}); it stays "
+                        "uncommitted. Check the cluster's nodes and rerun the same command to resume."
+                    ) from None
+                attempts[_key(item)] = attempt
+                if on_retry:
+                    on_retry(item.shard.index, attempt, str(lost))
+                _wait_for_actors(actors)  # a restarting actor refuses calls until it is back
+                todo.insert(0, item)
+                continue
+            yield staged
         actor_stats.extend(ray.get([actor.stats.remote() for actor in actors], timeout=60))
     finally:
         for ref in inflight:
@@ -293,12 +326,48 @@ def _stream(plan: RunPlan, work: list[ShardWork], actor_stats: list[dict], actor
             ray.kill(actor)
 
 
+MAX_SHARD_ATTEMPTS = 3
+
+
+class ShardLost(Exception):
+    """A shard's work died with a node, a worker or the model actor; the shard can be redone."""
+
+
+def _wait_for_actors(actors: list, timeout_s: float = 600.0) -> None:
+    import ray
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            ray.get([actor.stats.remote() for actor in actors], timeout=60)
+            return
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+            if time.monotonic() > deadline:
+                raise StoreError(f"The model actors did not come back within {timeout_s:.0f} s.") from None
+            time.sleep(1.0)
+
+
+def _key(item: ShardWork) -> tuple:
+    return (item.shard.index, item.retry)
+
+
+def _lost(exc: BaseException) -> bool:
+    import ray.exceptions as rex
+
+    kinds = (rex.RayActorError, rex.WorkerCrashedError, rex.NodeDiedError, rex.ObjectLostError)
+    return isinstance(exc, kinds) or isinstance(getattr(exc, "cause", None), kinds)
+
+
 def _get_shard(ref, shard: Shard, out: Path) -> StagedShard:
     import ray
 
     try:
         return ray.get(ref)
-    except ray.exceptions.RayTaskError as exc:
+    except Exception as exc:
+        if _lost(exc):
+            raise ShardLost(_first_line(getattr(exc, "cause", None) or exc)) from None
+        if not isinstance(exc, ray.exceptions.RayTaskError):
+            raise
         cause = exc.cause if isinstance(exc.cause, Exception) else exc
         if isinstance(cause, SaldataError):
             raise cause from None
@@ -358,7 +427,8 @@ def start_actors(config: ExtractConfig, model_dir: Path) -> list:
         # The CPU model actor is the bottleneck; let torch use the node's cores (decode tasks are light).
         threads = max(1, (os.cpu_count() or 1) // count)
     # A dead actor (OOM, preempted node) is restarted and its unfinished calls retried.
-    actor_cls = ray.remote(max_restarts=-1, max_task_retries=-1)(ExtractorActor)
+    # Calls in flight on a dead actor fail (no silent retry): the driver resubmits their shards.
+    actor_cls = ray.remote(max_restarts=-1, max_task_retries=0)(ExtractorActor)
     return [
         actor_cls.options(**options).remote(
             model_dir, config.model, config.capture, config.prompt, config.batch_size, threads
@@ -372,3 +442,10 @@ def _prod(shape: tuple[int, ...]) -> int:
     for n in shape:
         total *= n
     return total
+
+
+def _first_line(exc: BaseException) -> str:
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()  # Ray colours its task names
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,13 +95,14 @@ def stage_shard(
     prompt_id: str,
     run_id: str,
     config_digest: str,
+    attempt: int = 1,
 ) -> StagedShard:
     """Write the shard's files into its staging folder and digest them; the driver commits."""
     yield_cpu_to_model()
     start = time.perf_counter()
     shard = work.shard
-    staging = staging_dir(out, shard.index, run_id)
-    shutil.rmtree(staging, ignore_errors=True)  # an earlier attempt of this task (a lost worker)
+    # Each attempt stages apart: a lost attempt's worker can never write into its retry's files.
+    staging = staging_dir(out, shard.index, f"{run_id}-{attempt}")
     truths = [ground_truth(o, geometry.image_size) for o in outcomes]
     rows = catalog_rows(shard, outcomes, truths, prompt_id)
     sources = [_source_entry(o) for o in outcomes]
