@@ -11,13 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 SCRIPT = Path(sys.executable).parent / ("saldata.exe" if sys.platform == "win32" else "saldata")
 
 
-@pytest.fixture(scope="module")
-def script() -> Path:
+def console_script() -> Path:
     assert SCRIPT.is_file(), (
         f"no saldata console script beside {sys.executable}; install the package (pip install -e .) "
         "into this interpreter's environment"
@@ -25,13 +22,15 @@ def script() -> Path:
     return SCRIPT
 
 
-def test_console_script_runs_the_app(script):
+def test_console_script_runs_the_app():
+    script = console_script()
     proc = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "extract" in proc.stdout
 
 
-def test_console_script_exits_nonzero_with_the_error(script, tmp_path):
+def test_console_script_exits_nonzero_with_the_error(tmp_path):
+    script = console_script()
     proc = subprocess.run(
         [
             str(script),
