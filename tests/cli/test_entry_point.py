@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(sys.executable).parent / ("saldata.exe" if sys.platform == "win32" else "saldata")
 
 
@@ -22,6 +24,7 @@ def console_script() -> Path:
     return SCRIPT
 
 
+@pytest.mark.slow
 def test_console_script_runs_the_app():
     script = console_script()
     proc = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=120)
@@ -29,6 +32,7 @@ def test_console_script_runs_the_app():
     assert "extract" in proc.stdout
 
 
+@pytest.mark.slow
 def test_console_script_exits_nonzero_with_the_error(tmp_path):
     script = console_script()
     proc = subprocess.run(

@@ -72,6 +72,7 @@ def test_summary_and_status_group_failures_by_reason(hostile_run):
     assert "     2  not an image" in result.output  # the same problem on two files is one line
 
 
+@pytest.mark.slow
 def test_fail_fast_stops_at_the_first_bad_image(tmp_path, tiny_model_dir):
     """The error names the first bad file in idx order; no shard after it is ever committed."""
     root = tmp_path / "images"
