@@ -103,24 +103,29 @@ def make_hostile_folder(root: Path) -> None:
 
 
 def make_fail_fast_folder(root: Path) -> dict[str, str | None]:
-    """Good images, then a run of bad files that all fail before the model, then good ones again.
+    """Good images, then a run of bad files that fail before the model, then good ones again.
 
-    Returns file name -> None or failure words, in the folder's (sorted) order. The bad files'
-    shards need no model time, so when each image is its own shard they reach their writers
-    together: only a run that orders its stop can name the first of them and commit none after it.
+    Returns file name -> None or failure words, in the folder's (sorted) order. Cut into shards of
+    two, the first bad file shares its shard with a good image, which the model must run, while
+    the next shards hold bad files only: they need no model time and write less, so they reach
+    their commits first unless the run orders its stop. Only such a run names the first bad file
+    and commits no shard after it.
     """
     root.mkdir(parents=True)
     good = jpeg_bytes()
     files: dict[str, tuple[bytes, str | None]] = {
         "00_good.jpg": (jpeg_bytes(seed=1), None),
         "01_good.jpg": (jpeg_bytes(seed=2), None),
-        "02_empty.jpg": (b"", "empty file (0 bytes)"),
-        "03_notes.jpg": (b"shopping list: eggs, milk\n", "not an image"),
-        "04_truncated.jpg": (good[: len(good) // 2], "truncated image data"),
-        "05_bomb.png": (png_header_only(20000, 20000), "decompression bomb refused"),
-        "06_empty.jpg": (b"", "empty file (0 bytes)"),
-        "07_good.jpg": (jpeg_bytes(seed=3), None),
-        "08_good.jpg": (jpeg_bytes(seed=4), None),
+        "02_good.jpg": (jpeg_bytes(seed=3), None),
+        "03_empty.jpg": (b"", "empty file (0 bytes)"),
+        "04_notes.jpg": (b"shopping list: eggs, milk\n", "not an image"),
+        "05_truncated.jpg": (good[: len(good) // 2], "truncated image data"),
+        "06_bomb.png": (png_header_only(20000, 20000), "decompression bomb refused"),
+        "07_empty.jpg": (b"", "empty file (0 bytes)"),
+        "08_notes.jpg": (b"not a picture\n", "not an image"),
+        "09_empty.jpg": (b"", "empty file (0 bytes)"),
+        "10_good.jpg": (jpeg_bytes(seed=4), None),
+        "11_good.jpg": (jpeg_bytes(seed=5), None),
     }
     for name, (data, _) in files.items():
         (root / name).write_bytes(data)
