@@ -26,6 +26,7 @@ DIM_SYMBOLS = {
     "image": "N",
     "token": "T",
     "hidden": "D",
+    "hidden_dim": "D",  # the same dimension's name from store schema 3 on
     "head": "H",
     "base_row": "24",
     "base_col": "24",
