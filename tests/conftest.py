@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from tests.helpers import DEMO_ARGS, run_cli
+from tests.helpers import DEMO_ARGS, batched_args, make_batched_images, run_cli
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -65,5 +65,19 @@ def demo_output(tmp_path_factory, tiny_model_dir, demo_root):
     out = tmp_path_factory.mktemp("readers") / "demo"
     args = ["--dataset", "demo", "--model", "tiny-random", "--max-new-tokens", "12", "--shard-size", "4"]
     proc = run_cli(["extract", *args, "--batch-size", "2", "--out", str(out)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="session")
+def batched_images(tmp_path_factory):
+    return make_batched_images(tmp_path_factory.mktemp("batched") / "images")
+
+
+@pytest.fixture(scope="session")
+def batched_reference_run(tmp_path_factory, tiny_model_dir, batched_images):
+    """An uninterrupted CLI run with batched_args: shards of several batches of several images."""
+    out = tmp_path_factory.mktemp("batched-reference") / "out"
+    proc = run_cli(["extract", *batched_args(batched_images), "--out", str(out)])
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out

@@ -14,6 +14,7 @@ import psutil
 import pyarrow.parquet as pq
 import zarr
 
+from saldata.schemas.catalog import TABLES
 from saldata.schemas.store import ARRAYS
 
 TIMING_COLUMNS = ("load_s", "model_s")
@@ -34,6 +35,41 @@ DEMO_ARGS = [
 ]
 DEMO_SHARDS = 6
 
+# The same comparison with batches of several images and shards of several batches: a resumed
+# shard must be cut into the same batches again (batched and single-image runs differ in the
+# last bits). 12 images of mixed sizes, 4 per shard, 2 per model call: 3 shards of 2 batches.
+BATCHED_IMAGES = 12
+BATCHED_SHARDS = 3
+
+
+def batched_args(folder: Path) -> list[str]:
+    return [
+        "--dataset",
+        f"folder:{folder}",
+        "--model",
+        "tiny-random",
+        "--max-new-tokens",
+        "6",
+        "--shard-size",
+        "4",
+        "--batch-size",
+        "2",
+    ]
+
+
+def make_batched_images(folder: Path) -> Path:
+    """BATCHED_IMAGES deterministic JPEGs of four sizes (landscape and portrait, resized or not)."""
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(11)
+    sizes = [(640, 480), (800, 600), (500, 375), (480, 640)]
+    for i in range(BATCHED_IMAGES):
+        width, height = sizes[i % len(sizes)]
+        pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"img{i:02d}.jpg", quality=90)
+    return folder
+
 
 def run_cli(args, timeout=300, prefix=None, **kwargs):
     """Run ``saldata ARGS`` in a fresh process; ``prefix`` may wrap the command (e.g. to drop privileges)."""
@@ -41,19 +77,46 @@ def run_cli(args, timeout=300, prefix=None, **kwargs):
     return subprocess.run(prefix(cmd) if prefix else cmd, capture_output=True, text=True, timeout=timeout, **kwargs)
 
 
+# Each catalog table's rows in a canonical order (shards commit in any order).
+TABLE_KEYS = {"images": ("idx",), "tokens": ("idx", "position"), "words": ("idx", "word_index")}
+
+
+def assert_same_bytes(got: np.ndarray, want: np.ndarray, name: str) -> None:
+    """Same dtype, shape and raw bytes: -0.0 against 0.0, or NaN against NaN, is a difference here."""
+    assert (got.dtype, got.shape) == (want.dtype, want.shape), (
+        f"{name}: {got.dtype}{got.shape} != {want.dtype}{want.shape}"
+    )
+    got_bytes, want_bytes = np.ascontiguousarray(got).tobytes(), np.ascontiguousarray(want).tobytes()
+    if got_bytes != want_bytes:
+        unsigned = f"u{got.dtype.itemsize}"
+        differ = np.ascontiguousarray(got).view(unsigned) != np.ascontiguousarray(want).view(unsigned)
+        first = np.unravel_index(int(np.flatnonzero(differ)[0]), got.shape)
+        raise AssertionError(
+            f"{name}: {int(differ.sum())} of {got.size} values differ in their bytes; first at {tuple(map(int, first))}: "
+            f"{got[first]!r} != {want[first]!r}"
+        )
+
+
 def assert_same_output(out: Path, reference: Path) -> None:
-    """Bitwise-equal arrays and equal catalog rows (timings aside)."""
+    """Every store array equal byte for byte, and equal rows in every catalog table (timings aside)."""
     got, want = zarr.open_group(out / "features.zarr", mode="r"), zarr.open_group(reference / "features.zarr", mode="r")
     for spec in ARRAYS:
-        np.testing.assert_array_equal(got[spec.name][:], want[spec.name][:], err_msg=spec.name)
-    for table in ("images", "tokens"):
-        a = pq.read_table(out / "catalog" / table).drop_columns([c for c in TIMING_COLUMNS if table == "images"])
-        b = pq.read_table(reference / "catalog" / table).drop_columns([c for c in TIMING_COLUMNS if table == "images"])
-        keys = [("idx", "ascending")] + ([("position", "ascending")] if table == "tokens" else [])
-        a_rows, b_rows = a.sort_by(keys).to_pylist(), b.sort_by(keys).to_pylist()
-        for row in a_rows + b_rows:
-            row.pop("source_path", None)  # absolute paths may differ between caches
-        assert a_rows == b_rows, table
+        assert_same_bytes(got[spec.name][:], want[spec.name][:], spec.name)
+    assert set(TABLE_KEYS) == set(TABLES)
+    for table, keys in TABLE_KEYS.items():
+        a, b = (read_rows(folder / "catalog" / table, table, keys) for folder in (out, reference))
+        assert len(a) == len(b), f"{table}: {len(a)} rows, {len(b)} in the reference"
+        assert a == b, table
+
+
+def read_rows(folder: Path, table: str, keys: tuple[str, ...]) -> list[dict]:
+    rows = pq.read_table(folder)
+    if table == "images":
+        rows = rows.drop_columns(list(TIMING_COLUMNS))
+    rows = rows.sort_by([(k, "ascending") for k in keys]).to_pylist()
+    for row in rows:
+        row.pop("source_path", None)  # absolute paths may differ between caches
+    return rows
 
 
 def committed(out: Path) -> list[Path]:

@@ -52,13 +52,23 @@ def png_header_only(width: int, height: int) -> bytes:
     )
 
 
+# As stored, before the EXIF tag turns it: top-left, top-right, bottom-left, bottom-right.
+EXIF_QUADRANTS = ((255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255))
+
+
 def exif_rotated(path: Path) -> np.ndarray:
     """A 640x480 JPEG whose EXIF orientation (6) says: rotate 90 degrees clockwise to view.
 
-    Returns the upright pixels a viewer shows (480 wide, 640 tall), as lossless PNG-decoded reference.
+    Its quadrants have four different colours, so the picture differs along both axes: a
+    transpose, the opposite rotation or a flip each put a different colour in some corner, and
+    none can pass for the rotation. Returns the upright pixels a viewer shows (480 wide, 640 tall).
     """
     stored = np.zeros((480, 640, 3), np.uint8)
-    stored[:, :320] = (255, 0, 0)  # left half red as stored; upright, the top half is red
+    for (rows, cols), colour in zip(
+        [(slice(0, 240), slice(0, 320)), (slice(0, 240), slice(320, None)), (slice(240, None), slice(0, 320)),
+         (slice(240, None), slice(320, None))], EXIF_QUADRANTS, strict=True
+    ):  # fmt: skip
+        stored[rows, cols] = colour
     exif = Image.Exif()
     exif[0x0112] = 6
     Image.fromarray(stored).save(path, "JPEG", quality=95, exif=exif.tobytes())
@@ -90,3 +100,33 @@ def make_hostile_folder(root: Path) -> None:
     for name in ("with space.jpg", "ünïcödé.jpg", "a/same.jpg", "b/same.jpg"):
         (root / name).parent.mkdir(exist_ok=True)
         (root / name).write_bytes(jpeg_bytes(seed=len(name)))
+
+
+def make_fail_fast_folder(root: Path) -> dict[str, str | None]:
+    """Good images, then a run of bad files that fail before the model, then good ones again.
+
+    Returns file name -> None or failure words, in the folder's (sorted) order. Cut into shards of
+    two, the first bad file shares its shard with a good image, which the model must run, while
+    the next shards hold bad files only: they need no model time and write less, so they reach
+    their commits first unless the run orders its stop. Only such a run names the first bad file
+    and commits no shard after it.
+    """
+    root.mkdir(parents=True)
+    good = jpeg_bytes()
+    files: dict[str, tuple[bytes, str | None]] = {
+        "00_good.jpg": (jpeg_bytes(seed=1), None),
+        "01_good.jpg": (jpeg_bytes(seed=2), None),
+        "02_good.jpg": (jpeg_bytes(seed=3), None),
+        "03_empty.jpg": (b"", "empty file (0 bytes)"),
+        "04_notes.jpg": (b"shopping list: eggs, milk\n", "not an image"),
+        "05_truncated.jpg": (good[: len(good) // 2], "truncated image data"),
+        "06_bomb.png": (png_header_only(20000, 20000), "decompression bomb refused"),
+        "07_empty.jpg": (b"", "empty file (0 bytes)"),
+        "08_notes.jpg": (b"not a picture\n", "not an image"),
+        "09_empty.jpg": (b"", "empty file (0 bytes)"),
+        "10_good.jpg": (jpeg_bytes(seed=4), None),
+        "11_good.jpg": (jpeg_bytes(seed=5), None),
+    }
+    for name, (data, _) in files.items():
+        (root / name).write_bytes(data)
+    return {name: reason for name, (_, reason) in files.items()}

@@ -1,4 +1,12 @@
-"""Captured tokens, attention rows and hidden states against plain HF eager ``generate``."""
+"""Captured tokens, attention rows and hidden states against plain HF eager ``generate``.
+
+The tiny random model's attention is nearly uniform (every image column ~4.1e-4, std/mean ~0.02),
+so on it alone a scaled softmax, a dropped key or float16 rounding all move the maps by less
+than a loose tolerance. The comparison therefore also runs on a copy of it whose query and key
+projections are scaled (``SHARPEN``): the same architecture and geometry, with attention peaked
+enough (std/mean > 0.2, checked) that any of those mistakes moves the maps by orders of
+magnitude more than ``ATTN_TOL``, which an exact float32 capture meets.
+"""
 
 from __future__ import annotations
 
@@ -11,16 +19,47 @@ from saldata.extractors.models import ModelSettings
 from saldata.extractors.prompts import resolve_prompt
 
 MAX_NEW = 6
-ATTN_TOL, HIDDEN_TOL = 1e-5, 1e-4
+# float32 capture vs float32 eager: observed <= 2.1e-9 on the sharpened model, ~1e-10 on tiny-random.
+ATTN_TOL, HIDDEN_TOL = 1e-8, 1e-4
+# q and k projections x4: every score x16. Sharp (std/mean 0.4-0.5 over the image columns) while
+# float32 still agrees to ~2e-9; x8 peaks at 0.27 but drifts to 2e-7.
+SHARPEN = 4.0
+MIN_SHARPNESS = 0.2  # std/mean of the reference's per-head image attention
+SIZES = {"640x480": (640, 480), "448x800": (448, 800)}  # landscape and portrait: different any-res grids
+
+
+def _load_eager(model_dir):
+    from transformers import LlavaNextForConditionalGeneration
+
+    return LlavaNextForConditionalGeneration.from_pretrained(
+        model_dir, attn_implementation="eager", dtype=torch.float32
+    ).eval()
 
 
 @pytest.fixture(scope="module")
 def reference(tiny_model_dir):
-    from transformers import LlavaNextForConditionalGeneration
+    return _load_eager(tiny_model_dir)
 
-    return LlavaNextForConditionalGeneration.from_pretrained(
-        tiny_model_dir, attn_implementation="eager", dtype=torch.float32
-    ).eval()
+
+@pytest.fixture(scope="module")
+def sharp_model_dir(tiny_model_dir, tmp_path_factory):
+    """tiny-random with every decoder layer's q and k projections scaled by SHARPEN, saved like any model."""
+    from transformers import AutoProcessor, LlavaNextForConditionalGeneration
+
+    model = LlavaNextForConditionalGeneration.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    with torch.no_grad():
+        for layer in model.model.language_model.layers:
+            layer.self_attn.q_proj.weight.mul_(SHARPEN)
+            layer.self_attn.k_proj.weight.mul_(SHARPEN)
+    out = tmp_path_factory.mktemp("sharp-model")
+    model.save_pretrained(out)
+    AutoProcessor.from_pretrained(tiny_model_dir).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def sharp_reference(sharp_model_dir):
+    return _load_eager(sharp_model_dir)
 
 
 def make_extractor(model_dir, **capture) -> LlavaNextExtractor:
@@ -47,39 +86,83 @@ def eager_generate(reference, extractor, images):
     return inputs, out
 
 
-def expected_maps(inputs, out, extractor, row, layer, mean_heads):
-    """The research convention, read off HF's outputs: attentions[k][l][:, :, -1], hidden_states[k][l+1][:, -1]."""
-    layout = extractor.layout((640, 480))
+def image_attention(inputs, out, extractor, row, layer):
+    """(steps, heads, n_image_tokens): every head's last-row attention over the image tokens, from HF."""
     image_pos = (inputs["input_ids"][row] == extractor.config.image_token_id).nonzero()[:, 0]
-    base, highres, hidden = [], [], []
-    for step in range(len(out.attentions)):
-        att = out.attentions[step][layer][row, :, -1][:, image_pos]
-        if mean_heads:
-            att = att.mean(dim=0, keepdim=True)
-        base.append(att[:, torch.as_tensor(layout.base_positions.ravel())].reshape(att.shape[0], *layout.base_grid))
-        highres.append(
-            att[:, torch.as_tensor(layout.highres_positions.ravel())].reshape(att.shape[0], *layout.highres_grid)
-        )
-        hidden.append(out.hidden_states[step][layer + 1][row, -1])
-    return torch.stack(base).numpy(), torch.stack(highres).numpy(), torch.stack(hidden).numpy()
+    return torch.stack([out.attentions[step][layer][row, :, -1][:, image_pos] for step in range(len(out.attentions))])
 
 
-@pytest.mark.parametrize(("layer", "heads"), [(-1, "all"), (0, "all"), (-1, "mean")])
-def test_capture_matches_eager_generate(tiny_model_dir, reference, rgb_images, layer, heads):
-    extractor = make_extractor(tiny_model_dir, layer=layer, heads=heads)
-    images = rgb_images[:2]
+def expected_maps(inputs, out, extractor, row, layer, mean_heads, size=(640, 480)):
+    """The research convention, read off HF's outputs: attentions[k][l][:, :, -1], hidden_states[k][l+1][:, -1]."""
+    layout = extractor.layout(size)
+    att = image_attention(inputs, out, extractor, row, layer)
+    if mean_heads:
+        att = att.mean(dim=1, keepdim=True)
+    steps, heads = att.shape[:2]
+    base = att[..., torch.as_tensor(layout.base_positions.ravel())].reshape(steps, heads, *layout.base_grid)
+    highres = att[..., torch.as_tensor(layout.highres_positions.ravel())].reshape(steps, heads, *layout.highres_grid)
+    hidden = torch.stack([out.hidden_states[step][layer + 1][row, -1] for step in range(steps)])
+    return base.numpy(), highres.numpy(), hidden.numpy()
+
+
+def sharpness(attention: torch.Tensor) -> float:
+    """std/mean of the attention values; ~0.02 for tiny-random, whose attention is nearly uniform."""
+    values = attention.double()
+    return float(values.std() / values.mean())
+
+
+def images_of_size(size, n=2, seed=7):
+    width, height = size
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(n)]
+
+
+def assert_capture_matches(model_dir, reference, images, size, layer, heads):
+    """Tokens equal, every attention value within ATTN_TOL, hidden states within HIDDEN_TOL; returns the sharpness."""
+    extractor = make_extractor(model_dir, layer=layer, heads=heads)
     captures, _ = extractor(images)
     inputs, out = eager_generate(reference, extractor, images)
     generated = out.sequences[:, inputs["input_ids"].shape[1] :].numpy()
-    n_layers = reference.config.text_config.num_hidden_layers
+    layer = layer % reference.config.text_config.num_hidden_layers
+    sharpest = np.inf
     for row, cap in enumerate(captures):
         np.testing.assert_array_equal(cap.token_ids, generated[row][: len(cap.token_ids)])
         assert len(cap.token_ids) == MAX_NEW  # the random model emits no EOS in 6 steps
-        base, highres, hidden = expected_maps(inputs, out, extractor, row, layer % n_layers, heads == "mean")
+        sharpest = min(sharpest, sharpness(image_attention(inputs, out, extractor, row, layer)))
+        base, highres, hidden = expected_maps(inputs, out, extractor, row, layer, heads == "mean", size)
+        assert cap.attn_base.dtype == cap.attn_highres.dtype == np.float32
         assert cap.attn_base.shape == base.shape and cap.attn_highres.shape == highres.shape
-        assert np.abs(cap.attn_base - base).max() < ATTN_TOL
-        assert np.abs(cap.attn_highres - highres).max() < ATTN_TOL
+        np.testing.assert_allclose(cap.attn_base, base, rtol=0, atol=ATTN_TOL, err_msg=f"attn_base, image {row}")
+        np.testing.assert_allclose(
+            cap.attn_highres, highres, rtol=0, atol=ATTN_TOL, err_msg=f"attn_highres, image {row}"
+        )
         assert np.abs(cap.hidden - hidden).max() < HIDDEN_TOL
+    return sharpest
+
+
+@pytest.mark.parametrize(
+    ("layer", "heads", "size"),
+    [
+        (-1, "all", "640x480"),
+        (0, "all", "640x480"),
+        (-1, "mean", "640x480"),
+        (-1, "all", "448x800"),
+        (0, "mean", "448x800"),
+    ],
+)
+def test_capture_matches_eager_generate_on_sharp_attention(sharp_model_dir, sharp_reference, layer, heads, size):
+    """Catches a mis-scaled softmax, a dropped key and float16 rounding (each fails by 1e-7 or far more)."""
+    sharp = assert_capture_matches(
+        sharp_model_dir, sharp_reference, images_of_size(SIZES[size]), SIZES[size], layer, heads
+    )
+    assert sharp > MIN_SHARPNESS, (
+        f"the test model's attention is too uniform to tell a wrong capture (std/mean {sharp:.3f})"
+    )
+
+
+def test_capture_matches_eager_generate_on_tiny_random(tiny_model_dir, reference):
+    """The model the demo and the CLI tests run, unmodified (its maps are nearly flat: see the module doc)."""
+    assert_capture_matches(tiny_model_dir, reference, images_of_size(SIZES["640x480"]), SIZES["640x480"], -1, "all")
 
 
 def test_maps_are_nontrivial(tiny_model_dir, rgb_images):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 
@@ -14,8 +15,8 @@ from typer.testing import CliRunner
 from saldata.cli.main import app
 from saldata.datasets.base import ImageSource
 from saldata.pipelines.preprocess import load_image
-from tests.datasets.hostile import EXPECTED, exif_rotated, make_hostile_folder
-from tests.helpers import run_cli
+from tests.datasets.hostile import EXIF_QUADRANTS, EXPECTED, exif_rotated, make_fail_fast_folder, make_hostile_folder
+from tests.helpers import committed, run_cli
 
 SIZE = (640, 480)
 
@@ -71,16 +72,36 @@ def test_summary_and_status_group_failures_by_reason(hostile_run):
     assert "     2  not an image" in result.output  # the same problem on two files is one line
 
 
+@pytest.mark.slow
 def test_fail_fast_stops_at_the_first_bad_image(tmp_path, tiny_model_dir):
+    """The error names the first bad file in idx order; its shard is committed, no shard after it."""
     root = tmp_path / "images"
-    make_hostile_folder(root)
+    expected = make_fail_fast_folder(root)
+    order = list(expected)  # the folder dataset's order: sorted relative paths
+    bad = [i for i, name in enumerate(order) if expected[name]]
+    first, shard_size = bad[0], 2
+    first_shard = first // shard_size
+    assert first % shard_size == 1 and all(i // shard_size > first_shard for i in bad[1:3])  # see the fixture
     out = tmp_path / "out"
     args = ["extract", "--dataset", f"folder:{root}", "--model", "tiny-random", "--max-new-tokens", "2"]
-    proc = run_cli([*args, "--shard-size", "1", "--fail-fast", "--out", str(out)], prefix=as_unprivileged)
-    assert proc.returncode == 1
-    assert "--fail-fast" in proc.stderr and str(root) in proc.stderr
-    rows = pq.read_table(out / "catalog" / "images").to_pylist()
-    assert len(rows) < len(EXPECTED) and any(r["status"] == "failed" for r in rows)
+    proc = run_cli([*args, "--shard-size", str(shard_size), "--fail-fast", "--out", str(out)])
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "--fail-fast" in proc.stderr
+    named = [order[i] for i in bad if str(root / order[i]) in proc.stderr]
+    assert named == [order[first]], f"the error names {named}, not the first bad file {order[first]}"
+    assert expected[order[first]] in proc.stderr
+    shards = {int(p.stem.split("-")[1]) for p in committed(out)}
+    assert {s for s in shards if s > first_shard} == set(), (
+        f"shards after the first bad file's were committed: {shards}"
+    )
+    assert first_shard in shards, f"the first bad file's shard is not committed with its failure recorded: {shards}"
+    rows = {r["image_id"]: r for r in pq.read_table(out / "catalog" / "images").to_pylist()}
+    assert rows[order[first]]["status"] == "failed" and expected[order[first]] in rows[order[first]]["error"]
+    assert all(rows[name]["status"] == "done" for name in rows if name != order[first])
+    (journal,) = (out / "journal").glob("*.jsonl")
+    events = [json.loads(line) for line in journal.read_text().splitlines()]
+    assert max(e["shard"] for e in events if e["event"] == "commit") == first_shard
+    assert events[-1]["event"] == "end" and events[-1].get("stopped") == "fail-fast"
 
 
 def _load(path):
@@ -107,9 +128,25 @@ def test_cmyk_alpha_16bit_palette_come_out_as_seen(folder):
 
 
 def test_exif_orientation_is_respected(tmp_path):
-    upright = exif_rotated(tmp_path / "r.jpg")
+    upright = exif_rotated(tmp_path / "r.jpg").astype(int)
+    stored = np.rot90(upright, k=1)
+    # The fixture itself: every other way of standing the stored picture up is far from upright.
+    wrong_ways = {
+        "transposed": stored.transpose(1, 0, 2),
+        "rotated counter-clockwise": np.rot90(stored, k=1),
+        "anti-transposed": np.rot90(stored, k=2).transpose(1, 0, 2),
+        "upright, flipped": upright[::-1],
+        "upright, mirrored": upright[:, ::-1],
+    }
+    for name, picture in wrong_ways.items():
+        assert picture.shape == upright.shape and np.abs(picture - upright).mean() > 60, name
     loaded = load_image(0, ImageSource("folder", "all", "r.jpg", str(tmp_path / "r.jpg")), (480, 640))
     assert loaded.orig_size == (480, 640)
-    assert np.abs(loaded.pixels.astype(int) - upright.astype(int)).mean() < 3
+    assert loaded.pixels.shape == upright.shape
+    assert np.abs(loaded.pixels.astype(int) - upright).mean() < 3
+    # Turned clockwise: the stored bottom-left quadrant is now top-left, its top-left top-right, and so on.
+    corners = {(120, 160): 2, (360, 160): 0, (120, 480): 3, (360, 480): 1}  # upright (x, y) -> stored quadrant
+    for (x, y), quadrant in corners.items():
+        assert np.abs(loaded.pixels[y, x].astype(int) - EXIF_QUADRANTS[quadrant]).max() < 8, (x, y)
     with Image.open(tmp_path / "r.jpg") as raw:
         assert raw.size == (640, 480)  # as stored: only the EXIF tag turns it
