@@ -72,11 +72,13 @@ def test_not_an_output_is_a_clear_error(tmp_path):
 def test_uncommitted_shard_is_invisible(demo_output, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(demo_output, out)
-    (out / "catalog" / "images" / "shard-00001.parquet").unlink()  # shard 1 loses its commit marker
+    (out / "commits" / "shard-00001.json").unlink()  # shard 1 loses its commit record
     result = invoke("query", out, "SELECT DISTINCT idx FROM tokens ORDER BY idx", "-f", "json")
     assert [r["idx"] for r in json.loads(result.output)] == [0, 1, 2, 3]
     direct = duckdb.sql(f"SELECT count(DISTINCT idx) FROM read_parquet('{out}/catalog/tokens/*.parquet')").fetchall()
     assert direct[0][0] == 6  # the tokens file is on disk; only the view hides it
+    images = invoke("query", out, "SELECT count(*) AS n FROM images", "-f", "json")
+    assert json.loads(images.output) == [{"n": 4}]
 
 
 def test_show_prints_schema_and_counts(demo_output):
