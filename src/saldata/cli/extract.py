@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -201,9 +202,14 @@ def extract(
     except SaldataError as exc:
         _fail(exc, code=1)
     except Interrupted as exc:
+        code = exc.exit_code
+        # The traceback holds Ray handles; freed after shutdown they would make Ray reconnect.
+        exc.__traceback__ = None
+        del exc
+        gc.collect()
         stop_local_ray()
         typer.echo(interrupted_line(out), err=True)
-        raise typer.Exit(code=exc.exit_code) from None
+        raise typer.Exit(code=code) from None
 
 
 def _fail(exc: Exception, code: int) -> None:

@@ -2,30 +2,11 @@
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 
+from saldata.pipelines.signals import Interrupted, catch_signals
 
-class Interrupted(BaseException):
-    """Raised in the main thread by SIGINT or SIGTERM (a BaseException, like KeyboardInterrupt)."""
-
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-    @property
-    def exit_code(self) -> int:
-        return 128 + self.signum
-
-
-def _raise(signum, frame) -> None:
-    raise Interrupted(signum)
-
-
-def catch_signals() -> None:
-    """Route SIGINT and SIGTERM to ``Interrupted``; call again after ``ray.init``, which sets its own."""
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, _raise)
+__all__ = ["Interrupted", "catch_signals", "interrupted_line", "stop_local_ray"]
 
 
 def stop_local_ray() -> None:

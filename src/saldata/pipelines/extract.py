@@ -27,6 +27,7 @@ from saldata.pipelines.config import ExtractConfig
 from saldata.pipelines.model_actor import ExtractorActor
 from saldata.pipelines.plan import Shard, ShardWork, plan_shards
 from saldata.pipelines.resume import GUARDED_ATTRIBUTES, RUN_CONFIG_FILE, OutputState, prepare_output, select_work
+from saldata.pipelines.signals import deferred
 from saldata.pipelines.steps import ShardSummary, StagedShard, load_shard, stage_shard
 from saldata.schemas.store import ARRAYS, STORE_SCHEMA_VERSION, Geometry
 from saldata.storage.catalog import catalog_dir
@@ -37,6 +38,7 @@ from saldata.storage.os_errors import explain
 from saldata.storage.zarr_store import store_path
 
 _REAPERS: list = []
+WAIT_S = 0.5  # longest a signal waits to be acted on while the driver waits for Ray
 
 # Writes may trail the model by this many times the read-ahead before the model waits for them.
 WRITE_LAG = 2
@@ -297,7 +299,10 @@ def _stream(
                 )
                 inflight[ref] = item
             # fetch_local=False: the model's outputs go from the actor to the writer, never via the driver.
-            ready, _ = ray.wait([*queued, *inflight], num_returns=1, fetch_local=False)
+            with deferred():  # a signal waits for the end of this wait (signals.py says why)
+                ready, _ = ray.wait([*queued, *inflight], num_returns=1, fetch_local=False, timeout=WAIT_S)
+            if not ready:
+                continue
             if ready[0] in queued:
                 del queued[ready[0]]
                 continue
@@ -410,6 +415,9 @@ def _image_processor_on_workers(config: ExtractConfig) -> bool:
 
 def start_actors(config: ExtractConfig, model_dir: Path) -> list:
     """Connect to (or start) Ray and create the model actors; they load the model while the caller goes on."""
+    # Never let a Ray call made after shutdown (a handle freed late) attach to whatever cluster
+    # /tmp/ray last recorded: saldata always says which cluster it means. Read when ray is imported.
+    os.environ["RAY_ENABLE_AUTO_CONNECT"] = "0"
     import ray
 
     _ensure_ray(config.address)
