@@ -64,7 +64,7 @@ def test_a_driver_killed_alone_leaves_no_worker_and_no_later_commit(tmp_path, re
     try:
         wait_for(lambda: records(out) or proc.poll() is not None, timeout=240, what="a first commit")
         os.kill(proc.pid, signal.SIGKILL)  # the driver only: its Ray processes are not signalled
-        proc.wait()
+        proc.communicate(timeout=60)  # ends when every process holding its pipes has gone
         at_kill = records(out)
         wait_for(lambda: not session_processes(proc.pid), timeout=10, what="Ray processes to end")
         time.sleep(2)
