@@ -71,10 +71,6 @@ def test_model_actor_killed_mid_run_is_survived(ray_local, tmp_path, reference_r
     assert_same_output(out, reference_run)
 
 
-@pytest.mark.skip(
-    reason="OPEN DEFECT (see the stop note): since shards lost to Ray are resubmitted by the driver, this "
-    "in-process run after a failed commit hangs in ray.wait; the CLI path is covered by tests/faults/"
-)
 def test_failing_commit_stops_naming_the_shard_and_the_rerun_finishes_it(ray_local, tmp_path, reference_run):
     out = tmp_path / "out"
     obstacle = out / "catalog" / "images" / "shard-00002.parquet"

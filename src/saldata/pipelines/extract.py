@@ -8,12 +8,13 @@ shard commits on its own, so a run killed at any point resumes where its commits
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from saldata.pipelines.config import ExtractConfig
 from saldata.pipelines.model_actor import ExtractorActor
 from saldata.pipelines.plan import Shard, ShardWork, plan_shards
 from saldata.pipelines.resume import GUARDED_ATTRIBUTES, RUN_CONFIG_FILE, OutputState, prepare_output, select_work
-from saldata.pipelines.signals import deferred
+from saldata.pipelines.signals import Interrupted, deferred
 from saldata.pipelines.steps import ShardSummary, StagedShard, load_shard, stage_shard
 from saldata.schemas.store import ARRAYS, STORE_SCHEMA_VERSION, Geometry
 from saldata.storage.catalog import catalog_dir
@@ -162,7 +163,7 @@ def run_extraction(
         raise ConfigError(f"--out {config.out} is a file; give a directory (new or an earlier output).") from None
     except OSError as exc:
         raise StoreError(f"--out cannot be created: {explain(exc, config.out)}") from None
-    with OutputLock(config.out, run_id) as lock:
+    with OutputLock(config.out, run_id) as lock, contextlib.ExitStack() as stack:
         try:
             state = prepare_output(plan, overwrite, checked)
             write_atomic(config.out / RUN_CONFIG_FILE, config.to_json().encode())
@@ -189,9 +190,14 @@ def run_extraction(
         def retried(shard: int, attempt: int, reason: str) -> None:
             journal.write("retry", shard=shard, attempt=attempt, reason=reason)
 
-        staged_shards = _stream(plan, work, actor_stats, actors, run_id, retried) if work else iter(())
+        live = LiveWork()
+        stream = _stream(plan, work, actor_stats, actors, run_id, live, retried) if work else iter(())
+        # Released here, whatever ends the loop, never left to the garbage collector (which would
+        # run the clean-up at some later moment, perhaps after Ray has stopped).
+        stack.push(live.release_on_exit)
+        staged_shards = stream
         if config.fail_fast:  # commit in idx order, so nothing after the first failed image is committed
-            staged_shards = _in_order(staged_shards, [w.shard.index for w in work])
+            staged_shards = _in_order(stream, [w.shard.index for w in work])
         for staged in staged_shards:
             commit_staged(config.out, staged, lock)
             summary = staged.summary
@@ -258,9 +264,12 @@ def _stream(
     actor_stats: list[dict],
     actors: list | None,
     run_id: str,
+    live: LiveWork,
     on_retry: Callable[[int, int, str], None] | None = None,
 ):
     """Yield each shard as its files are staged; fills ``actor_stats`` when the last one is in.
+
+    What it starts in Ray is kept in ``live``, for the caller to release however the run ends.
 
     A shard whose work was lost (a dead node, worker or model actor) is resubmitted whole, up to
     ``MAX_SHARD_ATTEMPTS`` times, and ``on_retry(shard, attempt, reason)`` says so: Ray's own
@@ -270,6 +279,7 @@ def _stream(
 
     config = plan.config
     actors = actors or start_actors(config, plan.model_dir)  # given actors mean Ray is already up
+    live.actors = actors
     processor_dir = plan.model_dir if _image_processor_on_workers(config) else None
     load_task = ray.remote(num_cpus=0.5)(load_shard)
     write_task = ray.remote(num_cpus=0.5, max_retries=0)(stage_shard)
@@ -279,56 +289,87 @@ def _stream(
     ahead = config.prefetch_shards * len(actors)
     todo = list(work)
     queued: dict = {}  # the model's result for each shard not yet through it
-    inflight: dict = {}  # each shard's commit, until it lands
-    try:
-        while todo or inflight:
-            while todo and len(queued) < ahead and len(inflight) < ahead * (1 + WRITE_LAG):
-                item = todo.pop(0)
-                loaded = load_task.remote(item, config.image_size, processor_dir)
-                outcomes = actors[item.shard.index % len(actors)].process.remote(loaded)
-                queued[outcomes] = item.shard
-                ref = write_task.remote(
-                    config.out,
-                    item,
-                    outcomes,
-                    plan.geometry,
-                    config.prompt.id,
-                    run_id,
-                    plan.attributes["config_digest"],
-                    attempts.get(_key(item), 1),
-                )
-                inflight[ref] = item
-            # fetch_local=False: the model's outputs go from the actor to the writer, never via the driver.
-            with deferred():  # a signal waits for the end of this wait (signals.py says why)
-                ready, _ = ray.wait([*queued, *inflight], num_returns=1, fetch_local=False, timeout=WAIT_S)
-            if not ready:
-                continue
-            if ready[0] in queued:
-                del queued[ready[0]]
-                continue
-            item = inflight.pop(ready[0])
-            try:
-                staged = _get_shard(ready[0], item.shard, config.out)
-            except ShardLost as lost:
-                attempt = attempts.get(_key(item), 1) + 1
-                if attempt > MAX_SHARD_ATTEMPTS:
-                    raise StoreError(
-                        f"Shard {item.shard.index} was lost {MAX_SHARD_ATTEMPTS} times ({lost}); it stays "
-                        "uncommitted. Check the cluster's nodes and rerun the same command to resume."
-                    ) from None
-                attempts[_key(item)] = attempt
-                if on_retry:
-                    on_retry(item.shard.index, attempt, str(lost))
-                _wait_for_actors(actors)  # a restarting actor refuses calls until it is back
-                todo.insert(0, item)
-                continue
-            yield staged
-        actor_stats.extend(ray.get([actor.stats.remote() for actor in actors], timeout=60))
-    finally:
-        for ref in inflight:
-            ray.cancel(ref)
+    inflight = live.writes  # each shard's write, until it lands; the caller releases what is left
+    while todo or inflight:
+        while todo and len(queued) < ahead and len(inflight) < ahead * (1 + WRITE_LAG):
+            item = todo.pop(0)
+            loaded = load_task.remote(item, config.image_size, processor_dir)
+            outcomes = actors[item.shard.index % len(actors)].process.remote(loaded)
+            queued[outcomes] = item.shard
+            ref = write_task.remote(
+                config.out,
+                item,
+                outcomes,
+                plan.geometry,
+                config.prompt.id,
+                run_id,
+                plan.attributes["config_digest"],
+                attempts.get(_key(item), 1),
+            )
+            inflight[ref] = item
+        # fetch_local=False: the model's outputs go from the actor to the writer, never via the driver.
+        with deferred():  # a signal waits for the end of this wait (signals.py says why)
+            ready, _ = ray.wait([*queued, *inflight], num_returns=1, fetch_local=False, timeout=WAIT_S)
+        if not ready:
+            continue
+        if ready[0] in queued:
+            del queued[ready[0]]
+            continue
+        item = inflight.pop(ready[0])
+        try:
+            staged = _get_shard(ready[0], item.shard, config.out)
+        except ShardLost as lost:
+            attempt = attempts.get(_key(item), 1) + 1
+            if attempt > MAX_SHARD_ATTEMPTS:
+                raise StoreError(
+                    f"Shard {item.shard.index} was lost {MAX_SHARD_ATTEMPTS} times ({lost}); it stays "
+                    "uncommitted. Check the cluster's nodes and rerun the same command to resume."
+                ) from None
+            attempts[_key(item)] = attempt
+            if on_retry:
+                on_retry(item.shard.index, attempt, str(lost))
+            _wait_for_actors(actors)  # a restarting actor refuses calls until it is back
+            todo.insert(0, item)
+            continue
+        yield staged
+    actor_stats.extend(ray.get([actor.stats.remote() for actor in actors], timeout=60))
+
+
+@dataclass
+class LiveWork:
+    """What a run has running in Ray: its model actors and the shard writes not yet in."""
+
+    actors: list = field(default_factory=list)
+    writes: dict = field(default_factory=dict)
+    interrupted: bool = False
+
+    def release_on_exit(self, exc_type, exc, tb) -> bool:
+        self.interrupted = isinstance(exc, Interrupted)
+        self.release()
+        return False
+
+    def release(self) -> None:
+        """Stop the model actors and let the shard writes still running settle.
+
+        No ``ray.cancel``: cancelling a task while its reply arrives crashes the driver inside
+        Ray (ray-project/ray#54846). A write whose model actor is gone fails at once; one that has
+        its input finishes staging, which is harmless (only the driver commits, and the next run
+        sweeps ``staging/``). The wait is bounded, so a stuck node cannot hold the driver, and
+        skipped on a signal, after which the caller stops Ray at once.
+        """
+        import ray
+
+        actors, writes = self.actors, list(self.writes)
+        self.actors, self.writes = [], {}
+        if not ray.is_initialized():
+            return
         for actor in actors:
             ray.kill(actor)
+        if writes and not self.interrupted:
+            ray.wait(writes, num_returns=len(writes), timeout=RELEASE_WAIT_S, fetch_local=False)
+
+
+RELEASE_WAIT_S = 60.0
 
 
 MAX_SHARD_ATTEMPTS = 3
