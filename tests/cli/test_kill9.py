@@ -11,6 +11,7 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 
+from saldata.cli.progress import plural
 from tests.helpers import (
     BATCHED_SHARDS,
     DEMO_ARGS,
@@ -54,7 +55,7 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_result(tmp_path, run_setup):
 
     rerun = run_cli(["extract", *run_args, "--out", str(out)])
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert f"Resuming: {len(before)} shards already committed" in rerun.stderr
+    assert f"Resuming: {plural(len(before), 'shard')} already committed" in rerun.stderr
 
     assert_same_output(out, reference)
     assert {p.name: p.stat().st_mtime_ns for p in committed(out) if p.name in before} == before

@@ -160,12 +160,13 @@ def extract(
     Example (offline): saldata extract --dataset demo --model tiny-random --out runs/demo
     """
     from saldata.cli.interrupt import Interrupted, catch_signals, interrupted_line, stop_local_ray
-    from saldata.cli.progress import print_plan, run_with_progress
+    from saldata.cli.progress import nothing_to_do, print_plan, run_with_progress
     from saldata.extractors.models import ModelSettings
     from saldata.extractors.prompts import resolve_prompt
     from saldata.extractors.settings import CaptureSettings
     from saldata.pipelines.config import ExtractConfig, parse_size
     from saldata.pipelines.preflight import preflight
+    from saldata.pipelines.resume import already_complete
 
     try:
         config = ExtractConfig(
@@ -192,6 +193,9 @@ def extract(
         )
         if dry_run:
             print_plan(config)
+            return
+        if not (overwrite or retry_failed) and already_complete(config):
+            typer.echo(nothing_to_do(out), err=True)
             return
         plan, warnings = preflight(config, overwrite)
     except SaldataError as exc:  # a mistake found before anything started: a usage error

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -10,20 +12,45 @@ from rich.progress import (
     ProgressColumn,
     TextColumn,
     TimeElapsedColumn,
-    TimeRemainingColumn,
 )
 from rich.table import Table
 from rich.text import Text
 
 from saldata.cli.interrupt import catch_signals
 from saldata.pipelines.config import ExtractConfig
+from saldata.pipelines.live_progress import RunProgress, format_eta
 from saldata.storage.os_errors import human_bytes
 
 
-class RateColumn(ProgressColumn):
+class LiveColumn(ProgressColumn):
+    """Text from the run's progress record, so the bar says what ``saldata status`` says."""
+
+    max_refresh = 0.5
+
     def render(self, task) -> Text:
-        rate = task.completed / task.elapsed if task.elapsed else 0.0
-        return Text(f"{rate:.2f} images/s")
+        live: RunProgress | None = task.fields.get("live")
+        return Text(self.text(live, time.time()) if live else "")
+
+
+class CommittedColumn(LiveColumn):
+    @staticmethod
+    def text(live: RunProgress, now: float) -> str:
+        return f"committed {live.committed}"
+
+
+class RateColumn(LiveColumn):
+    @staticmethod
+    def text(live: RunProgress, now: float) -> str:
+        rate = live.rate(now)
+        if not live.model_ready:
+            return "loading the model..."
+        return f"{rate:.2f} images/s" if rate else "first image..."
+
+
+class EtaColumn(LiveColumn):
+    @staticmethod
+    def text(live: RunProgress, now: float) -> str:
+        return f"ETA {format_eta(live.eta_s(now))}"
 
 
 def print_plan(config: ExtractConfig, console: Console | None = None) -> None:
@@ -74,30 +101,39 @@ def run_with_progress(
     console = console or Console(stderr=True)
     for warning in warnings:
         console.print(warning, markup=False, highlight=False)
-    with console.status("Starting Ray and the model actors..."):
-        actors = start_actors(config, plan.model_dir)
-        catch_signals()  # ray.init set its own SIGTERM handler
-    console.print(f"{plan.n_images} images in {len(plan.shards)} shards; model {config.model.model} ({plan.model_dir})")
+    if not has_work(plan, retry_failed) and not overwrite:
+        # Nothing to extract: say so without starting Ray. (Verification under the lock may still
+        # find a damaged shard, and then the run starts Ray itself and redoes it.)
+        actors = None
+    else:
+        with console.status("Starting Ray and the model actors..."):
+            actors = start_actors(config, plan.model_dir)
+            catch_signals()  # ray.init set its own SIGTERM handler
+    console.print(
+        f"{plural(plan.n_images, 'image')} in {plural(len(plan.shards), 'shard')}; model {config.model.model} ({plan.model_dir})"
+    )
     columns = (
         TextColumn("[bold]extract"),
         BarColumn(),
         MofNCompleteColumn(),
+        CommittedColumn(),
         RateColumn(),
         TimeElapsedColumn(),
-        TimeRemainingColumn(),
+        EtaColumn(),
     )
     progress = Progress(*columns, console=console)
-    task = progress.add_task("extract", total=None)
+    task = progress.add_task("extract", total=None, live=None)
 
     def started(work, state):
         if state.finished:
             console.print(f"Finished the commits a killed run left half done: shards {_listed(state.finished)}.")
         for shard, problems in sorted(state.damaged.items()):
             console.print(f"Shard {shard} is damaged and is redone: {problems[0]}", markup=False, highlight=False)
-        if state.committed:
-            console.print(f"Resuming: {len(state.committed)} shards already committed are skipped.")
-        progress.update(task, total=sum(w.n_images for w in work))
-        progress.start()  # only once the output is ours: a refused run draws no bar
+        if state.committed and work:
+            console.print(f"Resuming: {plural(len(state.committed), 'shard')} already committed are skipped.")
+        if work:
+            progress.update(task, total=sum(w.n_images for w in work))
+            progress.start()  # only once the output is ours and has work: a refused run draws no bar
 
     try:
         summary = run_extraction(
@@ -105,15 +141,19 @@ def run_with_progress(
             overwrite=overwrite,
             retry_failed=retry_failed,
             on_start=started,
-            on_shard=lambda s: progress.advance(task, s.done + s.failed),
+            on_progress=lambda live: progress.update(task, completed=live.processed, live=live),
             actors=actors,
             checked=True,
         )
     finally:
         progress.stop()
+    if summary.processed == 0 and summary.skipped_shards == len(plan.shards):
+        console.print(nothing_to_do(config.out), markup=False, highlight=False)
+        return
     console.print(
         f"[green]done[/] {summary.done}  [red]failed[/] {summary.failed}  processed {summary.processed} of "
-        f"{summary.images} images in {summary.seconds:.1f} s\n  store:   {summary.store}\n  catalog: {summary.catalog}"
+        f"{plural(summary.images, 'image')} in {summary.seconds:.1f} s\n  store:   {summary.store}\n"
+        f"  catalog: {summary.catalog}"
     )
     if summary.actor_busy_fraction is not None:
         sizes = ", ".join(map(str, summary.batch_sizes))
@@ -128,6 +168,25 @@ def run_with_progress(
         for reason, count in output_status(config.out).failures:
             console.print(f"    {count:5d}  {reason}", markup=False, highlight=False)
         console.print(f"  details: saldata status {config.out}; redo them with --retry-failed")
+
+
+def nothing_to_do(out) -> str:
+    return f"Nothing to do: every shard of {out} is committed and intact (saldata status {out} shows them)."
+
+
+def has_work(plan, retry_failed: bool) -> bool:
+    """Whether the commit records leave anything to do (read-only; pre-flight checked the output)."""
+    from saldata.storage.commits import commits_dir, read_commit_log
+
+    out = plan.config.out
+    if retry_failed or not commits_dir(out).is_dir():
+        return True
+    log = read_commit_log(out)
+    return bool(log.pending or log.unreadable) or len(log.committed) < len(plan.shards)
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def _listed(numbers: list[int]) -> str:

@@ -12,6 +12,7 @@ from saldata.errors import SaldataError
 
 def status(out: Annotated[Path, typer.Argument(help="An extraction output directory.")]) -> None:
     """Done / failed / pending counts, failures by reason, and throughput and ETA of a running job."""
+    from saldata.pipelines.live_progress import format_eta
     from saldata.pipelines.status import output_status
 
     try:
@@ -25,12 +26,19 @@ def status(out: Annotated[Path, typer.Argument(help="An extraction output direct
     if st.running and st.running.get("corrupt"):
         typer.echo(f"  lock:    {st.running['error']}")
     elif st.running:
-        eta = f"{st.eta_s:.0f} s" if st.eta_s is not None else "unknown"
-        rate = f"{st.rate:.2f} images/s" if st.rate else "starting"
         typer.echo(
-            f"  running: run {st.running.get('run_id')} (pid {st.running.get('pid')} on "
-            f"{st.running.get('host')}), {rate}, ETA {eta}"
+            f"  running: run {st.running.get('run_id')} (pid {st.running.get('pid')} on {st.running.get('host')})"
         )
+        if st.live and not st.live.model_ready:
+            typer.echo("  this run: loading the model, ETA unknown")
+        elif st.live:
+            rate = f"{st.rate:.2f} images/s" if st.rate else "first image..."
+            typer.echo(
+                f"  this run: {st.live.processed} of {st.live.total} images through the model, "
+                f"committed {st.live.committed}; {rate}, ETA {format_eta(st.eta_s)}"
+            )
+        else:
+            typer.echo("  this run: starting Ray and the model, ETA unknown")
     elif st.rate:
         typer.echo(f"  last run: {st.rate:.2f} images/s")
     if st.interrupted_commits or st.unreadable_records:

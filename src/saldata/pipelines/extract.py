@@ -25,6 +25,7 @@ from saldata.extractors.layout import layout_for
 from saldata.extractors.models import resolve_model_dir
 from saldata.faults import fault_point
 from saldata.pipelines.config import ExtractConfig
+from saldata.pipelines.live_progress import ProgressRecorder, RunProgress
 from saldata.pipelines.model_actor import ExtractorActor
 from saldata.pipelines.plan import Shard, ShardWork, plan_shards
 from saldata.pipelines.resume import GUARDED_ATTRIBUTES, RUN_CONFIG_FILE, OutputState, prepare_output, select_work
@@ -89,6 +90,12 @@ def list_sources(config: ExtractConfig) -> list[ImageSource]:
     return sources[: config.limit] if config.limit is not None else sources
 
 
+def sources_digest(sources: list[ImageSource]) -> str:
+    """Which images, in which order: a resumed output must be made of the same list."""
+    listing = "\n".join(f"{s.dataset}\t{s.split}\t{s.image_id}" for s in sources)
+    return hashlib.sha256(listing.encode()).hexdigest()[:16]
+
+
 def plan_run(config: ExtractConfig, sources: list[ImageSource] | None = None, model_dir: Path | None = None) -> RunPlan:
     """Everything decided before any work: images, shards, resolved model, store geometry. Writes nothing."""
     import transformers
@@ -113,7 +120,6 @@ def plan_run(config: ExtractConfig, sources: list[ImageSource] | None = None, mo
         highres_grid=layout.highres_grid,
         image_size=config.image_size,
     )
-    digest = hashlib.sha256("\n".join(f"{s.dataset}\t{s.split}\t{s.image_id}" for s in sources).encode())
     attributes = {
         "schema_version": STORE_SCHEMA_VERSION,
         "model": config.model.model,
@@ -129,7 +135,7 @@ def plan_run(config: ExtractConfig, sources: list[ImageSource] | None = None, mo
         "shard_size": config.shard_size,
         "dtype": str(config.model.resolved_dtype()).removeprefix("torch."),
         "n_images": len(sources),
-        "sources_digest": digest.hexdigest()[:16],
+        "sources_digest": sources_digest(sources),
         "saldata_version": __version__,
         "transformers_version": transformers.__version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -146,10 +152,13 @@ def run_extraction(
     retry_failed: bool = False,
     on_start: Callable[[list[ShardWork], OutputState], None] | None = None,
     on_shard: Callable[[ShardSummary], None] | None = None,
+    on_progress: Callable[[RunProgress], None] | None = None,
     actors: list | None = None,
     checked: bool = False,
 ) -> RunSummary:
     """Process every shard not yet committed in ``plan.config.out`` (and, optionally, failed images).
+
+    ``on_progress`` hears the live counts (``pipelines/live_progress.py``) as the model finishes images.
 
     ``actors`` from ``start_actors`` lets a caller start the model loading before planning;
     ``checked``: the output passed pre-flight's ``check_output`` (``pipelines/preflight.py``).
@@ -184,13 +193,14 @@ def run_extraction(
             damaged=sorted(state.damaged),
             retry_failed=retry_failed,
         )
-        done = failed = 0
+        done = failed = committed_images = 0
         actor_stats: list[dict] = []
+        recorder = ProgressRecorder(config.out, run_id, sum(w.n_images for w in work), on_progress)
 
         def retried(shard: int, attempt: int, reason: str) -> None:
             journal.write("retry", shard=shard, attempt=attempt, reason=reason)
 
-        live = LiveWork()
+        live = LiveWork(recorder=recorder)
         stream = _stream(plan, work, actor_stats, actors, run_id, live, retried) if work else iter(())
         # Released here, whatever ends the loop, never left to the garbage collector (which would
         # run the clean-up at some later moment, perhaps after Ray has stopped).
@@ -205,6 +215,8 @@ def run_extraction(
                 "commit", shard=summary.index, done=summary.done, failed=summary.failed, write_s=summary.write_s
             )
             done, failed = done + summary.done, failed + summary.failed
+            committed_images += summary.done + summary.failed
+            recorder.update(committed=committed_images)
             if on_shard:
                 on_shard(summary)
             if config.fail_fast and summary.first_error:
@@ -280,6 +292,7 @@ def _stream(
     config = plan.config
     actors = actors or start_actors(config, plan.model_dir)  # given actors mean Ray is already up
     live.actors = actors
+    live.counts = ModelCounts(actors)
     processor_dir = plan.model_dir if _image_processor_on_workers(config) else None
     load_task = ray.remote(num_cpus=0.5)(load_shard)
     write_task = ray.remote(num_cpus=0.5, max_retries=0)(stage_shard)
@@ -310,6 +323,7 @@ def _stream(
         # fetch_local=False: the model's outputs go from the actor to the writer, never via the driver.
         with deferred():  # a signal waits for the end of this wait (signals.py says why)
             ready, _ = ray.wait([*queued, *inflight], num_returns=1, fetch_local=False, timeout=WAIT_S)
+        live.tick()
         if not ready:
             continue
         if ready[0] in queued:
@@ -342,6 +356,15 @@ class LiveWork:
     actors: list = field(default_factory=list)
     writes: dict = field(default_factory=dict)
     interrupted: bool = False
+    recorder: ProgressRecorder | None = None
+    counts: ModelCounts | None = None
+
+    def tick(self) -> None:
+        """Pass the model's live image count on to the progress record."""
+        if self.counts and self.recorder:
+            processed = self.counts.poll()
+            if processed is not None:
+                self.recorder.update(processed=processed)
 
     def release_on_exit(self, exc_type, exc, tb) -> bool:
         self.interrupted = isinstance(exc, Interrupted)
@@ -477,13 +500,46 @@ def start_actors(config: ExtractConfig, model_dir: Path) -> list:
         threads = max(1, (os.cpu_count() or 1) // count)
     # A dead actor (OOM, preempted node) is restarted and its unfinished calls retried.
     # Calls in flight on a dead actor fail (no silent retry): the driver resubmits their shards.
-    actor_cls = ray.remote(max_restarts=-1, max_task_retries=0)(ExtractorActor)
+    # The "progress" group answers the driver's count requests while ``process`` runs.
+    actor_cls = ray.remote(max_restarts=-1, max_task_retries=0, concurrency_groups={PROGRESS_GROUP: 1})(ExtractorActor)
     return [
         actor_cls.options(**options).remote(
             model_dir, config.model, config.capture, config.prompt, config.batch_size, threads
         )
         for _ in range(count)
     ]
+
+
+PROGRESS_GROUP = "progress"
+
+
+class ModelCounts:
+    """Images the model actors have finished, asked for without ever blocking the driver's loop."""
+
+    def __init__(self, actors: list):
+        self.actors = actors
+        self.counts = [0] * len(actors)
+        self.asked: dict = {}  # request -> actor position
+        self.answered = False
+
+    def poll(self) -> int | None:
+        """The sum of the latest counts, or None until a model actor has answered (it is loading)."""
+        import ray
+
+        if self.asked:
+            ready, _ = ray.wait(list(self.asked), num_returns=len(self.asked), timeout=0, fetch_local=True)
+            for ref in ready:
+                position = self.asked.pop(ref)
+                try:
+                    self.counts[position] = ray.get(ref)
+                    self.answered = True
+                except ray.exceptions.RayError:  # a dead or restarting actor: its count is asked again
+                    self.counts[position] = 0
+        waiting = set(self.asked.values())
+        for position, actor in enumerate(self.actors):
+            if position not in waiting:
+                self.asked[actor.progress.options(concurrency_group=PROGRESS_GROUP).remote()] = position
+        return sum(self.counts) if self.answered else None
 
 
 def _prod(shape: tuple[int, ...]) -> int:

@@ -51,6 +51,7 @@ class ExtractorActor:
         self.extractor = LlavaNextExtractor(model_dir, model, capture, prompt)
         self.batch = BatchSizer(batch_size, self.extractor.model)
         self.busy_s = 0.0
+        self.images_done = 0  # through the model (or failed before it), read live by ``progress``
         self.first_call: float | None = None
         self.last_return: float | None = None
 
@@ -61,6 +62,10 @@ class ExtractorActor:
         """
         span = (self.last_return - self.first_call) if self.first_call and self.last_return else 0.0
         return {"busy_s": self.busy_s, "span_s": span, "batch_size": self.batch.size}
+
+    def progress(self) -> int:
+        """Images finished so far. Called in its own concurrency group, so it answers mid-``process``."""
+        return self.images_done
 
     def process(self, images: list[LoadedImage]) -> list[ImageOutcome]:
         start = time.perf_counter()
@@ -73,6 +78,7 @@ class ExtractorActor:
 
     def _process(self, images: list[LoadedImage]) -> list[ImageOutcome]:
         outcomes = {im.idx: ImageOutcome(im, None, 0.0, im.error) for im in images if im.error}
+        self.images_done += len(outcomes)
         ready = [im for im in images if im.error is None]
         first = 0
         while first < len(ready):
@@ -82,6 +88,7 @@ class ExtractorActor:
                 self.batch.release()
                 continue
             outcomes.update((outcome.image.idx, outcome) for outcome in ran)
+            self.images_done += len(batch)
             first += len(batch)
         for outcome in outcomes.values():
             outcome.image.pixels = outcome.image.inputs = None  # do not ship pixels on to the writer

@@ -8,6 +8,7 @@ of committed shards. It refuses an output made with other settings or from other
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -77,6 +78,47 @@ def check_output(plan) -> None:
         )
     _refuse_other_settings(out, dict(open_store(out).attrs), plan.attributes)
     _refuse_other_sources(out, plan.shards, read_commit_log(out).committed)
+
+
+def already_complete(config) -> bool:
+    """True only when rerunning ``config`` provably has nothing to do; read-only, and fast.
+
+    Needs neither the model's config nor Ray (a "nothing to do" takes about a second): the
+    same command as the last run (its run.json), the same images (listed and hashed as
+    pre-flight does), every shard committed, and every file intact. Any doubt answers False, and
+    the full path (pre-flight, then the run) decides. A changed source image raises, as there.
+    """
+    from saldata.pipelines.extract import list_sources, sources_digest
+    from saldata.pipelines.plan import plan_shards
+    from saldata.pipelines.verify import verify_output
+    from saldata.storage.lock import is_stale, read_lock
+
+    out = Path(config.out)
+    try:
+        if store_schema_version(out) != STORE_SCHEMA_VERSION:
+            return False
+        if not _same_command(json.loads((out / RUN_CONFIG_FILE).read_text()), json.loads(config.to_json())):
+            return False
+        lock = read_lock(out)
+        if lock is not None and not is_stale(lock):
+            return False
+        attrs = dict(open_store(out).attrs)
+        sources = list_sources(config)
+        if attrs.get("sources_digest") != sources_digest(sources) or attrs.get("n_images") != len(sources):
+            return False
+        shards = plan_shards(sources, config.shard_size)
+        log = read_commit_log(out)
+        if log.pending or log.unreadable or set(log.committed) != {shard.index for shard in shards}:
+            return False
+    except (OSError, ValueError, KeyError, StoreError):
+        return False
+    _refuse_other_sources(out, shards, log.committed)
+    return verify_output(out).intact
+
+
+def _same_command(last: dict, now: dict) -> bool:
+    """The same settings, wherever the output now lies (an output may be moved)."""
+    return {**last, "out": None} == {**now, "out": None}
 
 
 def prepare_output(plan, overwrite: bool, checked: bool = False) -> OutputState:

@@ -8,6 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from saldata.pipelines.live_progress import RunProgress, read_progress
 from saldata.schemas.catalog import STATUS_DONE, STATUS_FAILED
 from saldata.storage.catalog import read_table
 from saldata.storage.commits import commits_dir, read_commit_log
@@ -28,6 +29,7 @@ class OutputStatus:
     running: dict | None = None  # the live run's lock, if any
     rate: float | None = None  # images/s of the latest run
     eta_s: float | None = None
+    live: RunProgress | None = None  # the running run's counts: images through the model, committed
     interrupted_commits: list[int] = field(default_factory=list)  # finished by the next extract
     unreadable_records: list[int] = field(default_factory=list)  # redone by the next extract
 
@@ -53,13 +55,15 @@ def output_status(out: Path) -> OutputStatus:
     log = read_commit_log(out) if commits_dir(out).is_dir() else None
     lock = read_lock(out)
     running = lock if lock and not is_stale(lock) else None
-    rate = eta = None
+    rate = eta = live = None
     runs = read_journals(out)
-    if runs:
+    if running and running.get("run_id"):
+        live = read_progress(out, str(running["run_id"]))
+    if live:  # the numbers the run's own bar shows
+        now = time.time()
+        rate, eta = live.rate(now), live.eta_s(now)
+    elif runs:
         rate = _rate(runs[-1])
-        pending = total - done - len(failed_rows)
-        if running and rate:
-            eta = pending / rate
     return OutputStatus(
         out=out,
         total=total,
@@ -71,6 +75,7 @@ def output_status(out: Path) -> OutputStatus:
         running=running,
         rate=rate,
         eta_s=eta,
+        live=live,
         interrupted_commits=sorted(log.pending) if log else [],
         unreadable_records=sorted(log.unreadable) if log else [],
     )
