@@ -277,5 +277,19 @@ def build_random_model(spec: RandomModelSpec, out_dir: Path) -> None:
         chat_template=CHAT_TEMPLATE,
         num_additional_image_tokens=NUM_ADDITIONAL_IMAGE_TOKENS,
     )
-    model.save_pretrained(out_dir)
-    processor.save_pretrained(out_dir)
+    with _no_progress_bars():  # a first run prints saldata's lines only
+        model.save_pretrained(out_dir)
+        processor.save_pretrained(out_dir)
+
+
+@contextlib.contextmanager
+def _no_progress_bars():
+    from transformers.utils import logging
+
+    was_enabled = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            logging.enable_progress_bar()
