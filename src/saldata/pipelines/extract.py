@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from saldata import __version__
 from saldata.datasets import ImageSource, list_images
-from saldata.errors import ConfigError, ImageLoadError, SaldataError, StoreError
+from saldata.errors import ConfigError, ImageLoadError, ModelLoadError, SaldataError, StoreError
 from saldata.extractors.layout import layout_for
 from saldata.extractors.models import resolve_model_dir
 from saldata.faults import fault_point
@@ -205,6 +206,7 @@ def run_extraction(
         # Released here, whatever ends the loop, never left to the garbage collector (which would
         # run the clean-up at some later moment, perhaps after Ray has stopped).
         stack.push(live.release_on_exit)
+        stack.push(_journal_failure(journal))
         staged_shards = stream
         if config.fail_fast:  # commit in idx order, so nothing after the first failed image is committed
             staged_shards = _in_order(stream, [w.shard.index for w in work])
@@ -239,6 +241,18 @@ def run_extraction(
         busy,
         batch_sizes,
     )
+
+
+def _journal_failure(journal: RunJournal):
+    """Keep the full report of a failure inside Ray in the journal; the console gets one line."""
+
+    def on_exit(exc_type, exc, tb) -> bool:
+        if isinstance(exc, ModelFailed):
+            journal.write("error", message=str(exc), report=exc.detail)
+            exc.args = (f"{exc} Ray's full report: {journal.path}",)
+        return False
+
+    return on_exit
 
 
 def _in_order(staged_shards, order: list[int]):
@@ -292,7 +306,7 @@ def _stream(
     config = plan.config
     actors = actors or start_actors(config, plan.model_dir)  # given actors mean Ray is already up
     live.actors = actors
-    live.counts = ModelCounts(actors)
+    live.counts = ModelCounts(actors, plan.model_dir)
     processor_dir = plan.model_dir if _image_processor_on_workers(config) else None
     load_task = ray.remote(num_cpus=0.5)(load_shard)
     write_task = ray.remote(num_cpus=0.5, max_retries=0)(stage_shard)
@@ -331,7 +345,7 @@ def _stream(
             continue
         item = inflight.pop(ready[0])
         try:
-            staged = _get_shard(ready[0], item.shard, config.out)
+            staged = _get_shard(ready[0], item.shard, config.out, plan.model_dir)
         except ShardLost as lost:
             attempt = attempts.get(_key(item), 1) + 1
             if attempt > MAX_SHARD_ATTEMPTS:
@@ -342,7 +356,7 @@ def _stream(
             attempts[_key(item)] = attempt
             if on_retry:
                 on_retry(item.shard.index, attempt, str(lost))
-            _wait_for_actors(actors)  # a restarting actor refuses calls until it is back
+            _wait_for_actors(actors, plan.model_dir)  # a restarting actor refuses calls until it is back
             todo.insert(0, item)
             continue
         yield staged
@@ -402,7 +416,7 @@ class ShardLost(Exception):
     """A shard's work died with a node, a worker or the model actor; the shard can be redone."""
 
 
-def _wait_for_actors(actors: list, timeout_s: float = 600.0) -> None:
+def _wait_for_actors(actors: list, model_dir: Path, timeout_s: float = 600.0) -> None:
     import ray
 
     deadline = time.monotonic() + timeout_s
@@ -410,10 +424,44 @@ def _wait_for_actors(actors: list, timeout_s: float = 600.0) -> None:
         try:
             ray.get([actor.stats.remote() for actor in actors], timeout=60)
             return
-        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as exc:
+            raise_if_model_failed(exc, model_dir)
             if time.monotonic() > deadline:
                 raise StoreError(f"The model actors did not come back within {timeout_s:.0f} s.") from None
             time.sleep(1.0)
+
+
+class ModelFailed(ModelLoadError):
+    """The model actor could not start; ``detail`` holds Ray's full report for the journal."""
+
+    def __init__(self, message: str, detail: str):
+        super().__init__(message)
+        self.detail = detail
+
+
+def raise_if_model_failed(exc: BaseException, model_dir: Path) -> None:
+    """A model actor whose ``__init__`` raised never comes back: stop, naming the real cause."""
+    import ray.exceptions as rex
+
+    actor_error = exc if isinstance(exc, rex.RayActorError) else getattr(exc, "cause", None)
+    if not (isinstance(actor_error, rex.RayActorError) and actor_error.actor_init_failed):
+        return
+    detail = _plain(str(actor_error))
+    raise ModelFailed(
+        f"The model could not be loaded from {model_dir}: {_root_cause(detail)}. Committed shards are "
+        "untouched; check the model's files (or --model, --dtype, --device), then rerun the same command.",
+        detail,
+    ) from None
+
+
+def _root_cause(report: str) -> str:
+    """The innermost 'SomeError: message' line of a Python traceback Ray passed on as text."""
+    causes = [line.strip() for line in report.splitlines() if re.match(r"\s*[\w.]+(Error|Exception)\b.*:", line)]
+    return causes[-1] if causes else report.strip().splitlines()[-1] if report.strip() else "unknown cause"
+
+
+def _plain(text: str) -> str:
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)  # Ray colours its task names
 
 
 def _key(item: ShardWork) -> tuple:
@@ -427,12 +475,13 @@ def _lost(exc: BaseException) -> bool:
     return isinstance(exc, kinds) or isinstance(getattr(exc, "cause", None), kinds)
 
 
-def _get_shard(ref, shard: Shard, out: Path) -> StagedShard:
+def _get_shard(ref, shard: Shard, out: Path, model_dir: Path) -> StagedShard:
     import ray
 
     try:
         return ray.get(ref)
     except Exception as exc:
+        raise_if_model_failed(exc, model_dir)
         if _lost(exc):
             raise ShardLost(_first_line(getattr(exc, "cause", None) or exc)) from None
         if not isinstance(exc, ray.exceptions.RayTaskError):
@@ -516,8 +565,9 @@ PROGRESS_GROUP = "progress"
 class ModelCounts:
     """Images the model actors have finished, asked for without ever blocking the driver's loop."""
 
-    def __init__(self, actors: list):
+    def __init__(self, actors: list, model_dir: Path):
         self.actors = actors
+        self.model_dir = model_dir
         self.counts = [0] * len(actors)
         self.asked: dict = {}  # request -> actor position
         self.answered = False
@@ -533,7 +583,8 @@ class ModelCounts:
                 try:
                     self.counts[position] = ray.get(ref)
                     self.answered = True
-                except ray.exceptions.RayError:  # a dead or restarting actor: its count is asked again
+                except ray.exceptions.RayError as exc:  # dead or restarting: asked again, unless it cannot load
+                    raise_if_model_failed(exc, self.model_dir)
                     self.counts[position] = 0
         waiting = set(self.asked.values())
         for position, actor in enumerate(self.actors):
@@ -550,7 +601,5 @@ def _prod(shape: tuple[int, ...]) -> int:
 
 
 def _first_line(exc: BaseException) -> str:
-    import re
-
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()  # Ray colours its task names
+    text = _plain(str(exc)).strip()
     return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
