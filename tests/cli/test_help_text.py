@@ -1,0 +1,69 @@
+"""What the commands say: help pages, plan lines and one-line errors, checked against the code's registries."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from saldata.cli.main import app
+
+ROOT = Path(__file__).resolve().parents[2]
+ANSI = re.compile(r"\x1b\[[0-9;]*m")  # CI sets FORCE_COLOR/GITHUB_ACTIONS: typer then colours help
+
+
+def invoke(*args: str, columns: int = 200):
+    result = CliRunner().invoke(app, list(map(str, args)), env={"COLUMNS": str(columns)})
+    return result.exit_code, ANSI.sub("", result.output)
+
+
+def command_paths(command: typer.core.TyperGroup | None = None, path: tuple[str, ...] = ()):
+    """Every command and group of the app, as the words that reach it."""
+    command = command or typer.main.get_command(app)
+    yield path, command
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from command_paths(sub, (*path, name))
+
+
+COMMANDS = {" ".join(path) or "saldata": (path, command) for path, command in command_paths()}
+
+
+def flat(text: str) -> str:
+    """Help text with the table borders and line wrapping taken out."""
+    return " ".join(text.replace("│", " ").split())
+
+
+# -- flags take no value, arguments are NAMES ------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_flags_show_no_value_placeholder(name):
+    path, command = COMMANDS[name]
+    code, text = invoke(*path, "--help")
+    assert code == 0, text
+    flags = ["--help"] + [p.opts[0] for p in command.params if getattr(p, "is_flag", False)]
+    for flag in flags:
+        row = next(line for line in text.splitlines() if f" {flag} " in line)
+        assert not re.search(rf"{flag}\s+<", row), row
+    assert "<bool>" not in text
+
+
+def test_extract_flags_are_listed_without_placeholder():
+    code, text = invoke("extract", "--help")
+    for flag in ("--force-new-tokens", "--overwrite", "--retry-failed", "--dry-run", "--fail-fast"):
+        assert re.search(rf"{flag}\s+[A-Z]", text), flag  # straight to the help sentence
+    assert re.search(r"--shard-size\s+<int>", text)  # options that take a value keep theirs
+
+
+@pytest.mark.parametrize(
+    "name", [n for n, (_, c) in COMMANDS.items() if any(p.param_type_name == "argument" for p in c.params)]
+)
+def test_usage_line_names_arguments_in_capitals(name):
+    path, command = COMMANDS[name]
+    code, text = invoke(*path, "--help")
+    usage = next(line for line in text.splitlines() if "Usage:" in line)
+    arguments = [p.name.upper() for p in command.params if p.param_type_name == "argument"]
+    assert usage.split("[OPTIONS]")[1].split() == arguments, usage
