@@ -10,6 +10,9 @@ import typer
 from typer.testing import CliRunner
 
 from saldata.cli.main import app
+from saldata.datasets import DATASETS, dataset_spec
+from saldata.extractors.models import ATTENTIONS, DEFAULT_MODEL, DEVICES, DTYPES
+from saldata.extractors.random_models import RANDOM_MODELS
 
 ROOT = Path(__file__).resolve().parents[2]
 ANSI = re.compile(r"\x1b\[[0-9;]*m")  # CI sets FORCE_COLOR/GITHUB_ACTIONS: typer then colours help
@@ -67,3 +70,48 @@ def test_usage_line_names_arguments_in_capitals(name):
     usage = next(line for line in text.splitlines() if "Usage:" in line)
     arguments = [p.name.upper() for p in command.params if p.param_type_name == "argument"]
     assert usage.split("[OPTIONS]")[1].split() == arguments, usage
+
+
+# -- choices and defaults from the registries ------------------------------------------------------
+
+
+def listed(names) -> str:
+    *rest, last = names
+    return f"{', '.join(rest)} or {last}"
+
+
+def test_dataset_help_lists_every_registered_dataset():
+    code, text = invoke("extract", "--help")
+    assert f"--dataset <str> {listed(dataset_spec(n) for n in DATASETS)}." in flat(text)
+
+
+def test_model_help_lists_every_random_model():
+    code, text = invoke("extract", "--help")
+    assert f"random model built offline: {listed(RANDOM_MODELS)}." in flat(text)
+
+
+@pytest.mark.parametrize("columns", [80, 200])
+def test_model_default_is_shown_whole(columns):
+    code, text = invoke("extract", "--help", columns=columns)
+    assert DEFAULT_MODEL in text, text
+
+
+def test_device_dtype_and_attention_choices_come_from_their_registries():
+    code, text = invoke("extract", "--help")
+    assert f"--device <str> {listed(DEVICES)}." in flat(text)
+    assert f"--dtype <dtype> {listed(DTYPES)};" in flat(text)
+    assert f"--attention <str> Attention kernel the capture wraps: {listed(ATTENTIONS)}." in flat(text)
+
+
+@pytest.mark.parametrize(
+    ("option", "says"),
+    [
+        (["--device", "gpu"], f"--device must be one of {', '.join(DEVICES)}, not 'gpu'"),
+        (["--attention", "flex"], f"--attention must be one of {', '.join(ATTENTIONS)}, not 'flex'"),
+        (["--attention", "eager"], "--attention eager is what saldata exists to avoid"),
+    ],
+)
+def test_unknown_device_or_attention_is_a_one_line_error(tmp_path, option, says):
+    code, text = invoke("extract", *option, "--model", "tiny-random", "--out", tmp_path / "out", "--dry-run")
+    assert code == 2 and len(text.strip().splitlines()) == 1, text
+    assert says in text
