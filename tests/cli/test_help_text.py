@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 
 import pytest
 import typer
+from rich.console import Console
 from typer.testing import CliRunner
 
 from saldata.cli.main import app
@@ -115,3 +117,34 @@ def test_unknown_device_or_attention_is_a_one_line_error(tmp_path, option, says)
     code, text = invoke("extract", *option, "--model", "tiny-random", "--out", tmp_path / "out", "--dry-run")
     assert code == 2 and len(text.strip().splitlines()) == 1, text
     assert says in text
+
+
+# -- the dry-run plan counts shards and images -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("shards", "shard_size", "committed", "says"),
+    [
+        (1, 64, 0, "1 shard of 64 images"),
+        (3, 64, 0, "3 shards of 64 images"),
+        (6, 1, 0, "6 shards of 1 image"),
+        (3, 64, 1, "already committed in {out}: 1 shard (a rerun skips it)"),
+        (3, 64, 2, "already committed in {out}: 2 shards (a rerun skips them)"),
+    ],
+)
+def test_plan_counts_shards_and_images(monkeypatch, tmp_path, shards, shard_size, committed, says):
+    from saldata.cli.progress import print_plan
+    from saldata.extractors.models import ModelSettings
+    from saldata.pipelines import extract
+    from saldata.pipelines.config import ExtractConfig
+    from saldata.schemas.store import Geometry
+    from saldata.storage import catalog
+
+    config = ExtractConfig(dataset="demo", out=tmp_path, model=ModelSettings("tiny-random"), shard_size=shard_size)
+    geometry = Geometry(5, 4, 8, 2, (2, 2), (4, 4), (28, 28))
+    plan = extract.RunPlan(config, [None] * shards, tmp_path / "model", geometry, {})
+    monkeypatch.setattr(extract, "plan_run", lambda config: plan)
+    monkeypatch.setattr(catalog, "committed_shards", lambda out: set(range(committed)))
+    console = Console(file=io.StringIO(), width=200)
+    print_plan(config, console=console)
+    assert says.format(out=tmp_path) in console.file.getvalue()
