@@ -148,3 +148,20 @@ def test_plan_counts_shards_and_images(monkeypatch, tmp_path, shards, shard_size
     console = Console(file=io.StringIO(), width=200)
     print_plan(config, console=console)
     assert says.format(out=tmp_path) in console.file.getvalue()
+
+
+# -- an unknown image id says how to list the ids --------------------------------------------------
+
+
+def test_show_unknown_id_says_how_to_list_ids(tmp_path):
+    from saldata.schemas.store import STORE_SCHEMA_VERSION, Geometry
+    from saldata.storage.zarr_store import create_store
+
+    out = tmp_path / "out"
+    out.mkdir()
+    create_store(out, Geometry(2, 4, 8, 1, (2, 2), (4, 4), (28, 28)), 2, {"schema_version": STORE_SCHEMA_VERSION})
+    (out / "catalog").mkdir()  # an output whose first shard has not committed: no ids at all
+    code, text = invoke("show", out, "COCO_nope", "-o", tmp_path / "fig.png")
+    assert code != 0 and len(text.strip().splitlines()) == 1, text
+    assert "COCO_nope" in text and f'saldata catalog query {out} "SELECT image_id FROM images"' in text
+    assert "Traceback" not in text
