@@ -103,6 +103,7 @@ def test_stored_maps_are_the_extractor_output(demo_run, tiny_model_dir):
 
 
 def test_missing_dataset_is_a_one_line_error_with_the_layout(tmp_path):
+    (tmp_path / "nope").mkdir()  # a root without the layout (a root that is not there: test_help_text.py)
     result = CliRunner().invoke(
         app,
         [

@@ -165,3 +165,21 @@ def test_show_unknown_id_says_how_to_list_ids(tmp_path):
     assert code != 0 and len(text.strip().splitlines()) == 1, text
     assert "COCO_nope" in text and f'saldata catalog query {out} "SELECT image_id FROM images"' in text
     assert "Traceback" not in text
+
+
+# -- a missing dataset root is named as given ------------------------------------------------------
+
+ROOTED = [name for name in DATASETS if name != "folder"]
+
+
+@pytest.mark.parametrize("dataset", [*ROOTED, "folder"])
+def test_missing_data_root_is_named(tmp_path, dataset):
+    root = tmp_path / "nonexistent"
+    if dataset == "folder":
+        args, setting = ["--dataset", f"folder:{root}"], f"--dataset folder:{root}"
+    else:
+        args, setting = ["--dataset", dataset, "--data-root", root], f"--data-root {root}"
+    code, text = invoke("extract", *args, "--model", "tiny-random", "--out", tmp_path / "out")
+    assert code == 2 and len(text.strip().splitlines()) == 1, text  # a usage error, before Ray starts
+    assert f"{setting} does not exist" in text
+    assert not (tmp_path / "out").exists()
