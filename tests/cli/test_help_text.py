@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -183,3 +185,22 @@ def test_missing_data_root_is_named(tmp_path, dataset):
     assert code == 2 and len(text.strip().splitlines()) == 1, text  # a usage error, before Ray starts
     assert f"{setting} does not exist" in text
     assert not (tmp_path / "out").exists()
+
+
+# -- the training example reads the quick start's output by default --------------------------------
+
+
+def test_train_demo_defaults_to_the_quick_start_output(tmp_path):
+    readme = (ROOT / "README.md").read_text()
+    quick_start = re.search(r"saldata extract --dataset demo --model tiny-random --out (\S+)", readme).group(1)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "train_demo.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,  # no output there: the default must be named in a one-line error
+    )
+    assert proc.returncode != 0
+    assert "arguments are required" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert quick_start in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "python examples/train_demo.py\n" in readme or "`python examples/train_demo.py`" in readme
