@@ -1,7 +1,7 @@
 """One epoch of a tiny language-driven saliency model on a saldata output.
 
     saldata extract --dataset demo --model tiny-random --out runs/demo
-    python examples/train_demo.py runs/demo
+    python examples/train_demo.py            # or: python examples/train_demo.py OTHER_OUTPUT
 
 The model scores each generated token from its hidden state, mixes the tokens' high-res
 attention maps with those scores, and is trained to match the ground-truth saliency map
@@ -12,12 +12,16 @@ masks and normalises.
 from __future__ import annotations
 
 import argparse
+import sys
 
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from saldata.errors import SaldataError
 from saldata.readers.torch_dataset import SaliencyDataset
+
+DEFAULT_OUT = "runs/demo"  # where the README's quick start writes
 
 
 class TokenMixer(torch.nn.Module):
@@ -34,12 +38,16 @@ class TokenMixer(torch.nn.Module):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("out")
+    parser.add_argument("out", nargs="?", default=DEFAULT_OUT, help=f"a saldata output (default: {DEFAULT_OUT})")
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
 
-    data = SaliencyDataset(args.out, normalize="sum", image_size=(160, 120))
+    try:
+        data = SaliencyDataset(args.out, normalize="sum", image_size=(160, 120))
+    except SaldataError as exc:  # most often: the quick start has not been run yet
+        quick_start = f" Make it with: saldata extract --dataset demo --model tiny-random --out {DEFAULT_OUT}"
+        sys.exit(f"Error: {exc}{quick_start if args.out == DEFAULT_OUT else ''}")
     loader = DataLoader(data, batch_size=args.batch_size, shuffle=True, num_workers=args.workers)
     model = TokenMixer(data[0]["hidden"].shape[-1])
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)

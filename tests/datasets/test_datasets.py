@@ -28,7 +28,7 @@ def test_salicon_lists_the_split_by_stem(tmp_path):
     ("root", "split", "problem"),
     [
         (None, "val", "--data-root is required"),
-        ("missing", "val", "not found"),
+        ("bare", "val", "not found"),  # a root without images/ (a missing root: tests/cli/test_help_text.py)
         ("empty", "val", "No images"),
         ("empty", "dev", "Unknown split"),
     ],
@@ -36,6 +36,8 @@ def test_salicon_lists_the_split_by_stem(tmp_path):
 def test_salicon_bad_layout_shows_the_expected_layout(tmp_path, root, split, problem):
     if root == "empty":
         (tmp_path / "empty" / "images" / "val").mkdir(parents=True)
+    if root == "bare":
+        (tmp_path / "bare").mkdir()
     data_root = None if root is None else tmp_path / root
     with pytest.raises(DatasetError) as err:
         list_images("salicon", data_root, split)

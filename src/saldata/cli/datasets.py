@@ -7,12 +7,11 @@ def datasets() -> None:
     """List the datasets --dataset accepts, their splits and the layout each expects under --data-root."""
     from rich.console import Console
 
-    from saldata.datasets import DATASETS
+    from saldata.datasets import DATASETS, dataset_spec
 
     console = Console()
     for name, reader in DATASETS.items():
-        spec = "folder:PATH" if name == "folder" else name
         splits = ", ".join(reader.splits)
-        console.print(f"[bold]{spec}[/]  splits: {splits} (default {reader.default_split})")
+        console.print(f"[bold]{dataset_spec(name)}[/]  splits: {splits} (default {reader.default_split})")
         console.print(reader.layout, markup=False, highlight=False, soft_wrap=True)
         console.print()

@@ -9,11 +9,13 @@ from typing import Annotated
 
 import typer
 
+from saldata.datasets import DATASETS, dataset_spec
 from saldata.errors import SaldataError
 from saldata.extractors.batching import AUTO
 from saldata.extractors.image_inputs import PLACES
-from saldata.extractors.models import DTYPES
+from saldata.extractors.models import ATTENTIONS, DEFAULT_MODEL, DEVICES, DTYPES
 from saldata.extractors.prompts import PROMPT_PRESETS
+from saldata.extractors.random_models import RANDOM_MODELS
 from saldata.extractors.settings import DEFAULT_MAX_NEW_TOKENS, HEADS_MODES
 from saldata.pipelines.config import DEFAULT_IMAGE_SIZE, DEFAULT_PREFETCH_SHARDS, DEFAULT_SHARD_SIZE, format_size
 
@@ -21,22 +23,43 @@ PANEL_DATA, PANEL_MODEL, PANEL_CAPTURE, PANEL_RUN = "Data", "Model", "Capture", 
 
 
 def _choices(name: str, values) -> type[Enum]:
-    """A typer choice type whose values are the ones the settings module validates against."""
+    """A typer choice type whose values are the ones the settings module validates against.
+
+    ``name`` is what help shows as the type of an option whose choices are listed in its sentence.
+    """
     return Enum(name, {v: v for v in values}, type=str)
+
+
+def _listed(values) -> str:
+    """'a, b or c': a registry's names in a help sentence, so the help follows the registry."""
+    *rest, last = values
+    return f"{', '.join(rest)} or {last}" if rest else last
 
 
 Preset = _choices("Preset", PROMPT_PRESETS)
 Heads = _choices("Heads", HEADS_MODES)
 ImageProcessorOn = _choices("ImageProcessorOn", PLACES)
-DType = _choices("DType", DTYPES)
+DType = _choices("dtype", DTYPES)
 
 
 def extract(
     out: Annotated[Path, typer.Option(help="Output directory (features.zarr, catalog/, run.json).")],
-    dataset: Annotated[str, typer.Option(help="salicon, demo, or folder:PATH.", rich_help_panel=PANEL_DATA)] = "demo",
-    data_root: Annotated[Path | None, typer.Option(help="Dataset root (salicon).", rich_help_panel=PANEL_DATA)] = None,
+    dataset: Annotated[
+        str,
+        typer.Option(help=f"{_listed([dataset_spec(n) for n in DATASETS])}.", rich_help_panel=PANEL_DATA),
+    ] = "demo",
+    data_root: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder holding the dataset; saldata datasets shows the layout each expects.",
+            rich_help_panel=PANEL_DATA,
+        ),
+    ] = None,
     split: Annotated[
-        str | None, typer.Option(help="Split: train, val or test (salicon).", rich_help_panel=PANEL_DATA)
+        str | None,
+        typer.Option(
+            help="Split; default: the dataset's own (saldata datasets lists both).", rich_help_panel=PANEL_DATA
+        ),
     ] = None,
     size: Annotated[
         str, typer.Option(help="Images are reshaped to WIDTHxHEIGHT.", rich_help_panel=PANEL_DATA)
@@ -45,13 +68,22 @@ def extract(
     model: Annotated[
         str,
         typer.Option(
-            help="Hub id, local directory, or tiny-random / mid-random (offline).", rich_help_panel=PANEL_MODEL
+            # The default is spelled in the sentence: as "[default: ...]" rich cuts it at 80 columns.
+            help=f"Hub id (default {DEFAULT_MODEL}), local directory, or a random model built offline: "
+            f"{_listed(RANDOM_MODELS)}.",
+            show_default=False,
+            rich_help_panel=PANEL_MODEL,
         ),
-    ] = "llava-hf/llama3-llava-next-8b-hf",
+    ] = DEFAULT_MODEL,
     dtype: Annotated[
-        DType, typer.Option(help="auto: bfloat16 on GPU, float32 on CPU.", rich_help_panel=PANEL_MODEL)
+        DType,
+        typer.Option(
+            help=f"{_listed(DTYPES)}; auto: bfloat16 on GPU, float32 on CPU.",
+            show_choices=False,  # listed in the sentence: a wide type column squeezes --model's default
+            rich_help_panel=PANEL_MODEL,
+        ),
     ] = DType.auto,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda.", rich_help_panel=PANEL_MODEL)] = "auto",
+    device: Annotated[str, typer.Option(help=f"{_listed(DEVICES)}.", rich_help_panel=PANEL_MODEL)] = DEVICES[0],
     device_map: Annotated[
         str | None,
         typer.Option(
@@ -59,11 +91,9 @@ def extract(
         ),
     ] = None,
     attention: Annotated[
-        str,
-        typer.Option(
-            help="Attention kernel the capture wraps: sdpa or flash_attention_2.", rich_help_panel=PANEL_MODEL
-        ),
-    ] = "sdpa",
+        str,  # not a choice type: ModelSettings says why eager is refused, in one line
+        typer.Option(help=f"Attention kernel the capture wraps: {_listed(ATTENTIONS)}.", rich_help_panel=PANEL_MODEL),
+    ] = ATTENTIONS[0],
     preset: Annotated[Preset, typer.Option(help="Prompt preset.", rich_help_panel=PANEL_CAPTURE)] = Preset.describe,
     prompt: Annotated[
         str | None, typer.Option(help="Custom prompt text (overrides --preset).", rich_help_panel=PANEL_CAPTURE)

@@ -11,9 +11,11 @@ from saldata.cli import catalog
 from saldata.cli.analysis import show, stats
 from saldata.cli.datasets import datasets
 from saldata.cli.extract import extract
+from saldata.cli.help_format import use_click_conventions
 from saldata.cli.status import status
 from saldata.cli.verify import verify
 
+use_click_conventions()
 app = typer.Typer(
     name="saldata",
     help="Extract what a vision-language model says about images, and where it looks while saying it.",

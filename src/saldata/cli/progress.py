@@ -57,19 +57,26 @@ def print_plan(config: ExtractConfig, console: Console | None = None) -> None:
     from saldata.pipelines.extract import plan_run
     from saldata.storage.catalog import committed_shards
 
+    def counted(n: int, noun: str) -> str:
+        return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
     console = console or Console()
     plan = plan_run(config)
     g = plan.geometry
+    shards = f"{counted(len(plan.shards), 'shard')} of {counted(config.shard_size, 'image')}"
     console.print(
         f"Plan for {config.out} (dry run: nothing written)\n"
-        f"  images: {plan.n_images} from {config.dataset}   shards: {len(plan.shards)} of {config.shard_size}\n"
+        f"  images: {plan.n_images} from {config.dataset}   {shards}\n"
         f"  model: {config.model.model} ({plan.model_dir})\n"
         f"  tokens <= {g.max_tokens}, hidden {g.hidden_size}, heads stored {g.heads}, "
         f"grids {g.base_grid[0]}x{g.base_grid[1]} + {g.highres_grid[0]}x{g.highres_grid[1]}"
     )
     committed = committed_shards(config.out)
     if committed:
-        console.print(f"  already committed in {config.out}: {len(committed)} shards (a rerun skips them)")
+        skips = "it" if len(committed) == 1 else "them"
+        console.print(
+            f"  already committed in {config.out}: {counted(len(committed), 'shard')} (a rerun skips {skips})"
+        )
     table = Table("array", "shape", "dtype", "uncompressed", "per image", title="Store size (upper bound)")
     sizes = plan.array_bytes()
     from saldata.schemas.store import ARRAYS

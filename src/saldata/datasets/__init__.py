@@ -18,11 +18,16 @@ DATASETS: dict[str, type[DatasetReader]] = {
 }
 
 
+def dataset_spec(name: str) -> str:
+    """How ``--dataset`` names a registered dataset: the folder reader takes its path after a colon."""
+    return f"{name}:PATH" if name == FolderReader.name else name
+
+
 def open_dataset(spec: str, data_root: Path | None = None) -> DatasetReader:
     """The reader for ``spec``: a registered name, or ``folder:PATH``."""
     name, _, path = spec.partition(":")
     if name not in DATASETS:
-        raise DatasetError(f"Unknown dataset {spec!r}; choose one of {', '.join(DATASETS)} (folder as folder:PATH).")
+        raise DatasetError(f"Unknown dataset {spec!r}; choose one of {', '.join(map(dataset_spec, DATASETS))}.")
     if name == "folder":
         return FolderReader(Path(path).expanduser() if path else data_root)
     return DATASETS[name](data_root)
@@ -33,4 +38,4 @@ def list_images(spec: str, data_root: Path | None, split: str | None) -> list[Im
     return reader.list_images(split or reader.default_split)
 
 
-__all__ = ["DATASETS", "DatasetReader", "ImageSource", "list_images", "open_dataset"]
+__all__ = ["DATASETS", "DatasetReader", "ImageSource", "dataset_spec", "list_images", "open_dataset"]

@@ -53,12 +53,26 @@ class DatasetReader:
         return path
 
     def require_root(self, split: str) -> Path:
-        """The data root, after checking one was given and ``split`` is one of this dataset's."""
+        """The data root, after checking one was given, exists, and ``split`` is one of this dataset's."""
         if self.root is None:
             raise self.fail("--data-root is required for this dataset.")
+        self.require_existing_root()
         if split not in self.splits:
             raise self.fail(f"Unknown split {split!r}; {self.name} has {', '.join(self.splits)}.")
         return self.root
+
+    def root_setting(self) -> str:
+        """The root as the user gave it, for messages."""
+        return f"--data-root {self.root}"
+
+    def require_existing_root(self) -> None:
+        """A root that is not there is named as given: not as the first subfolder looked for in it."""
+        if not self.root.is_dir():
+            problem = "is not a folder" if self.root.exists() else "does not exist"
+            raise DatasetError(
+                f"{self.root_setting()} {problem}; give the folder that holds the {self.name} dataset "
+                "(saldata datasets shows its layout)."
+            )
 
     def source(self, split: str, path: Path, image_id: str | None = None, **ground_truth) -> ImageSource:
         """An ``ImageSource`` of this dataset; the id defaults to the file stem."""

@@ -9,10 +9,14 @@ class FolderReader(DatasetReader):
     name = "folder"
     layout = "  PATH/**/*.{jpg,jpeg,png,bmp,webp,tif,tiff}   (any depth; ids are relative paths)"
 
+    def root_setting(self) -> str:
+        return f"--dataset folder:{self.root}"
+
     def list_images(self, split: str) -> list[ImageSource]:
-        root = self.require_dir(self.root, "Folder") if self.root else None
-        if root is None:
+        if self.root is None:
             raise self.fail("Give the folder as --dataset folder:PATH.")
+        self.require_existing_root()
+        root = self.root
         files = image_files(root, recursive=True)
         if not files:
             raise self.fail(f"No images under {root}.")

@@ -7,13 +7,17 @@ with ``AutoProcessor`` and ``LlavaNextForConditionalGeneration.from_pretrained``
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from saldata.errors import ConfigError, ModelLoadError
 from saldata.extractors.random_models import RANDOM_MODELS, random_model_dir
 
+DEFAULT_MODEL = "llava-hf/llama3-llava-next-8b-hf"
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+DEVICES = ("auto", "cpu", "cuda")  # cuda:N is accepted too (one GPU of a bare machine)
+ATTENTIONS = ("sdpa", "flash_attention_2")  # kernels the capture can wrap; eager is what it replaces
 HUB_FILES = ["*.json", "*.safetensors", "*.jinja", "*.model", "*.txt", "tokenizer*"]
 
 
@@ -32,6 +36,10 @@ class ModelSettings:
             raise ConfigError(f"--dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}.")
         if self.attention == "eager":
             raise ConfigError("--attention eager is what saldata exists to avoid; use sdpa or flash_attention_2.")
+        if self.attention not in ATTENTIONS:
+            raise ConfigError(f"--attention must be one of {', '.join(ATTENTIONS)}, not {self.attention!r}.")
+        if self.device not in DEVICES and not re.fullmatch(r"cuda:\d+", self.device):
+            raise ConfigError(f"--device must be one of {', '.join(DEVICES)}, not {self.device!r}.")
 
     def resolved_device(self) -> str:
         import torch

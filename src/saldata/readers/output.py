@@ -6,6 +6,7 @@ unit the store was written in) and whole along every other axis. Nothing is read
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -120,7 +121,10 @@ class Output:
         if image_ids is not None:
             missing = sorted(set(image_ids) - set(rows.column("image_id").to_pylist()))
             if missing:
-                raise StoreError(f"{self.path}: no committed image with id {', '.join(missing[:5])}.")
+                listing = f'saldata catalog query {shlex.quote(str(self.path))} "SELECT image_id FROM images"'
+                raise StoreError(
+                    f"{self.path}: no committed image with id {', '.join(missing[:5])}; list the ids with: {listing}"
+                )
         return Selection(self, rows)
 
     def row(self, image_id: str) -> dict:
