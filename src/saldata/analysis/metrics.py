@@ -119,7 +119,7 @@ def auc_judd(saliency_map: np.ndarray, x: np.ndarray, y: np.ndarray) -> float:
     fixated pixel outranks a random pixel, ties counted half, which is how it is computed here.
     A constant map therefore scores 0.5. Note that pysaliency's method named ``AUC_Judd`` is a
     different variant (unfixated pixels as negatives, thresholds at fixated values only, and a
-    1e-7 random jitter); it scores slightly higher on the same map.
+    1e-7 random jitter); it usually scores a little higher on the same map.
     """
     values = _as_map(saliency_map, "saliency_map")
     rows, cols = _fixation_pixels(values.shape, x, y)
