@@ -1,1 +1,2 @@
-"""Analyses over an extraction output: word overlays for people, word statistics for papers."""
+"""Analyses over an extraction output: word overlays for people, word statistics for papers,
+saliency metrics against eye-tracking ground truth."""

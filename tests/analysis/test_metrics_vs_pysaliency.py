@@ -1,0 +1,87 @@
+"""Our metrics against pysaliency's own, run in an interpreter that has pysaliency installed.
+
+pysaliency calls ``np.trapz``, gone in numpy 2.4, so it cannot share this environment. Point
+``SALDATA_PYSALIENCY_PYTHON`` at a Python that has it (numpy < 2.4), e.g.::
+
+    python -m venv /tmp/pysal-venv
+    /tmp/pysal-venv/bin/pip install "numpy<2" pysaliency torch "setuptools<81"
+    SALDATA_PYSALIENCY_PYTHON=/tmp/pysal-venv/bin/python pytest tests/analysis
+
+(pysaliency's package imports torch and pkg_resources, hence the last two.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from saldata.analysis.metrics import auc_judd, blur, cc, centre_bias, kld, nss, sim, upsample_bilinear
+
+REFERENCE_PYTHON = os.environ.get("SALDATA_PYSALIENCY_PYTHON")
+REFERENCE_SCRIPT = Path(__file__).with_name("pysaliency_reference.py")
+
+pytestmark = pytest.mark.skipif(
+    not REFERENCE_PYTHON,
+    reason="SALDATA_PYSALIENCY_PYTHON is not set to a Python with pysaliency (see this module's docstring)",
+)
+
+
+def _fixations(rng, height, width, count):
+    x, y = rng.uniform(0, width, count), rng.uniform(0, height, count)
+    # Repeat a few: duplicates must count once each, in both implementations.
+    return np.concatenate([x, x[:3]]), np.concatenate([y, y[:3]])
+
+
+def _cases() -> list[dict[str, np.ndarray]]:
+    """Maps and fixations covering ties, zeros in the truth, constant maps and edge pixels."""
+    rng = np.random.default_rng(2024)
+    cases = []
+
+    def add(pred, gt, x, y):
+        cases.append({"pred": pred, "gt": gt, "x": x, "y": y})
+
+    add(rng.random((20, 30)), np.maximum(0, rng.standard_normal((20, 30))), *_fixations(rng, 20, 30, 25))
+    add(np.round(rng.random((13, 17)) * 4) / 4, rng.random((13, 17)), *_fixations(rng, 13, 17, 20))  # ties
+    x, y = _fixations(rng, 31, 45, 15)
+    fixated = np.zeros((31, 45))
+    np.add.at(fixated, (np.floor(y).astype(int), np.floor(x).astype(int)), 1.0)
+    add(blur(upsample_bilinear(rng.random((4, 6)), (31, 45)), 2.0), blur(fixated, 3.0), x, y)  # an attention map
+    add(centre_bias(27, 40), rng.random((27, 40)), *_fixations(rng, 27, 40, 10))
+    add(np.full((8, 11), 0.5), rng.random((8, 11)), *_fixations(rng, 8, 11, 6))  # constant prediction
+    edge_x, edge_y = np.array([0.0, 8.999, 8.5, 0.2]), np.array([39.999, 0.0, 39.0, 20.5])
+    add(rng.random((40, 9)) ** 3, rng.random((40, 9)), edge_x, edge_y)  # tall image, edge pixels
+    return cases
+
+
+def test_metrics_match_pysaliency(tmp_path):
+    cases = _cases()
+    arrays = {f"{key}_{i}": value for i, case in enumerate(cases) for key, value in case.items()}
+    np.savez(tmp_path / "cases.npz", **arrays)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # nothing of ours in its interpreter
+    proc = subprocess.run(
+        [REFERENCE_PYTHON, str(REFERENCE_SCRIPT), str(tmp_path / "cases.npz")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    reference = json.loads(proc.stdout)
+
+    for case, expected in zip(cases, reference, strict=True):
+        pred, gt, x, y = case["pred"], case["gt"], case["x"], case["y"]
+        ours = {
+            "nss": nss(pred, x, y),
+            "auc_uniform_all": auc_judd(pred, x, y),
+            "cc": cc(pred, gt),
+            "kld": kld(pred, gt),
+            "sim": sim(pred, gt),
+        }
+        for name, value in ours.items():
+            assert value == pytest.approx(expected[name], rel=1e-9, abs=1e-12), (name, pred.shape)
