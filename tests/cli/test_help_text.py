@@ -125,16 +125,17 @@ def test_unknown_device_or_attention_is_a_one_line_error(tmp_path, option, says)
 
 
 @pytest.mark.parametrize(
-    ("shards", "shard_size", "committed", "says"),
+    ("shards", "shard_size", "n_images", "committed", "says"),
     [
-        (1, 64, 0, "1 shard of 64 images"),
-        (3, 64, 0, "3 shards of 64 images"),
-        (6, 1, 0, "6 shards of 1 image"),
-        (3, 64, 1, "already committed in {out}: 1 shard (a rerun skips it)"),
-        (3, 64, 2, "already committed in {out}: 2 shards (a rerun skips them)"),
+        (1, 64, 6, 0, "1 shard of up to 64 images"),  # six images in a shard that holds 64
+        (1, 64, 64, 0, "1 shard of 64 images"),
+        (3, 64, 150, 0, "3 shards of up to 64 images"),
+        (6, 1, 6, 0, "6 shards of 1 image"),
+        (3, 64, 150, 1, "already committed in {out}: 1 shard (a rerun skips it)"),
+        (3, 64, 150, 2, "already committed in {out}: 2 shards (a rerun skips them)"),
     ],
 )
-def test_plan_counts_shards_and_images(monkeypatch, tmp_path, shards, shard_size, committed, says):
+def test_plan_counts_shards_and_images(monkeypatch, tmp_path, shards, shard_size, n_images, committed, says):
     from saldata.cli.progress import print_plan
     from saldata.extractors.models import ModelSettings
     from saldata.pipelines import extract
@@ -143,7 +144,7 @@ def test_plan_counts_shards_and_images(monkeypatch, tmp_path, shards, shard_size
     from saldata.storage import catalog
 
     config = ExtractConfig(dataset="demo", out=tmp_path, model=ModelSettings("tiny-random"), shard_size=shard_size)
-    geometry = Geometry(5, 4, 8, 2, (2, 2), (4, 4), (28, 28))
+    geometry = Geometry(n_images, 4, 8, 2, (2, 2), (4, 4), (28, 28))
     plan = extract.RunPlan(config, [None] * shards, tmp_path / "model", geometry, {})
     monkeypatch.setattr(extract, "plan_run", lambda config: plan)
     monkeypatch.setattr(catalog, "committed_shards", lambda out: set(range(committed)))

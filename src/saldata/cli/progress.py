@@ -57,13 +57,11 @@ def print_plan(config: ExtractConfig, console: Console | None = None) -> None:
     from saldata.pipelines.extract import plan_run
     from saldata.storage.catalog import committed_shards
 
-    def counted(n: int, noun: str) -> str:
-        return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
     console = console or Console()
     plan = plan_run(config)
     g = plan.geometry
-    shards = f"{counted(len(plan.shards), 'shard')} of {counted(config.shard_size, 'image')}"
+    full = len(plan.shards) * config.shard_size == g.n_images  # else the last shard holds fewer
+    shards = f"{plural(len(plan.shards), 'shard')} of {'' if full else 'up to '}{plural(config.shard_size, 'image')}"
     console.print(
         f"Plan for {config.out} (dry run: nothing written)\n"
         f"  images: {plan.n_images} from {config.dataset}   {shards}\n"
@@ -75,7 +73,7 @@ def print_plan(config: ExtractConfig, console: Console | None = None) -> None:
     if committed:
         skips = "it" if len(committed) == 1 else "them"
         console.print(
-            f"  already committed in {config.out}: {counted(len(committed), 'shard')} (a rerun skips {skips})"
+            f"  already committed in {config.out}: {plural(len(committed), 'shard')} (a rerun skips {skips})"
         )
     table = Table("array", "shape", "dtype", "uncompressed", "per image", title="Store size (upper bound)")
     sizes = plan.array_bytes()
