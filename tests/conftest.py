@@ -1,4 +1,11 @@
-"""Session fixtures: one cache (tiny model, demo images) and one local Ray for the whole run."""
+"""Session fixtures: one cache (tiny model, demo images) and one local Ray for the whole run.
+
+Also the guard of the two test tiers: ``python -m pytest -q`` runs everything, and
+``python -m pytest -q -m "not slow"`` the fast tier. A test that runs an extraction through Ray
+or the CLI is marked ``slow`` in its file; one that uses a fixture of SLOW_FIXTURES without
+that mark fails the collection of the whole suite (or, when the fixture is asked for while the
+test runs, that test), so the fast tier cannot silently grow a slow test.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,62 @@ import os
 import numpy as np
 import pytest
 
-from tests.helpers import DEMO_ARGS, batched_args, make_batched_images, run_cli
+from tests.helpers import DEMO_ARGS, READERS_DEMO_ARGS, batched_args, make_batched_images, run_cli
+
+# Fixtures that run an extraction through Ray or the CLI (which starts Ray), tens of seconds
+# each on two cores. A test using one, directly or through other fixtures, must be marked slow.
+SLOW_FIXTURES = frozenset(
+    {
+        "ray_local",
+        "reference_run",
+        "batched_reference_run",
+        "demo_output_cli",
+        "demo_run",  # tests/cli/test_extract_cli.py
+        "hostile_run",  # tests/pipelines/test_hostile_input.py
+    }
+)
+
+
+def unmarked_slow_fixture_users(items) -> list[str]:
+    """'nodeid (fixtures)' for each test not marked slow that uses a fixture of SLOW_FIXTURES."""
+    found = []
+    for item in items:
+        used = SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+        if used and item.get_closest_marker("slow") is None:
+            found.append(f"{item.nodeid} ({', '.join(sorted(used))})")
+    return found
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m and -k deselect anything: the whole collection is checked
+def pytest_collection_modifyitems(config, items):
+    unmarked = unmarked_slow_fixture_users(items)
+    if unmarked:
+        raise pytest.UsageError(
+            "These tests use a slow fixture (an extraction through Ray or the CLI) but are not marked "
+            "@pytest.mark.slow; mark them, or the fast tier (-m 'not slow') runs them:\n  " + "\n  ".join(unmarked)
+        )
+
+
+_running: list = []  # the test being run (a stack, for pytester's runs inside a test)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    _running.append(item)
+    try:
+        return (yield)
+    finally:
+        _running.pop()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_fixture_setup(fixturedef, request):
+    """The same rule for a slow fixture asked for while a test runs (request.getfixturevalue)."""
+    if fixturedef.argname in SLOW_FIXTURES and _running and _running[-1].get_closest_marker("slow") is None:
+        pytest.fail(
+            f"{_running[-1].nodeid} is not marked slow but asked for the slow fixture {fixturedef.argname}.",
+            pytrace=False,
+        )
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -59,14 +121,29 @@ def reference_run(tmp_path_factory, tiny_model_dir, demo_root):
     return out
 
 
+@pytest.fixture(scope="session", params=["ray-free", pytest.param("cli", marks=pytest.mark.slow)])
+def demo_output(request):
+    """The readers' demo output (READERS_DEMO_ARGS), and every test on it runs on both of its builds:
+    the pipeline's steps without Ray (fast tier) and the CLI through Ray (slow). A slow test checks
+    that the two are the same output (tests/readers/test_ray_free_run.py)."""
+    return request.getfixturevalue(f"demo_output_{request.param.replace('-', '_')}")
+
+
 @pytest.fixture(scope="session")
-def demo_output(tmp_path_factory, tiny_model_dir, demo_root):
+def demo_output_cli(tmp_path_factory, tiny_model_dir, demo_root):
     """A demo run for the readers: enough tokens to make words, two shards (one partial)."""
     out = tmp_path_factory.mktemp("readers") / "demo"
-    args = ["--dataset", "demo", "--model", "tiny-random", "--max-new-tokens", "12", "--shard-size", "4"]
-    proc = run_cli(["extract", *args, "--batch-size", "2", "--out", str(out)])
+    proc = run_cli(["extract", *READERS_DEMO_ARGS, "--out", str(out)])
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
+
+
+@pytest.fixture(scope="session")
+def demo_output_ray_free(tmp_path_factory, tiny_model_dir, demo_root):
+    """The same output, built by tests/ray_free_run.py (seconds, not a minute: no Ray to start)."""
+    from tests.ray_free_run import build
+
+    return build(tmp_path_factory.mktemp("readers-ray-free") / "demo")
 
 
 @pytest.fixture(scope="session")

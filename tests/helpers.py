@@ -35,6 +35,21 @@ DEMO_ARGS = [
 ]
 DEMO_SHARDS = 6
 
+# The readers' demo output (the demo_output fixture): enough tokens to make words, two shards (one
+# partial), two images per model call. tests/ray_free_run.py builds the same output without Ray.
+READERS_DEMO_ARGS = [
+    "--dataset",
+    "demo",
+    "--model",
+    "tiny-random",
+    "--max-new-tokens",
+    "12",
+    "--shard-size",
+    "4",
+    "--batch-size",
+    "2",
+]
+
 # The same comparison with batches of several images and shards of several batches: a resumed
 # shard must be cut into the same batches again (batched and single-image runs differ in the
 # last bits). 12 images of mixed sizes, 4 per shard, 2 per model call: 3 shards of 2 batches.

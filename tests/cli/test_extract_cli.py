@@ -24,12 +24,14 @@ def demo_run(tmp_path_factory, tiny_model_dir, demo_root):
     return out, proc
 
 
+@pytest.mark.slow
 def test_summary_says_what_happened(demo_run):
     out, proc = demo_run
     assert "done 6" in proc.stderr and "failed 0" in proc.stderr
     assert str(out / "features.zarr") in proc.stderr
 
 
+@pytest.mark.slow
 def test_store_has_the_contracted_arrays_and_attributes(demo_run, tiny_model_dir):
     out, _ = demo_run
     group = zarr.open_group(out / "features.zarr", mode="r")
@@ -57,6 +59,7 @@ def test_store_has_the_contracted_arrays_and_attributes(demo_run, tiny_model_dir
         assert attrs[key]
 
 
+@pytest.mark.slow
 def test_catalog_rows_match_the_store(demo_run):
     out, _ = demo_run
     group = zarr.open_group(out / "features.zarr", mode="r")
@@ -81,6 +84,7 @@ def test_catalog_rows_match_the_store(demo_run):
     assert all(isinstance(r["text"], str) for r in images)
 
 
+@pytest.mark.slow
 def test_stored_maps_are_the_extractor_output(demo_run, tiny_model_dir):
     """The store holds exactly what the extractor computed for that image (to float16)."""
     from saldata.datasets import list_images
@@ -144,6 +148,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, tiny_model_dir, de
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_image_processor_on_workers_stores_the_same_output(tmp_path, reference_run):
     """Moving the image processor from the model actor to the decode workers changes where, not what."""
     out = tmp_path / "workers"

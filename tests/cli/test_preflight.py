@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 
@@ -14,6 +15,7 @@ from tests.helpers import DEMO_ARGS
 
 PROBE = """
 import sys
+from dataclasses import replace
 from saldata.cli.main import app
 try:
     app(sys.argv[1:], standalone_mode=True)
@@ -40,8 +42,10 @@ BASE = ["--dataset", "demo", "--model", "tiny-random", "--max-new-tokens", "4"]
 @pytest.mark.parametrize(
     ("args", "says"),
     [
-        (["--layer", "99"], "--layer 99 is out of range"),
-        (["--layer", "-99"], "--layer -99 is out of range"),
+        # A case that reads the model's config imports transformers in its fresh process: ~10 s on
+        # 2 cores, so slow; test_preflight_in_process_... below gives the fast tier the same checks.
+        pytest.param(["--layer", "99"], "--layer 99 is out of range", marks=pytest.mark.slow),
+        pytest.param(["--layer", "-99"], "--layer -99 is out of range", marks=pytest.mark.slow),
         (["--attention", "flash_attention_2"], "flash"),
         (["--device", "cuda"], "no usable GPU"),
         (["--limit", "-3"], "--limit must be at least 1"),
@@ -62,6 +66,7 @@ def test_out_that_is_a_file_is_refused_before_ray(tmp_path, tiny_model_dir, demo
     assert (code, ray) == (2, False) and len(errors) == 1 and "is a file" in errors[0], errors
 
 
+@pytest.mark.slow  # pre-flight reads the model's config before the lock: ~10 s, as above
 def test_an_output_in_use_is_refused_before_ray(tmp_path, tiny_model_dir, demo_root):
     out = tmp_path / "out"
     with OutputLock(out, "holder"):  # a live run: this process
@@ -77,3 +82,39 @@ def test_resume_guards_are_checked_before_ray(tmp_path, reference_run):
     code, ray, errors = extract(*args, "--out", out)
     assert (code, ray) == (2, False), errors
     assert errors[0].startswith("Error: ") and "max_new_tokens: 4 in the output, 5 now" in "\n".join(errors)
+
+
+def test_resume_guards_name_the_difference_before_anything_is_written(demo_output):
+    """The guards of the test above, in this process: pre-flight reads the output, changes nothing."""
+    from saldata.errors import ConfigError
+    from saldata.pipelines.preflight import preflight
+    from tests.ray_free_run import readers_demo_config
+
+    before = sorted((p.relative_to(demo_output), p.stat().st_mtime_ns) for p in demo_output.rglob("*"))
+    config = readers_demo_config(demo_output)
+    preflight(config, overwrite=False)  # the same settings: a resume, accepted
+    for changed, named in [
+        (
+            replace(config, capture=replace(config.capture, max_new_tokens=13)),
+            "max_new_tokens: 12 in the output, 13 now",
+        ),
+        (replace(config, shard_size=3), "shard_size: 4 in the output, 3 now"),
+    ]:
+        with pytest.raises(ConfigError, match=named):
+            preflight(changed, overwrite=False)
+    assert sorted((p.relative_to(demo_output), p.stat().st_mtime_ns) for p in demo_output.rglob("*")) == before
+
+
+def test_preflight_in_process_refuses_a_layer_out_of_range_and_an_output_in_use(tmp_path, tiny_model_dir, demo_root):
+    """The two slow cases above, in this process: the same pre-flight, the same messages."""
+    from saldata.errors import ConfigError, StoreError
+    from saldata.pipelines.preflight import preflight
+    from tests.ray_free_run import readers_demo_config
+
+    config = readers_demo_config(tmp_path / "out")
+    for layer in (99, -99):
+        with pytest.raises(ConfigError, match=f"^--layer {layer} is out of range"):
+            preflight(replace(config, capture=replace(config.capture, layer=layer)), overwrite=False)
+    assert not config.out.exists()
+    with OutputLock(config.out, "holder"), pytest.raises(StoreError, match="in use by run holder"):
+        preflight(config, overwrite=False)

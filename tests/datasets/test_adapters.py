@@ -35,6 +35,7 @@ def check_fixations(rows, group, truth, orig_sizes):
         assert stored == rasterise(points, orig_sizes[row["image_id"]], SIZE)
 
 
+@pytest.mark.slow
 def test_mit1003(tmp_path):
     truth = make_mit1003(tmp_path / "mit")
     rows, group = extract(tmp_path / "mit", "mit1003", tmp_path / "out")
@@ -48,6 +49,7 @@ def test_mit1003(tmp_path):
     np.testing.assert_array_equal(group["saliency_map"][0], expected)
 
 
+@pytest.mark.slow
 def test_osie(tmp_path):
     truth = make_osie(tmp_path / "osie")
     rows, group = extract(tmp_path / "osie", "osie", tmp_path / "out")
@@ -56,6 +58,7 @@ def test_osie(tmp_path):
     assert group["saliency_map"][:].max() == 0  # OSIE ships fixations only
 
 
+@pytest.mark.slow
 def test_cat2000_train_and_test(tmp_path):
     truth = make_cat2000(tmp_path / "cat")
     rows, group = extract(tmp_path / "cat", "cat2000", tmp_path / "out", "--split", "train")
@@ -64,6 +67,45 @@ def test_cat2000_train_and_test(tmp_path):
     check_fixations(rows, group, truth, {k: (1920, 1080) for k in truth})
     test = list_images("cat2000", tmp_path / "cat", "test")
     assert [s.image_id for s in test] == ["Action/101"] and test[0].fixations_path is None
+
+
+@pytest.mark.parametrize("dataset", ["mit1003", "osie", "cat2000"])
+def test_adapters_list_and_read_ground_truth_without_a_run(tmp_path, dataset):
+    """The fast tier's view of the three runs above: the same listing and ground truth, read by the
+    pipeline's own decode and ground-truth steps, with no model and no Ray."""
+    from saldata.datasets.ground_truth import GT_OK, load_ground_truth
+    from saldata.pipelines.preprocess import load_image
+
+    make, split, ids = {
+        "mit1003": (make_mit1003, None, None),
+        "osie": (make_osie, None, ["1001", "1002", "1003"]),
+        "cat2000": (make_cat2000, "train", ["Action/001", "Action/002", "Affective/001"]),  # Output/ skipped
+    }[dataset]
+    truth = make(tmp_path / dataset)
+    sources = list_images(dataset, tmp_path / dataset, split)
+    assert [s.image_id for s in sources] == (ids or sorted(truth))
+    sizes = {}
+    for idx, source in enumerate(sources):
+        image = load_image(idx, source, SIZE)
+        assert image.error is None, image.error
+        sizes[source.image_id] = image.orig_size
+        gt = load_ground_truth(source, image.orig_size, SIZE)
+        assert (gt.status, gt.error, gt.n_fixations) == (GT_OK, None, len(truth[source.image_id]))
+        assert {tuple(p) for p in np.argwhere(gt.fixations)} == rasterise(truth[source.image_id], image.orig_size, SIZE)
+        if dataset == "osie":
+            assert gt.saliency is None  # OSIE ships fixations only
+        else:
+            folder = {"mit1003": "ALLFIXATIONMAPS", "cat2000": "trainSet/FIXATIONMAPS"}[dataset]
+            name = f"{source.image_id}_fixMap.jpg" if dataset == "mit1003" else f"{source.image_id}.jpg"
+            with Image.open(tmp_path / dataset / folder / name) as m:
+                expected = np.asarray(m.convert("L").resize(SIZE, Image.Resampling.BILINEAR))
+            np.testing.assert_array_equal(gt.saliency, expected)
+    if dataset == "cat2000":
+        assert [s.category for s in sources] == ["Action", "Action", "Affective"]
+        test = list_images("cat2000", tmp_path / "cat2000", "test")
+        assert [s.image_id for s in test] == ["Action/101"] and test[0].fixations_path is None
+    if dataset == "mit1003":
+        assert sizes["i1182314083"] == (768, 1024)
 
 
 @pytest.mark.parametrize("dataset", ["mit1003", "osie", "cat2000"])

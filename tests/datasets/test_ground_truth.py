@@ -106,6 +106,7 @@ def test_test_split_has_no_ground_truth(demo_root, tmp_path):
     assert load_ground_truth(source, (640, 480), (640, 480)).status == GT_NONE
 
 
+@pytest.mark.slow
 def test_missing_or_broken_ground_truth_is_recorded_not_fatal(demo_root, tmp_path):
     root = tmp_path / "salicon"
     shutil.copytree(demo_root, root)
@@ -123,6 +124,25 @@ def test_missing_or_broken_ground_truth_is_recorded_not_fatal(demo_root, tmp_pat
     assert f"{stems[1]}.mat" in rows[1]["gt_error"] and "something_else" in rows[1]["gt_error"]
     group = zarr.open_group(out / "features.zarr", mode="r")
     assert group["saliency_map"][0].max() == 0 and group["fixation_map"][0].sum() > 0  # what could be read is kept
+
+
+def test_missing_map_or_broken_mat_fails_that_image_naming_the_file(demo_root, tmp_path):
+    """The ground-truth half of the run above, without the run: what each image records."""
+    root = tmp_path / "salicon"
+    shutil.copytree(demo_root, root)
+    stems = sorted(p.stem for p in (root / "images" / "val").glob("*.jpg"))
+    (root / "maps" / "val" / f"{stems[0]}.png").unlink()
+    scipy.io.savemat(root / "fixations" / "val" / f"{stems[1]}.mat", {"something_else": np.ones(3)})
+    sources = list_images("salicon", root, "val")[:3]
+    truths = []
+    for source in sources:
+        with Image.open(source.path) as image:
+            truths.append(load_ground_truth(source, image.size, (640, 480)))
+    assert [t.status for t in truths] == [GT_FAILED, GT_FAILED, GT_OK]
+    assert f"{stems[0]}.png" in truths[0].error and "cannot read saliency map" in truths[0].error
+    assert f"{stems[1]}.mat" in truths[1].error and "something_else" in truths[1].error
+    assert truths[0].saliency is None and truths[0].fixations.sum() > 0  # what could be read is kept
+    assert truths[1].fixations is None and truths[1].saliency is not None
 
 
 def _resized_png(path, size):

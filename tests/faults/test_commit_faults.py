@@ -18,16 +18,27 @@ import pytest
 from saldata.pipelines.verify import verify_output
 from saldata.storage.commits import read_commit_log
 
-# (fault, how the faulted run ends)
+# (fault, how the faulted run ends). Each case is a few subprocess runs; the fast tier keeps one
+# per kind (store creation, a half-moved commit, a full disk, a retry), the full suite all of them.
+SLOW = pytest.mark.slow
 KILLS = [
-    "store-array-created@attn_base=kill",  # while the store's arrays are being created
+    pytest.param("store-array-created@attn_base=kill", marks=SLOW),  # while the store's arrays are being created
     "store-created=kill",  # store complete, before it is renamed into place
-    "store-array@hidden=kill",  # a shard half staged (some arrays written)
-    "commit-move@0=kill",  # commit record switched, no file moved yet
+    pytest.param("store-array@hidden=kill", marks=SLOW),  # a shard half staged (some arrays written)
+    pytest.param("commit-move@0=kill", marks=SLOW),  # commit record switched, no file moved yet
     "commit-move@4=kill",  # half the shard's files moved
-    "commit-move@9=kill",  # every file moved, record not yet final
+    pytest.param("commit-move@9=kill", marks=SLOW),  # every file moved, record not yet final
 ]
-DISK_FULL = ["store-array-created@hidden=enospc", "store-array@attn_highres=enospc", "commit-move@2=enospc"]
+DISK_FULL = [
+    pytest.param("store-array-created@hidden=enospc", marks=SLOW),
+    pytest.param("store-array@attn_highres=enospc", marks=SLOW),
+    "commit-move@2=enospc",
+]
+RETRY_KILLS = [
+    pytest.param("store-array@attn_base=kill", marks=SLOW),
+    pytest.param("commit-move@0=kill", marks=SLOW),
+    "commit-move@5=kill",
+]
 
 
 def scenario(out: Path, fault: str | None = None, retry: bool = False) -> subprocess.CompletedProcess:
@@ -88,7 +99,7 @@ def test_disk_full_then_rerun_is_bitwise_the_undisturbed_output(tmp_path, undist
     assert tree_bytes(out) == undisturbed[0]
 
 
-@pytest.mark.parametrize("fault", ["store-array@attn_base=kill", "commit-move@0=kill", "commit-move@5=kill"])
+@pytest.mark.parametrize("fault", RETRY_KILLS)
 def test_kill_inside_a_retry_leaves_the_old_shard_or_the_new_one(tmp_path, undisturbed, fault):
     out = tmp_path / "out"
     assert scenario(out).returncode == 0

@@ -17,6 +17,8 @@ from saldata.extractors.prompts import resolve_prompt
 from saldata.pipelines.config import ExtractConfig
 from saldata.pipelines.extract import plan_run, run_extraction
 
+pytestmark = pytest.mark.slow  # runs the pipeline through Ray
+
 
 @pytest.fixture
 def folder(tmp_path):

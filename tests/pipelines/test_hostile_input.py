@@ -40,6 +40,7 @@ def hostile_run(tmp_path_factory, tiny_model_dir):
     return root, out, proc
 
 
+@pytest.mark.slow
 def test_run_completes_with_exit_code_zero(hostile_run):
     _, _, proc = hostile_run
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -47,6 +48,7 @@ def test_run_completes_with_exit_code_zero(hostile_run):
     assert f"done {len(EXPECTED) - failed}" in proc.stderr and f"failed {failed}" in proc.stderr
 
 
+@pytest.mark.slow
 def test_every_file_is_handled_or_failed_with_its_reason(hostile_run):
     root, out, _ = hostile_run
     rows = {r["image_id"]: r for r in pq.read_table(out / "catalog" / "images").to_pylist()}
@@ -61,6 +63,7 @@ def test_every_file_is_handled_or_failed_with_its_reason(hostile_run):
     assert (rows["exif_rotated.jpg"]["orig_width"], rows["exif_rotated.jpg"]["orig_height"]) == (480, 640)
 
 
+@pytest.mark.slow
 def test_summary_and_status_group_failures_by_reason(hostile_run):
     _, out, proc = hostile_run
     assert "failures by reason" in proc.stderr and "permission denied" in proc.stderr

@@ -20,6 +20,8 @@ from saldata.storage.commits import read_commit_log
 from saldata.storage.journal import read_journals
 from tests.helpers import DEMO_ARGS, DEMO_SHARDS, assert_same_output, committed, processes_named, run_cli, wait_for
 
+pytestmark = pytest.mark.slow  # every test runs the pipeline through Ray or reads reference_run
+
 
 def demo_config(out, **overrides) -> ExtractConfig:
     """The in-process twin of DEMO_ARGS (see tests/helpers.py)."""

@@ -59,6 +59,7 @@ def test_bad_options_are_refused(demo_output):
         SaliencyDataset(demo_output, normalize="softmax")
 
 
+@pytest.mark.slow  # a training script in a fresh process (torch and workers start up): 7 s
 def test_example_trains_one_epoch(demo_output):
     proc = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "train_demo.py"), str(demo_output), "--workers", "2"],
