@@ -42,6 +42,10 @@ def test_status_counts_images_as_the_model_finishes_them_before_any_commit(tmp_p
     live = [s for s in seen if "through the model" in s and "0 of 1 committed" in s]
     assert live, "status never counted an image before the shard committed:\n" + "\n".join(seen[-3:])
     assert re.search(r"\d+\.\d\d images/s, ETA \d+:\d\d:\d\d", live[-1]), live[-1]
+    # Once over, the bar's last rate is the one status gives for the last run.
+    bar_rate = re.findall(r"committed 6 (\d+\.\d\d) images/s", stderr)
+    last_run = re.search(r"last run: (\d+\.\d\d) images/s", run_cli(["status", str(out)]).stdout)
+    assert bar_rate and last_run and bar_rate[-1] == last_run[1], (stderr[-600:], last_run)
 
 
 def test_the_bar_and_status_show_the_same_rate_and_eta(tmp_path):

@@ -189,7 +189,7 @@ def extract(
 
     Example (offline): saldata extract --dataset demo --model tiny-random --out runs/demo
     """
-    from saldata.cli.interrupt import Interrupted, catch_signals, interrupted_line, stop_local_ray
+    from saldata.cli.interrupt import Interrupted, catch_signals, hold_signals, interrupted_line, stop_local_ray
     from saldata.cli.progress import nothing_to_do, print_plan, run_with_progress
     from saldata.extractors.models import ModelSettings
     from saldata.extractors.prompts import resolve_prompt
@@ -233,9 +233,13 @@ def extract(
     try:
         catch_signals()
         run_with_progress(plan, warnings, overwrite=overwrite, retry_failed=retry_failed)
+        hold_signals()
+        stop_local_ray()
     except SaldataError as exc:
+        hold_signals()
         _fail(exc, code=1)
     except Interrupted as exc:
+        hold_signals()  # a second Ctrl-C (or timeout's signal to the group) must not cut the clean-up
         code = exc.exit_code
         # The traceback holds Ray handles; freed after shutdown they would make Ray reconnect.
         exc.__traceback__ = None

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from saldata.pipelines.signals import Interrupted, catch_signals
+from saldata.pipelines.signals import Interrupted, catch_signals, hold_signals
 
-__all__ = ["Interrupted", "catch_signals", "interrupted_line", "stop_local_ray"]
+__all__ = ["Interrupted", "catch_signals", "hold_signals", "interrupted_line", "stop_local_ray"]
 
 
 def stop_local_ray() -> None:

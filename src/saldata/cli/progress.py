@@ -72,9 +72,7 @@ def print_plan(config: ExtractConfig, console: Console | None = None) -> None:
     committed = committed_shards(config.out)
     if committed:
         skips = "it" if len(committed) == 1 else "them"
-        console.print(
-            f"  already committed in {config.out}: {plural(len(committed), 'shard')} (a rerun skips {skips})"
-        )
+        console.print(f"  already committed in {config.out}: {plural(len(committed), 'shard')} (a rerun skips {skips})")
     table = Table("array", "shape", "dtype", "uncompressed", "per image", title="Store size (upper bound)")
     sizes = plan.array_bytes()
     from saldata.schemas.store import ARRAYS

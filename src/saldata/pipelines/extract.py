@@ -227,6 +227,7 @@ def run_extraction(
                     f"--fail-fast: stopped at the first failed image: {summary.first_error}. Its shard is "
                     "committed with the failure recorded; rerun without --fail-fast to go on."
                 )
+        recorder.finish()
         busy = _busy_fraction(actor_stats)
         batch_sizes = tuple(s["batch_size"] for s in actor_stats)
         journal.write("end", done=done, failed=failed, actor_busy_fraction=busy, batch_sizes=batch_sizes)
@@ -503,6 +504,9 @@ def _ensure_ray(address: str | None) -> None:
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    # Every result saldata needs it gets; the ones left unread are those of work dropped on
+    # purpose (the writes of a killed actor after Ctrl-C), and Ray's report of them is noise.
+    os.environ.setdefault("RAY_IGNORE_UNHANDLED_ERRORS", "1")
     # Workers' own output stays in Ray's session logs: failures reach the driver as exceptions,
     # and the console shows saldata's lines only.
     kwargs = dict(include_dashboard=False, configure_logging=True, logging_level="ERROR", log_to_driver=False)

@@ -28,13 +28,15 @@ class RunProgress:
     committed: int = 0  # images in shards this run has committed
     updated: float = 0.0  # wall-clock time of the counts above
     model_ready: bool = False  # the model actors answer: images are being counted
+    finished: bool = False  # the run is over: its rate stays the one it ended with
 
     def counts(self) -> tuple:
         return self.processed, self.committed, self.model_ready
 
     def rate(self, now: float | None = None) -> float | None:
         """Images per second through the model since it was ready (None before the first image)."""
-        elapsed = (now or time.time()) - self.started
+        now = self.updated if self.finished else (now or time.time())
+        elapsed = now - self.started
         return self.processed / elapsed if self.processed and elapsed > 0 else None
 
     def eta_s(self, now: float | None = None) -> float | None:
@@ -79,6 +81,12 @@ def write_progress(out: Path, progress: RunProgress) -> None:
     os.replace(aside, path)
 
 
+def latest_progress(out: Path) -> RunProgress | None:
+    """The most recent run's record (run ids begin with their start time)."""
+    paths = sorted((Path(out) / JOURNAL_DIR).glob("*.progress.json"))
+    return read_progress(out, paths[-1].name.removesuffix(".progress.json")) if paths else None
+
+
 def read_progress(out: Path, run_id: str) -> RunProgress | None:
     try:
         fields = json.loads(progress_path(out, run_id).read_text())
@@ -95,6 +103,12 @@ class ProgressRecorder:
         self.progress = RunProgress(run_id, time.time(), total, updated=time.time())
         self.on_change = on_change
         self._written = 0.0
+        self._save(force=True)
+
+    def finish(self) -> None:
+        self.progress = replace(self.progress.counted(), finished=True)
+        if self.on_change:
+            self.on_change(self.progress)
         self._save(force=True)
 
     def update(self, processed: int | None = None, committed: int | None = None) -> None:

@@ -42,7 +42,10 @@ def check_device(config: ExtractConfig) -> None:
         import torch
 
         if not torch.cuda.is_available():
-            raise ConfigError(f"--device {settings.device} was asked for, but this machine has no usable GPU.")
+            raise ConfigError(
+                f"--device {settings.device} was asked for, but this machine has no usable GPU; use --device auto "
+                "(the GPU where there is one, else the CPU) or --device cpu."
+            )
     if settings.attention == "flash_attention_2" and settings.device == "cpu":
         raise ConfigError("--attention flash_attention_2 runs on GPUs only; use --attention sdpa with --device cpu.")
 

@@ -33,6 +33,17 @@ def _handle(signum, frame) -> None:
         raise Interrupted(signum)
 
 
+def _note(signum, frame) -> None:
+    _state["pending"] = _state["pending"] or signum
+
+
+def hold_signals() -> None:
+    """From here on a signal is only noted: the process is finishing (Ray is stopping), and an
+    exception raised inside that shutdown would print a traceback or leave Ray half stopped."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _note)
+
+
 def catch_signals() -> None:
     """Route SIGINT and SIGTERM here; call again after ``ray.init``, which sets its own handler."""
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -8,7 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from saldata.pipelines.live_progress import RunProgress, read_progress
+from saldata.pipelines.live_progress import RunProgress, latest_progress, read_progress
 from saldata.schemas.catalog import STATUS_DONE, STATUS_FAILED
 from saldata.storage.catalog import read_table
 from saldata.storage.commits import commits_dir, read_commit_log
@@ -62,8 +62,9 @@ def output_status(out: Path) -> OutputStatus:
     if live:  # the numbers the run's own bar shows
         now = time.time()
         rate, eta = live.rate(now), live.eta_s(now)
-    elif runs:
-        rate = _rate(runs[-1])
+    elif runs:  # the last run: the rate its bar ended with, or (older outputs) from its commits
+        last = latest_progress(out)
+        rate = last.rate() if last and last.finished else _rate(runs[-1])
     return OutputStatus(
         out=out,
         total=total,
