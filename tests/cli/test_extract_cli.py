@@ -142,7 +142,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, tiny_model_dir, de
         ["extract", "--dataset", "demo", "--model", "tiny-random", "--out", str(out), "--shard-size", "4", "--dry-run"],
     )
     assert result.exit_code == 0, result.output
-    assert "images: 6" in result.output and "2 shards of 4 images" in result.output
+    assert "images: 6" in result.output and "2 shards of up to 4 images" in result.output
     assert "attn_highres" in result.output and "(6, 64, 4, 36, 48)" in result.output
     assert "KiB" in result.output or "MiB" in result.output
     assert not out.exists()
