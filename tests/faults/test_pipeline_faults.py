@@ -6,6 +6,7 @@ different point; the run after them must end bitwise equal to an undisturbed run
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -49,6 +50,15 @@ def test_a_chain_of_kills_and_a_full_disk_ends_bitwise_undisturbed(tmp_path, ref
     error = [line for line in full.stderr.splitlines() if line.startswith("Error:")]
     assert len(error) == 1 and "No space left on device" in error[0] and "free on the disk of" in error[0], error
     assert "attn_highres" in error[0] and "uncommitted" in error[0]
+    # The console has one line; the worker's traceback is kept in that run's journal.
+    reports = [
+        json.loads(line)
+        for path in (out / "journal").glob("*.jsonl")
+        for line in path.read_text().splitlines()
+        if '"event": "error"' in line
+    ]
+    assert reports and "stage_shard" in reports[-1]["report"] and 'File "' in reports[-1]["report"]
+    assert "Ray's full report: " in error[0] and 'File "' not in full.stderr
 
     final = run_cli(["extract", *DEMO_ARGS, "--out", str(out)])
     assert final.returncode == 0, final.stderr[-3000:]

@@ -248,7 +248,7 @@ def _journal_failure(journal: RunJournal):
     """Keep the full report of a failure inside Ray in the journal; the console gets one line."""
 
     def on_exit(exc_type, exc, tb) -> bool:
-        if isinstance(exc, ModelFailed):
+        if isinstance(exc, (ModelFailed, WriteFailed)):
             journal.write("error", message=str(exc), report=exc.detail)
             exc.args = (f"{exc} Ray's full report: {journal.path}",)
         return False
@@ -440,6 +440,14 @@ class ModelFailed(ModelLoadError):
         self.detail = detail
 
 
+class WriteFailed(StoreError):
+    """A shard's write task failed; ``detail`` holds Ray's full report (with the worker's traceback)."""
+
+    def __init__(self, message: str, detail: str):
+        super().__init__(message)
+        self.detail = detail
+
+
 def raise_if_model_failed(exc: BaseException, model_dir: Path) -> None:
     """A model actor whose ``__init__`` raised never comes back: stop, naming the real cause."""
     import ray.exceptions as rex
@@ -491,10 +499,11 @@ def _get_shard(ref, shard: Shard, out: Path, model_dir: Path) -> StagedShard:
         if isinstance(cause, SaldataError):
             raise cause from None
         reason = explain(cause, out) if isinstance(cause, OSError) else f"{type(cause).__name__}: {cause}"
-        raise StoreError(
+        raise WriteFailed(
             f"Shard {shard.index} (images {shard.start}..{shard.stop - 1}) could not be written to {out}: "
             f"{reason}. It stays uncommitted; committed shards are untouched. "
-            "Fix the cause and rerun the same command to resume."
+            "Fix the cause and rerun the same command to resume.",
+            _plain(str(exc)),
         ) from None
 
 
