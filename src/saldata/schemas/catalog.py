@@ -48,7 +48,7 @@ IMAGES = TableSpec(
     (
         Column("idx", pa.int64(), "Row of this image in every store array."),
         Column("shard", pa.int32(), "Work unit that wrote this image."),
-        Column("dataset", pa.string(), "Dataset name (salicon, demo, folder)."),
+        Column("dataset", pa.string(), "Dataset name, as given to --dataset (saldata datasets lists them)."),
         Column("split", pa.string(), "Dataset split (train/val/test; 'all' for folders)."),
         Column("image_id", pa.string(), "Image id: the file stem for SALICON, the relative path for folders."),
         Column("source_path", pa.string(), "Absolute path of the source image."),

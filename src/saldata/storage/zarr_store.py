@@ -100,7 +100,7 @@ def open_store(out: Path, mode: str = "r"):
 
     path = store_path(out)
     if not path.is_dir():
-        raise StoreError(f"No feature store at {path}.")
+        raise StoreError(f"No feature store at {path}: is {out} a saldata extraction output?")
     problem = _metadata_problem(path)  # zarr reads array metadata lazily, deep inside later calls
     if problem:
         raise StoreError(f"{problem}; the store cannot be opened.")
