@@ -15,8 +15,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 # What `saldata extract` itself writes on stderr: its plan line, the bar and the summary.
 # Anything else there (a library's warning, progress bar or log line) is noise.
 EXTRACT_LINES = [
-    r"\d+ images? in \d+ shards?; model \S+ ?",
-    r"\(/\S+\)",  # the model's folder, wrapped onto its own line at 80 columns
+    r"\d+ images? in \d+ shards?; model \S+ \(/\S+\)",
     r"extract .*",
     r"done \d+  failed \d+  processed \d+ of \d+ images? in [\d.]+ s",
     r"  store: +\S+",

@@ -113,7 +113,11 @@ def run_with_progress(
             actors = start_actors(config, plan.model_dir)
             catch_signals()  # ray.init set its own SIGTERM handler
     console.print(
-        f"{plural(plan.n_images, 'image')} in {plural(len(plan.shards), 'shard')}; model {config.model.model} ({plan.model_dir})"
+        f"{plural(plan.n_images, 'image')} in {plural(len(plan.shards), 'shard')}; model {config.model.model} "
+        f"({plan.model_dir})",
+        soft_wrap=True,  # one line, whatever the width: a path is not to be cut
+        markup=False,
+        highlight=False,
     )
     columns = (
         TextColumn("[bold]extract"),
