@@ -106,13 +106,20 @@ def test_test_split_has_no_ground_truth(demo_root, tmp_path):
     assert load_ground_truth(source, (640, 480), (640, 480)).status == GT_NONE
 
 
-@pytest.mark.slow
-def test_missing_or_broken_ground_truth_is_recorded_not_fatal(demo_root, tmp_path):
+@pytest.fixture
+def broken_ground_truth(demo_root, tmp_path):
+    """(root, stems): a SALICON-like copy of the demo whose first map is gone and second .mat has other keys."""
     root = tmp_path / "salicon"
     shutil.copytree(demo_root, root)
     stems = sorted(p.stem for p in (root / "images" / "val").glob("*.jpg"))
     (root / "maps" / "val" / f"{stems[0]}.png").unlink()
     scipy.io.savemat(root / "fixations" / "val" / f"{stems[1]}.mat", {"something_else": np.ones(3)})
+    return root, stems
+
+
+@pytest.mark.slow
+def test_missing_or_broken_ground_truth_is_recorded_not_fatal(broken_ground_truth, tmp_path):
+    root, stems = broken_ground_truth
     out = tmp_path / "out"
     args = ["--dataset", "salicon", "--data-root", root, "--split", "val", "--model", "tiny-random"]
     proc = run_cli(["extract", *map(str, args), "--max-new-tokens", "2", "--limit", "3", "--out", str(out)])
@@ -126,13 +133,9 @@ def test_missing_or_broken_ground_truth_is_recorded_not_fatal(demo_root, tmp_pat
     assert group["saliency_map"][0].max() == 0 and group["fixation_map"][0].sum() > 0  # what could be read is kept
 
 
-def test_missing_map_or_broken_mat_fails_that_image_naming_the_file(demo_root, tmp_path):
+def test_missing_map_or_broken_mat_fails_that_image_naming_the_file(broken_ground_truth):
     """The ground-truth half of the run above, without the run: what each image records."""
-    root = tmp_path / "salicon"
-    shutil.copytree(demo_root, root)
-    stems = sorted(p.stem for p in (root / "images" / "val").glob("*.jpg"))
-    (root / "maps" / "val" / f"{stems[0]}.png").unlink()
-    scipy.io.savemat(root / "fixations" / "val" / f"{stems[1]}.mat", {"something_else": np.ones(3)})
+    root, stems = broken_ground_truth
     sources = list_images("salicon", root, "val")[:3]
     truths = []
     for source in sources:
