@@ -18,7 +18,7 @@ from rich.text import Text
 
 from saldata.cli.interrupt import catch_signals
 from saldata.pipelines.config import ExtractConfig
-from saldata.pipelines.live_progress import RunProgress, format_eta
+from saldata.pipelines.live_progress import RunProgress, format_eta, rate_text
 from saldata.storage.os_errors import human_bytes
 
 
@@ -41,10 +41,7 @@ class CommittedColumn(LiveColumn):
 class RateColumn(LiveColumn):
     @staticmethod
     def text(live: RunProgress, now: float) -> str:
-        rate = live.rate(now)
-        if not live.model_ready:
-            return "loading the model..."
-        return f"{rate:.2f} images/s" if rate else "first image..."
+        return rate_text(live, now)
 
 
 class EtaColumn(LiveColumn):

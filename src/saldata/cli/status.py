@@ -12,7 +12,7 @@ from saldata.errors import SaldataError
 
 def status(out: Annotated[Path, typer.Argument(help="An extraction output directory.")]) -> None:
     """Done / failed / pending counts, failures by reason, and throughput and ETA of a running job."""
-    from saldata.pipelines.live_progress import format_eta
+    from saldata.pipelines.live_progress import format_eta, rate_text
     from saldata.pipelines.status import output_status
 
     try:
@@ -32,10 +32,9 @@ def status(out: Annotated[Path, typer.Argument(help="An extraction output direct
         if st.live and not st.live.model_ready:
             typer.echo("  this run: loading the model, ETA unknown")
         elif st.live:
-            rate = f"{st.rate:.2f} images/s" if st.rate else "first image..."
             typer.echo(
                 f"  this run: {st.live.processed} of {st.live.total} images through the model, "
-                f"committed {st.live.committed}; {rate}, ETA {format_eta(st.eta_s)}"
+                f"committed {st.live.committed}; {rate_text(st.live)}, ETA {format_eta(st.eta_s)}"
             )
         else:
             typer.echo("  this run: starting Ray and the model, ETA unknown")

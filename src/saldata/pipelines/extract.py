@@ -248,7 +248,7 @@ def _journal_failure(journal: RunJournal):
     """Keep the full report of a failure inside Ray in the journal; the console gets one line."""
 
     def on_exit(exc_type, exc, tb) -> bool:
-        if isinstance(exc, (ModelFailed, WriteFailed)):
+        if isinstance(exc, RayFailure):
             journal.write("error", message=str(exc), report=exc.detail)
             exc.args = (f"{exc} Ray's full report: {journal.path}",)
         return False
@@ -370,7 +370,6 @@ class LiveWork:
 
     actors: list = field(default_factory=list)
     writes: dict = field(default_factory=dict)
-    interrupted: bool = False
     recorder: ProgressRecorder | None = None
     counts: ModelCounts | None = None
 
@@ -382,11 +381,10 @@ class LiveWork:
                 self.recorder.update(processed=processed)
 
     def release_on_exit(self, exc_type, exc, tb) -> bool:
-        self.interrupted = isinstance(exc, Interrupted)
-        self.release()
+        self.release(wait=not isinstance(exc, Interrupted))
         return False
 
-    def release(self) -> None:
+    def release(self, wait: bool = True) -> None:
         """Stop the model actors and let the shard writes still running settle.
 
         No ``ray.cancel``: cancelling a task while its reply arrives crashes the driver inside
@@ -403,7 +401,7 @@ class LiveWork:
             return
         for actor in actors:
             ray.kill(actor)
-        if writes and not self.interrupted:
+        if writes and wait:
             ray.wait(writes, num_returns=len(writes), timeout=RELEASE_WAIT_S, fetch_local=False)
 
 
@@ -432,20 +430,20 @@ def _wait_for_actors(actors: list, model_dir: Path, timeout_s: float = 600.0) ->
             time.sleep(1.0)
 
 
-class ModelFailed(ModelLoadError):
-    """The model actor could not start; ``detail`` holds Ray's full report for the journal."""
+class RayFailure(SaldataError):
+    """A failure inside Ray: one line for the console, and ``detail``, Ray's full report, for the journal."""
 
     def __init__(self, message: str, detail: str):
         super().__init__(message)
         self.detail = detail
 
 
-class WriteFailed(StoreError):
-    """A shard's write task failed; ``detail`` holds Ray's full report (with the worker's traceback)."""
+class ModelFailed(RayFailure, ModelLoadError):
+    """The model actor could not start."""
 
-    def __init__(self, message: str, detail: str):
-        super().__init__(message)
-        self.detail = detail
+
+class WriteFailed(RayFailure, StoreError):
+    """A shard's write task failed (the report holds the worker's traceback)."""
 
 
 def raise_if_model_failed(exc: BaseException, model_dir: Path) -> None:

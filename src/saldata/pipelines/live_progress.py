@@ -68,6 +68,14 @@ def format_eta(seconds: float | None) -> str:
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
+def rate_text(progress: RunProgress, now: float | None = None) -> str:
+    """The rate as the bar and ``status`` both write it."""
+    if not progress.model_ready:
+        return "loading the model..."
+    rate = progress.rate(now)
+    return f"{rate:.2f} images/s" if rate else "first image..."
+
+
 def progress_path(out: Path, run_id: str) -> Path:
     return Path(out) / JOURNAL_DIR / f"{run_id}.progress.json"
 
