@@ -48,6 +48,8 @@ READERS_DEMO_ARGS = [
     "4",
     "--batch-size",
     "2",
+    "--layers",
+    "all",  # tiny-random's two layers: every reader test picks from a layer axis
 ]
 
 # The same comparison with batches of several images and shards of several batches: a resumed

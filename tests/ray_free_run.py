@@ -37,7 +37,7 @@ def readers_demo_config(out: Path) -> ExtractConfig:
         dataset="demo",
         out=out,
         model=ModelSettings("tiny-random"),
-        capture=CaptureSettings(max_new_tokens=12),
+        capture=CaptureSettings(max_new_tokens=12, layers="all"),
         shard_size=4,
         batch_size=2,
     )

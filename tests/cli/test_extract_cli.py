@@ -143,9 +143,30 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, tiny_model_dir, de
     )
     assert result.exit_code == 0, result.output
     assert "images: 6" in result.output and "2 shards of up to 4 images" in result.output
-    assert "attn_highres" in result.output and "(6, 64, 4, 36, 48)" in result.output
+    assert "attn_highres" in result.output and "(6, 64, 1, 4, 36, 48)" in result.output
     assert "KiB" in result.output or "MiB" in result.output
     assert not out.exists()
+
+
+def test_dry_run_counts_the_layer_axis_in_the_bytes(tmp_path, tiny_model_dir, demo_root):
+    """Two layers hold twice one layer's per-token bytes; --layer and --layers together are refused."""
+    base = ["extract", "--dataset", "demo", "--model", "tiny-random", "--out", str(tmp_path / "never"), "--dry-run"]
+    one = CliRunner().invoke(app, [*base, "--layer", "-1"])
+    both = CliRunner().invoke(app, [*base, "--layers", "all"])
+    assert one.exit_code == both.exit_code == 0, one.output + both.output
+    assert "layers 1," in one.output and "layers 0,1," in both.output
+    assert "(6, 64, 2, 4, 36, 48)" in both.output and "(6, 64, 2, 64)" in both.output
+
+    def attn_highres_mib(output: str) -> float:
+        line = next(line for line in output.splitlines() if "attn_highres" in line)
+        value, unit = line.split("│")[4].split()
+        return float(value) * {"KiB": 1 / 1024, "MiB": 1.0, "GiB": 1024.0}[unit]
+
+    assert attn_highres_mib(both.output) == pytest.approx(2 * attn_highres_mib(one.output), rel=0.01)
+    refused = CliRunner().invoke(app, [*base, "--layer", "0", "--layers", "0,1"])
+    assert refused.exit_code == 2 and "Give --layer or --layers, not both" in refused.output
+    bad = CliRunner().invoke(app, [*base, "--layers", "0,x"])
+    assert bad.exit_code == 2 and "--layers '0,x' is not a comma list" in bad.output
 
 
 @pytest.mark.slow

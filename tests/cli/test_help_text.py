@@ -145,7 +145,7 @@ def test_plan_counts_shards_and_images(monkeypatch, tmp_path, shards, shard_size
 
     config = ExtractConfig(dataset="demo", out=tmp_path, model=ModelSettings("tiny-random"), shard_size=shard_size)
     geometry = Geometry(n_images, 4, 8, 2, (2, 2), (4, 4), (28, 28))
-    plan = extract.RunPlan(config, [None] * shards, tmp_path / "model", geometry, {})
+    plan = extract.RunPlan(config, [None] * shards, tmp_path / "model", geometry, {"layers": [1]})
     monkeypatch.setattr(extract, "plan_run", lambda config: plan)
     monkeypatch.setattr(catalog, "committed_shards", lambda out: set(range(committed)))
     console = Console(file=io.StringIO(), width=200)
@@ -162,7 +162,8 @@ def test_show_unknown_id_says_how_to_list_ids(tmp_path):
 
     out = tmp_path / "out"
     out.mkdir()
-    create_store(out, Geometry(2, 4, 8, 1, (2, 2), (4, 4), (28, 28)), 2, {"schema_version": STORE_SCHEMA_VERSION})
+    attributes = {"schema_version": STORE_SCHEMA_VERSION, "layers": [1]}
+    create_store(out, Geometry(2, 4, 8, 1, (2, 2), (4, 4), (28, 28)), 2, attributes)
     (out / "catalog").mkdir()  # an output whose first shard has not committed: no ids at all
     code, text = invoke("show", out, "COCO_nope", "-o", tmp_path / "fig.png")
     assert code != 0 and len(text.strip().splitlines()) == 1, text

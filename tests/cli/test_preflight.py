@@ -112,9 +112,9 @@ def test_preflight_in_process_refuses_a_layer_out_of_range_and_an_output_in_use(
     from tests.ray_free_run import readers_demo_config
 
     config = readers_demo_config(tmp_path / "out")
-    for layer in (99, -99):
-        with pytest.raises(ConfigError, match=f"^--layer {layer} is out of range"):
-            preflight(replace(config, capture=replace(config.capture, layer=layer)), overwrite=False)
+    for layers, flag in (((99,), "--layer 99"), ((-99,), "--layer -99"), ((0, 7, -9), "--layers 7, -9")):
+        with pytest.raises(ConfigError, match=f"^{flag} is out of range"):
+            preflight(replace(config, capture=replace(config.capture, layers=layers)), overwrite=False)
     assert not config.out.exists()
     with OutputLock(config.out, "holder"), pytest.raises(StoreError, match="in use by run holder"):
         preflight(config, overwrite=False)

@@ -117,43 +117,51 @@ def images_of_size(size, n=2, seed=7):
     return [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(n)]
 
 
-def assert_capture_matches(model_dir, reference, images, size, layer, heads):
-    """Tokens equal, every attention value within ATTN_TOL, hidden states within HIDDEN_TOL; returns the sharpness."""
-    extractor = make_extractor(model_dir, layer=layer, heads=heads)
+def assert_capture_matches(model_dir, reference, images, size, layers, heads):
+    """Tokens equal and, for every captured layer, every attention value within ATTN_TOL and hidden
+    states within HIDDEN_TOL of HF's; returns the least sharpness seen."""
+    extractor = make_extractor(model_dir, layers=layers, heads=heads)
     captures, _ = extractor(images)
     inputs, out = eager_generate(reference, extractor, images)
     generated = out.sequences[:, inputs["input_ids"].shape[1] :].numpy()
-    layer = layer % reference.config.text_config.num_hidden_layers
+    n_layers = reference.config.text_config.num_hidden_layers
+    expected_layers = sorted({layer % n_layers for layer in layers}) if layers != "all" else list(range(n_layers))
+    assert list(extractor.layers) == expected_layers
     sharpest = np.inf
     for row, cap in enumerate(captures):
         np.testing.assert_array_equal(cap.token_ids, generated[row][: len(cap.token_ids)])
         assert len(cap.token_ids) == MAX_NEW  # the random model emits no EOS in 6 steps
-        sharpest = min(sharpest, sharpness(image_attention(inputs, out, extractor, row, layer)))
-        base, highres, hidden = expected_maps(inputs, out, extractor, row, layer, heads == "mean", size)
+        assert cap.attn_base.shape[1] == cap.attn_highres.shape[1] == cap.hidden.shape[1] == len(expected_layers)
         assert cap.attn_base.dtype == cap.attn_highres.dtype == np.float32
-        assert cap.attn_base.shape == base.shape and cap.attn_highres.shape == highres.shape
-        np.testing.assert_allclose(cap.attn_base, base, rtol=0, atol=ATTN_TOL, err_msg=f"attn_base, image {row}")
-        np.testing.assert_allclose(
-            cap.attn_highres, highres, rtol=0, atol=ATTN_TOL, err_msg=f"attn_highres, image {row}"
-        )
-        assert np.abs(cap.hidden - hidden).max() < HIDDEN_TOL
+        for position, layer in enumerate(expected_layers):
+            sharpest = min(sharpest, sharpness(image_attention(inputs, out, extractor, row, layer)))
+            base, highres, hidden = expected_maps(inputs, out, extractor, row, layer, heads == "mean", size)
+            where = f"image {row}, layer {layer}"
+            assert cap.attn_base[:, position].shape == base.shape
+            assert cap.attn_highres[:, position].shape == highres.shape
+            np.testing.assert_allclose(cap.attn_base[:, position], base, rtol=0, atol=ATTN_TOL, err_msg=where)
+            np.testing.assert_allclose(cap.attn_highres[:, position], highres, rtol=0, atol=ATTN_TOL, err_msg=where)
+            assert np.abs(cap.hidden[:, position] - hidden).max() < HIDDEN_TOL, where
     return sharpest
 
 
 @pytest.mark.parametrize(
-    ("layer", "heads", "size"),
+    ("layers", "heads", "size"),
     [
-        (-1, "all", "640x480"),
-        (0, "all", "640x480"),
-        (-1, "mean", "640x480"),
-        (-1, "all", "448x800"),
-        (0, "mean", "448x800"),
+        ((-1,), "all", "640x480"),
+        ((0,), "all", "640x480"),
+        ((-1,), "mean", "640x480"),
+        ((-1,), "all", "448x800"),
+        ((0,), "mean", "448x800"),
+        ("all", "all", "640x480"),
+        ((-1, 0), "mean", "448x800"),
     ],
 )
-def test_capture_matches_eager_generate_on_sharp_attention(sharp_model_dir, sharp_reference, layer, heads, size):
-    """Catches a mis-scaled softmax, a dropped key and float16 rounding (each fails by 1e-7 or far more)."""
+def test_capture_matches_eager_generate_on_sharp_attention(sharp_model_dir, sharp_reference, layers, heads, size):
+    """Catches a mis-scaled softmax, a dropped key, float16 rounding and a layer stored at another
+    layer's position (each fails by 1e-7 or far more)."""
     sharp = assert_capture_matches(
-        sharp_model_dir, sharp_reference, images_of_size(SIZES[size]), SIZES[size], layer, heads
+        sharp_model_dir, sharp_reference, images_of_size(SIZES[size]), SIZES[size], layers, heads
     )
     assert sharp > MIN_SHARPNESS, (
         f"the test model's attention is too uniform to tell a wrong capture (std/mean {sharp:.3f})"
@@ -162,7 +170,9 @@ def test_capture_matches_eager_generate_on_sharp_attention(sharp_model_dir, shar
 
 def test_capture_matches_eager_generate_on_tiny_random(tiny_model_dir, reference):
     """The model the demo and the CLI tests run, unmodified (its maps are nearly flat: see the module doc)."""
-    assert_capture_matches(tiny_model_dir, reference, images_of_size(SIZES["640x480"]), SIZES["640x480"], -1, "all")
+    assert_capture_matches(
+        tiny_model_dir, reference, images_of_size(SIZES["640x480"]), SIZES["640x480"], (-1,), "all"
+    )
 
 
 def test_maps_are_nontrivial(tiny_model_dir, rgb_images):
@@ -202,4 +212,4 @@ def test_layer_out_of_range_is_a_clear_error(tiny_model_dir):
     from saldata.errors import ConfigError
 
     with pytest.raises(ConfigError, match="decoder layers"):
-        make_extractor(tiny_model_dir, layer=7)
+        make_extractor(tiny_model_dir, layers=(7,))

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from saldata.schemas.catalog import IMAGES, TOKENS, WORDS
-from saldata.schemas.store import ARRAYS, Geometry
+from saldata.schemas.store import ARRAYS, STORE_SCHEMA_VERSION, Geometry
 from saldata.storage.catalog import merge_with_committed, stage_tables
 from saldata.storage.commits import (
     CommitRecord,
@@ -87,7 +87,7 @@ def commit_shard(out: Path, shard: int, run_id: str, retry: bool) -> None:
 def main(out: Path, retry: bool) -> None:
     run_id = "retry" if retry else "run"
     if not store_path(out).is_dir():
-        create_store(out, GEOMETRY, SHARD_SIZE, {"schema_version": 3, "config_digest": "scenario"})
+        create_store(out, GEOMETRY, SHARD_SIZE, {"schema_version": STORE_SCHEMA_VERSION, "config_digest": "scenario", "layers": [0]})
     finish_pending(out)
     sweep_staging(out)
     committed = read_commit_log(out).committed

@@ -101,7 +101,7 @@ def test_failing_commit_stops_naming_the_shard_and_the_rerun_finishes_it(ray_loc
     ("change", "named"),
     [
         (dict(capture=CaptureSettings(max_new_tokens=4, heads="mean")), "heads"),
-        (dict(capture=CaptureSettings(max_new_tokens=4, layer=0)), "layer"),
+        (dict(capture=CaptureSettings(max_new_tokens=4, layers=(0,))), "layers"),
         (dict(image_size=(336, 336)), "image_size"),
         (dict(model=ModelSettings("tiny-random", dtype="bfloat16")), "dtype"),
         (dict(limit=3), "n_images"),

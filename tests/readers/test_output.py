@@ -52,15 +52,24 @@ def test_word_maps_reduce_their_tokens_maps(output, demo_output, reduce):
     idx = int(output.words.column("idx")[0].as_py())
     words, maps = output.word_maps(idx, reduce=reduce)
     assert len(words) == maps.shape[0] and maps.shape[1:] == (36, 48)
-    tokens = group["attn_highres"][idx].astype(np.float32).mean(axis=1)  # head mean
-    for w, m in zip(words, maps):
-        span = tokens[w["first_position"] : w["last_position"] + 1]
-        np.testing.assert_allclose(m, span.sum(0) if reduce == "sum" else span.mean(0), rtol=1e-6)
+    assert output.attrs["layers"] == [0, 1]
+    for layer, position in ((None, 1), (1, 1), (-1, 1), (0, 0), (-2, 0)):  # default: the last captured
+        words, maps = output.word_maps(idx, reduce=reduce, layer=layer)
+        tokens = group["attn_highres"][idx, :, position].astype(np.float32).mean(axis=1)  # head mean
+        for w, m in zip(words, maps):
+            span = tokens[w["first_position"] : w["last_position"] + 1]
+            np.testing.assert_allclose(m, span.sum(0) if reduce == "sum" else span.mean(0), rtol=1e-6)
+    layer0, layer1 = (output.word_maps(idx, layer=layer)[1] for layer in (0, 1))
+    assert not np.allclose(layer0, layer1, rtol=1e-3, atol=0)  # the two layers differ, so a wrong pick is seen
 
 
 def test_to_xarray_names_dimensions(output):
     ds = output.to_xarray()
-    assert ds["attn_base"].dims == ("image", "token", "head", "base_row", "base_col")
+    assert ds["attn_base"].dims == ("image", "token", "layer", "head", "base_row", "base_col")
+    assert ds["layer"].values.tolist() == [0, 1]
+    np.testing.assert_array_equal(
+        ds["attn_base"].sel(layer=0).isel(image=2).values, output.group["attn_base"][2, :, 0]
+    )
     assert ds["saliency_map"].dims == ("image", "height", "width")
     assert ds.image_id.values[1] == "COCO_val2014_000000000002"
     assert int(ds["n_tokens"].sel(image=ds.image_id == "COCO_val2014_000000000002").compute()[0]) > 0

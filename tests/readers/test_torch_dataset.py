@@ -29,16 +29,30 @@ def test_batches_from_worker_processes_match_the_store(demo_output):
     for row, idx in enumerate(batch["idx"].tolist()):
         n = int(group["n_tokens"][idx])
         assert batch["length"][row] == n and batch["mask"][row].tolist() == [True] * n + [False] * (16 - n)
-        np.testing.assert_array_equal(batch["hidden"][row, :n].numpy(), group["hidden"][idx, :n].astype(np.float32))
+        last = group["hidden"][idx, :n, -1].astype(np.float32)  # the default: the last captured layer
+        np.testing.assert_array_equal(batch["hidden"][row, :n].numpy(), last)
         assert (batch["hidden"][row, n:] == 0).all() and (batch["attn_highres"][row, n:] == 0).all()
         peaks = batch["attn_highres"][row, :n].amax(dim=(-2, -1))
         torch.testing.assert_close(peaks, torch.ones(n))
-        expected = group["attn_highres"][idx, :n].astype(np.float32).mean(axis=1)
+        expected = group["attn_highres"][idx, :n, -1].astype(np.float32).mean(axis=1)
         expected /= expected.max(axis=(-2, -1), keepdims=True)
         np.testing.assert_allclose(batch["attn_highres"][row, :n].numpy(), expected, rtol=1e-5)
         np.testing.assert_array_equal(batch["saliency"][row].numpy() * 255, group["saliency_map"][idx])
         assert batch["fixations"][row].sum() == group["fixation_map"][idx].sum() > 0
     assert batch["has_ground_truth"].all()
+
+
+def test_layer_choice_reads_that_layer_and_refuses_one_not_captured(demo_output):
+    from saldata.errors import ConfigError
+
+    group = zarr.open_group(demo_output / "features.zarr", mode="r")
+    item = SaliencyDataset(demo_output, layer=0, normalize="sum")[1]
+    n = item["length"]
+    np.testing.assert_array_equal(item["hidden"][:n].numpy(), group["hidden"][1, :n, 0].astype(np.float32))
+    other = SaliencyDataset(demo_output, layer=1, normalize="sum")[1]
+    assert (item["hidden"][:n] - other["hidden"][:n]).abs().max() > 1e-2
+    with pytest.raises(ConfigError, match="layer 5 was not captured; this output holds layers 0, 1"):
+        SaliencyDataset(demo_output, layer=5)
 
 
 def test_sum_normalisation_per_head_and_image_size(demo_output):

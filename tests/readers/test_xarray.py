@@ -26,5 +26,5 @@ def test_no_array_shares_a_name_with_a_dimension():
 
 def test_saldata_to_xarray_keeps_hidden(demo_output):
     ds = saldata.open(demo_output).to_xarray()
-    assert "hidden" in ds.data_vars and ds["hidden"].dims == ("image", "token", "hidden_dim")
+    assert "hidden" in ds.data_vars and ds["hidden"].dims == ("image", "token", "layer", "hidden_dim")
     assert "hidden" in ds.mean(dim="token").data_vars

@@ -25,6 +25,7 @@ README = (Path(__file__).parents[2] / "README.md").read_text()
 DIM_SYMBOLS = {
     "image": "N",
     "token": "T",
+    "layer": "L",
     "hidden": "D",
     "hidden_dim": "D",  # the same dimension's name from store schema 3 on
     "head": "H",

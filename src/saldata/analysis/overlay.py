@@ -34,17 +34,33 @@ def overlay(image: np.ndarray, attention: np.ndarray, alpha: float = 0.6) -> np.
     return (image.astype(np.float32) * (1 - alpha) + heat * alpha).astype(np.uint8)
 
 
-def word_figure(image: np.ndarray, text: str, words: list[str], maps: np.ndarray, title: str):
-    """A PIL image: the picture with ``text`` first, then one panel per word with its map."""
+def word_label(word: dict, peak: float) -> str:
+    """A panel's label: the word, its token positions (rows of the store's per-token arrays), its peak."""
+    first, last = word["first_position"], word["last_position"]
+    tokens = f"token {first}" if first == last else f"tokens {first}-{last}"
+    return f"{word['word']}  ({tokens}, max {peak:.3g})"
+
+
+def colour_scale(width: int, height: int = 12) -> np.ndarray:
+    """(height, width, 3) uint8: the colormap from 0 (left) to 1 (right)."""
+    return np.repeat(colorize(np.linspace(0, 1, width, dtype=np.float32))[None], height, axis=0)
+
+
+SCALE_HEIGHT = 34
+
+
+def word_figure(image: np.ndarray, text: str, labels: list[str], maps: np.ndarray, title: str):
+    """A PIL image: the picture with ``text`` first, then one panel per word with its map, then the colour scale."""
     from PIL import Image, ImageDraw, ImageFont
 
     font = ImageFont.load_default()
     small = np.asarray(Image.fromarray(image).resize(PANEL, Image.Resampling.BILINEAR))
-    panels = [(small, title)] + [(overlay(small, m), w) for w, m in zip(words, maps)]
+    panels = [(small, title)] + [(overlay(small, m), label) for label, m in zip(labels, maps)]
     rows = -(-len(panels) // COLUMNS)
     wrapped = textwrap.wrap(text or "(no description)", width=COLUMNS * PANEL[0] // 7) or [""]
     text_height = 14 * len(wrapped) + 10
-    figure = Image.new("RGB", (COLUMNS * PANEL[0], text_height + rows * (PANEL[1] + LABEL_HEIGHT)), "white")
+    grid_height = rows * (PANEL[1] + LABEL_HEIGHT)
+    figure = Image.new("RGB", (COLUMNS * PANEL[0], text_height + grid_height + SCALE_HEIGHT), "white")
     draw = ImageDraw.Draw(figure)
     for i, line in enumerate(wrapped):
         draw.text((6, 5 + 14 * i), line, fill="black", font=font)
@@ -53,4 +69,11 @@ def word_figure(image: np.ndarray, text: str, words: list[str], maps: np.ndarray
         y = text_height + (i // COLUMNS) * (PANEL[1] + LABEL_HEIGHT)
         draw.text((x + 6, y + 4), label, fill="black", font=font)
         figure.paste(Image.fromarray(pixels), (x, y + LABEL_HEIGHT))
+    # Each overlay is scaled to its own map's range (see ``overlay``), so the scale reads min..max of that map.
+    top = text_height + grid_height + 4
+    scale = colour_scale(PANEL[0] * 2)
+    figure.paste(Image.fromarray(scale), (PANEL[0], top))
+    draw.text((6, top), "colour scale:", fill="black", font=font)
+    draw.text((PANEL[0], top + 14), "panel's min", fill="black", font=font)
+    draw.text((PANEL[0] * 3 - 60, top + 14), "panel's max", fill="black", font=font)
     return figure

@@ -56,11 +56,14 @@ def merge(parts: list[dict[str, WordTotals]]) -> dict[str, WordTotals]:
     return merged
 
 
-def word_statistics(output) -> tuple[pa.Table, np.ndarray]:
-    """(table, maps): one row per word sorted by count, and its mean high-res map at the same row."""
+def word_statistics(output, layer: int | None = None) -> tuple[pa.Table, np.ndarray]:
+    """(table, maps): one row per word sorted by count, and its mean high-res map at the same row,
+    from one captured decoder ``layer`` (default the last captured)."""
     import dask
 
     arrays = output.arrays
+    base = output.layers.images_at(arrays["attn_base"], layer)
+    highres = output.layers.images_at(arrays["attn_highres"], layer)
     words = output.sql("SELECT w.* FROM words w JOIN images i USING (idx) WHERE i.status = 'done'").to_pylist()
     by_image: dict[int, list[dict]] = {}
     for w in words:
@@ -74,7 +77,7 @@ def word_statistics(output) -> tuple[pa.Table, np.ndarray]:
             rows = slice(start, start + size)
             tasks.append(
                 dask.delayed(shard_totals)(
-                    idx, arrays["n_tokens"][rows], arrays["attn_base"][rows], arrays["attn_highres"][rows], shard_words
+                    idx, arrays["n_tokens"][rows], base[rows], highres[rows], shard_words
                 )
             )
         start += size
@@ -94,16 +97,17 @@ def word_statistics(output) -> tuple[pa.Table, np.ndarray]:
     return table, maps.astype(np.float32)
 
 
-def write_statistics(out: Path, table: pa.Table, maps: np.ndarray) -> Path:
-    """``OUT/stats/words.parquet`` and ``OUT/stats/word_maps.zarr`` (array ``mean_map``, row = map_row)."""
+def write_statistics(out: Path, table: pa.Table, maps: np.ndarray, layer: int) -> Path:
+    """``OUT/stats/words.parquet`` and ``OUT/stats/word_maps.zarr`` (array ``mean_map``, row = map_row),
+    both saying which decoder ``layer`` they describe."""
     import pyarrow.parquet as pq
     import zarr
 
     folder = Path(out) / STATS_DIRNAME
     folder.mkdir(exist_ok=True)
-    pq.write_table(table, folder / "words.parquet")
+    pq.write_table(table.replace_schema_metadata({"saldata.layer": str(layer)}), folder / "words.parquet")
     group = zarr.open_group(folder / "word_maps.zarr", mode="w", zarr_format=3)
-    group.attrs["words"] = table.column("word").to_pylist()
+    group.attrs.update(words=table.column("word").to_pylist(), layer=layer)
     group.create_array(
         "mean_map",
         data=maps,

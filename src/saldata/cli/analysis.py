@@ -10,6 +10,13 @@ import typer
 from saldata.errors import SaldataError
 
 OutArg = Annotated[Path, typer.Argument(help="An extraction output directory.")]
+LayerOption = Annotated[
+    int | None,
+    typer.Option(
+        help="Captured decoder layer to use (negative counts from the model's last); default the last captured.",
+        show_default=False,
+    ),
+]
 
 
 def show(
@@ -19,11 +26,12 @@ def show(
     grid: Annotated[str, typer.Option(help="Attention grid to draw: highres or base.")] = "highres",
     reduce: Annotated[str, typer.Option(help="A word's map from its tokens' maps: sum or mean.")] = "sum",
     max_words: Annotated[int, typer.Option(help="Draw at most this many words.")] = 23,
+    layer: LayerOption = None,
 ) -> None:
     """Draw the image with its description and one attention overlay per word."""
     import numpy as np
 
-    from saldata.analysis.overlay import word_figure
+    from saldata.analysis.overlay import word_figure, word_label
     from saldata.datasets.base import ImageSource
     from saldata.pipelines.preprocess import load_image
     from saldata.readers.output import Output
@@ -33,7 +41,8 @@ def show(
         row = data.row(image_id)
         if row["status"] != "done":
             raise SaldataError(f"{image_id} failed during extraction: {row['error']}")
-        words, maps = data.word_maps(row["idx"], grid=grid, reduce=reduce)
+        layer = data.layers.resolve(layer)
+        words, maps = data.word_maps(row["idx"], grid=grid, reduce=reduce, layer=layer)
     except SaldataError as exc:
         _fail(str(exc))
     size = tuple(data.attrs["image_size"])
@@ -44,14 +53,19 @@ def show(
         pixels = np.full((size[1], size[0], 3), 128, np.uint8)
     else:
         pixels = loaded.pixels
-    figure = word_figure(pixels, row["text"], [w["word"] for w in words][:max_words], maps[:max_words], image_id)
+    labels = [word_label(w, float(m.max())) for w, m in zip(words[:max_words], maps[:max_words])]
+    figure = word_figure(pixels, row["text"], labels, maps[:max_words], f"{image_id} (layer {layer})")
     figure.save(output)
-    typer.echo(f"{output}: {image_id}, {min(len(words), max_words)} of {len(words)} words ({grid} grid, {reduce})")
+    typer.echo(
+        f"{output}: {image_id}, {min(len(words), max_words)} of {len(words)} words "
+        f"(layer {layer}, {grid} grid, {reduce})"
+    )
 
 
 def stats(
     out: OutArg,
     top: Annotated[int, typer.Option(help="Words listed on screen.")] = 20,
+    layer: LayerOption = None,
 ) -> None:
     """Per word over the whole store: occurrences, images, attention mass, mean attention map.
 
@@ -65,11 +79,13 @@ def stats(
 
     try:
         data = Output(out)
-        table, maps = word_statistics(data)
+        layer = data.layers.resolve(layer)
+        table, maps = word_statistics(data, layer)
     except SaldataError as exc:
         _fail(str(exc))
-    folder = write_statistics(out, table, maps)
-    view = Table(title=f"{table.num_rows} distinct words over {data.images.num_rows} images", title_justify="left")
+    folder = write_statistics(out, table, maps, layer)
+    title = f"{table.num_rows} distinct words over {data.images.num_rows} images (layer {layer})"
+    view = Table(title=title, title_justify="left")
     for header in ("word", "count", "images", "attention mass", "peak cell (row, col)"):
         view.add_column(header)
     for row in table.slice(0, top).to_pylist():

@@ -103,12 +103,22 @@ def extract(
         typer.Option(help="Tokens to generate at most (greedy; stops at EOS).", rich_help_panel=PANEL_CAPTURE),
     ] = DEFAULT_MAX_NEW_TOKENS,
     layer: Annotated[
-        int,
+        int | None,
         typer.Option(
-            help="Decoder layer to capture; -1 is the last (hidden state after the final norm).",
+            help="Decoder layer to capture; -1 is the last (hidden state after the final norm). "
+            "The one-layer form of --layers.",
+            show_default="-1",
             rich_help_panel=PANEL_CAPTURE,
         ),
-    ] = -1,
+    ] = None,
+    layers: Annotated[
+        str | None,
+        typer.Option(
+            help="Decoder layers to capture in one pass: a comma list (negative counts from the end), e.g. "
+            "0,15,-1, or all. Stored along a layer axis, ascending.",
+            rich_help_panel=PANEL_CAPTURE,
+        ),
+    ] = None,
     force_new_tokens: Annotated[
         bool,
         typer.Option(
@@ -193,7 +203,7 @@ def extract(
     from saldata.cli.progress import nothing_to_do, print_plan, run_with_progress
     from saldata.extractors.models import ModelSettings
     from saldata.extractors.prompts import resolve_prompt
-    from saldata.extractors.settings import CaptureSettings
+    from saldata.extractors.settings import CaptureSettings, layer_choice
     from saldata.pipelines.config import ExtractConfig, parse_size
     from saldata.pipelines.preflight import preflight
     from saldata.pipelines.resume import already_complete
@@ -210,7 +220,10 @@ def extract(
                 model=model, dtype=dtype.value, device=device, device_map=device_map, attention=attention
             ),
             capture=CaptureSettings(
-                layer=layer, heads=heads.value, max_new_tokens=max_new_tokens, force_new_tokens=force_new_tokens
+                layers=layer_choice(layer, layers),
+                heads=heads.value,
+                max_new_tokens=max_new_tokens,
+                force_new_tokens=force_new_tokens,
             ),
             prompt=resolve_prompt(preset.value, prompt),
             batch_size=batch_size,

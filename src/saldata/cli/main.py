@@ -10,6 +10,7 @@ import typer
 from saldata.cli import catalog
 from saldata.cli.analysis import show, stats
 from saldata.cli.datasets import datasets
+from saldata.cli.evaluate import evaluate
 from saldata.cli.extract import extract
 from saldata.cli.help_format import use_click_conventions
 from saldata.cli.status import status
@@ -29,6 +30,7 @@ app.command(no_args_is_help=True)(verify)
 app.add_typer(catalog.app, name="catalog")
 app.command(no_args_is_help=True)(show)
 app.command(no_args_is_help=True)(stats)
+app.command(no_args_is_help=True)(evaluate)
 app.command()(datasets)
 
 

@@ -63,7 +63,8 @@ def print_plan(config: ExtractConfig, console: Console | None = None) -> None:
         f"Plan for {config.out} (dry run: nothing written)\n"
         f"  images: {plan.n_images} from {config.dataset}   {shards}\n"
         f"  model: {config.model.model} ({plan.model_dir})\n"
-        f"  tokens <= {g.max_tokens}, hidden {g.hidden_size}, heads stored {g.heads}, "
+        f"  layers {_layer_list(plan.attributes['layers'])}, tokens <= {g.max_tokens}, hidden {g.hidden_size}, "
+        f"heads stored {g.heads}, "
         f"grids {g.base_grid[0]}x{g.base_grid[1]} + {g.highres_grid[0]}x{g.highres_grid[1]}"
     )
     committed = committed_shards(config.out)
@@ -89,6 +90,13 @@ def print_plan(config: ExtractConfig, console: Console | None = None) -> None:
     console.print(
         "Float16 maps compress with blosc-zstd; padding rows past each image's n_tokens compress to almost nothing."
     )
+
+
+def _layer_list(layers: list[int]) -> str:
+    """``0..7`` for a run of consecutive layers, else the list."""
+    if len(layers) > 2 and layers == list(range(layers[0], layers[-1] + 1)):
+        return f"{layers[0]}..{layers[-1]}"
+    return ",".join(map(str, layers))
 
 
 def run_with_progress(

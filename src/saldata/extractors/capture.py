@@ -1,12 +1,12 @@
-"""Capture one layer's last-row attention and hidden state at every decoding step.
+"""Capture chosen layers' last-row attention and hidden state at every decoding step.
 
 Asking ``generate`` for attentions under eager attention materialises every layer's full
 (heads x seq x seq) matrix at prefill: ~11 GB per image for the 8B model. We only need, for
-one layer, the row of the query that produces the next token. So the model runs with a
-registered attention implementation that forwards every call to the fast kernel (sdpa or
-flash) and, for the one module carrying a recorder, also computes softmax(q_last . K^T)
-for that single query row: O(heads x seq) extra work per step. A forward hook takes the
-chosen layer's hidden state at the last position.
+each chosen layer, the row of the query that produces the next token. So the model runs with
+a registered attention implementation that forwards every call to the fast kernel (sdpa or
+flash) and, for each module carrying a recorder, also computes softmax(q_last . K^T) for that
+single query row: O(heads x seq) extra work per step and layer, so many layers cost one
+prefill, not one each. Forward hooks take the chosen layers' hidden states at the last position.
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ def capture_implementation(base: str = "sdpa") -> str:
     base_forward = AttentionInterface._global_mapping[base]
 
     def attention(module, query, key, value, attention_mask, *args, **kwargs):
-        recorder = getattr(module, _RECORDER_ATTR, None)
-        if recorder is not None:
-            recorder.record_attention(query, key, attention_mask, kwargs.get("scaling"))
+        slot = getattr(module, _RECORDER_ATTR, None)
+        if slot is not None:
+            recorder, position = slot
+            recorder.record_attention(position, query, key, attention_mask, kwargs.get("scaling"))
         return base_forward(module, query, key, value, attention_mask, *args, **kwargs)
 
     AttentionInterface.register(name, attention)
@@ -42,18 +43,24 @@ def capture_implementation(base: str = "sdpa") -> str:
 
 @dataclass(slots=True)
 class StepRecorder:
-    """Collects, per decoding step, the target layer's last-row attention and hidden state.
+    """Collects, per decoding step and captured layer, the last-row attention and hidden state.
 
     ``image_positions`` (batch, n_image_tokens) selects the key columns to keep, so only the
-    image part of each row leaves the attention call.
+    image part of each row leaves the attention call. ``attention[p]`` and ``hidden[p]`` hold
+    the steps of the layer at position ``p`` of the layer axis.
     """
 
     image_positions: torch.Tensor
     mean_heads: bool
-    attention: list[torch.Tensor] = field(default_factory=list)
-    hidden: list[torch.Tensor] = field(default_factory=list)
+    n_layers: int = 1
+    attention: list[list[torch.Tensor]] = field(default_factory=list)
+    hidden: list[list[torch.Tensor]] = field(default_factory=list)
 
-    def record_attention(self, query, key, attention_mask, scaling) -> None:
+    def __post_init__(self):
+        self.attention = [[] for _ in range(self.n_layers)]
+        self.hidden = [[] for _ in range(self.n_layers)]
+
+    def record_attention(self, position: int, query, key, attention_mask, scaling) -> None:
         batch, heads, _, head_dim = query.shape
         kv_heads = key.shape[1]
         scaling = head_dim**-0.5 if scaling is None else scaling
@@ -74,36 +81,46 @@ class StepRecorder:
         image_probs = probs.gather(-1, index)
         if self.mean_heads:
             image_probs = image_probs.mean(dim=1, keepdim=True)
-        self.attention.append(image_probs)
+        self.attention[position].append(image_probs)
 
-    def record_hidden(self, module, args, output) -> None:
-        hidden = output[0] if isinstance(output, tuple) else output
-        self.hidden.append(hidden[:, -1, :].float())
+    def hidden_hook(self, position: int):
+        def record_hidden(module, args, output) -> None:
+            hidden = output[0] if isinstance(output, tuple) else output
+            self.hidden[position].append(hidden[:, -1, :].float())
+
+        return record_hidden
 
     def stacked(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(batch, steps, heads, n_image_tokens) attention and (batch, steps, hidden) states."""
-        return torch.stack(self.attention, dim=1), torch.stack(self.hidden, dim=1)
+        """(batch, steps, layers, heads, n_image_tokens) attention and (batch, steps, layers, hidden) states."""
+        attention = torch.stack([torch.stack(steps, dim=1) for steps in self.attention], dim=2)
+        hidden = torch.stack([torch.stack(steps, dim=1) for steps in self.hidden], dim=2)
+        return attention, hidden
 
 
-class capture_layer:
-    """Context manager: attach a recorder to one decoder layer for the duration of a generate call.
+class capture_layers:
+    """Context manager: attach a recorder to decoder layers for the duration of a generate call.
 
-    ``layer`` counts decoder layers from 0; the last layer's hidden state is taken after the
-    final norm, which is what Hugging Face returns as ``hidden_states[-1]``.
+    ``layers`` count decoder layers from 0, in layer-axis order; the last layer's hidden state is
+    taken after the final norm, which is what Hugging Face returns as ``hidden_states[-1]``.
     """
 
-    def __init__(self, language_model, layer: int, recorder: StepRecorder):
+    def __init__(self, language_model, layers: tuple[int, ...], recorder: StepRecorder):
         n_layers = len(language_model.layers)
-        self.attention_module = language_model.layers[layer].self_attn
-        self.hidden_module = language_model.norm if layer == n_layers - 1 else language_model.layers[layer]
+        self.attention_modules = [language_model.layers[layer].self_attn for layer in layers]
+        self.hidden_modules = [
+            language_model.norm if layer == n_layers - 1 else language_model.layers[layer] for layer in layers
+        ]
         self.recorder = recorder
-        self._hook = None
+        self._hooks = []
 
     def __enter__(self) -> StepRecorder:
-        setattr(self.attention_module, _RECORDER_ATTR, self.recorder)
-        self._hook = self.hidden_module.register_forward_hook(self.recorder.record_hidden)
+        for position, (attention, hidden) in enumerate(zip(self.attention_modules, self.hidden_modules)):
+            setattr(attention, _RECORDER_ATTR, (self.recorder, position))
+            self._hooks.append(hidden.register_forward_hook(self.recorder.hidden_hook(position)))
         return self.recorder
 
     def __exit__(self, *exc) -> None:
-        delattr(self.attention_module, _RECORDER_ATTR)
-        self._hook.remove()
+        for module in self.attention_modules:
+            delattr(module, _RECORDER_ATTR)
+        for hook in self._hooks:
+            hook.remove()

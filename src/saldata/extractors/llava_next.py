@@ -8,28 +8,28 @@ from pathlib import Path
 
 import numpy as np
 
-from saldata.errors import ConfigError
-from saldata.extractors.capture import StepRecorder, capture_implementation, capture_layer
+from saldata.extractors.capture import StepRecorder, capture_implementation, capture_layers
 from saldata.extractors.image_inputs import ImageInputs, prepare_images
 from saldata.extractors.kv_cache import reserved_cache
 from saldata.extractors.layout import ImageTokenLayout, layout_for
 from saldata.extractors.models import ModelSettings, load_model
 from saldata.extractors.prompts import Prompt
-from saldata.extractors.settings import CaptureSettings
+from saldata.extractors.settings import CaptureSettings, resolve_layers
 from saldata.extractors.words import token_offsets
 
 
 @dataclass(slots=True)
 class TokenCapture:
-    """One image's generation: per-token arrays of equal length n (EOS excluded)."""
+    """One image's generation: per-token arrays of equal length n (EOS excluded), one row per
+    captured layer after the token axis."""
 
     token_ids: np.ndarray  # (n,) int32
     tokens: list[str]  # each token decoded on its own
     text: str
     offsets: list[tuple[int, int]]  # each token's character span in ``text``
-    hidden: np.ndarray  # (n, hidden) float32
-    attn_base: np.ndarray  # (n, heads, base_rows, base_cols) float32
-    attn_highres: np.ndarray  # (n, heads, highres_rows, highres_cols) float32
+    hidden: np.ndarray  # (n, layers, hidden) float32
+    attn_base: np.ndarray  # (n, layers, heads, base_rows, base_cols) float32
+    attn_highres: np.ndarray  # (n, layers, heads, highres_rows, highres_cols) float32
 
 
 class LlavaNextExtractor:
@@ -42,10 +42,7 @@ class LlavaNextExtractor:
         self.model, self.processor = load_model(model, model_dir, capture_implementation(model.attention))
         self.config = self.model.config
         self.language_model = self.model.model.language_model
-        n_layers = len(self.language_model.layers)
-        if not -n_layers <= capture.layer < n_layers:
-            raise ConfigError(f"--layer {capture.layer} is out of range: the model has {n_layers} decoder layers.")
-        self.layer = capture.layer % n_layers
+        self.layers = resolve_layers(capture.layers, len(self.language_model.layers))
         self.heads = 1 if capture.heads == "mean" else self.config.text_config.num_attention_heads
         self.hidden_size = self.config.text_config.hidden_size
         self.prompt_text = self.processor.apply_chat_template(
@@ -99,9 +96,9 @@ class LlavaNextExtractor:
             "image_sizes": torch.tensor([[height, width]] * len(images), device=self.device),
         }
         image_positions = self._image_positions(inputs["input_ids"], layout)
-        recorder = StepRecorder(image_positions=image_positions, mean_heads=self.capture.heads == "mean")
+        recorder = StepRecorder(image_positions, self.capture.heads == "mean", len(self.layers))
         cache = reserved_cache(self.config.text_config, len(prompt_ids), self.capture.max_new_tokens)
-        with torch.inference_mode(), capture_layer(self.language_model, self.layer, recorder):
+        with torch.inference_mode(), capture_layers(self.language_model, self.layers, recorder):
             out = self.model.generate(**inputs, **self.generation_kwargs, past_key_values=cache)
         attention, hidden = recorder.stacked()
         generated = out.sequences[:, inputs["input_ids"].shape[1] :]
@@ -156,7 +153,7 @@ class LlavaNextExtractor:
 
 
 def _select(attention, positions: np.ndarray):
-    """(batch, steps, heads, n_image) -> (batch, steps, heads, rows, cols) at the layout's positions."""
+    """(..., n_image) -> (..., rows, cols) at the layout's positions."""
     import torch
 
     index = torch.as_tensor(positions.ravel(), device=attention.device)

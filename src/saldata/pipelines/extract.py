@@ -24,6 +24,7 @@ from saldata.datasets import ImageSource, list_images
 from saldata.errors import ConfigError, ImageLoadError, ModelLoadError, SaldataError, StoreError
 from saldata.extractors.layout import layout_for
 from saldata.extractors.models import resolve_model_dir
+from saldata.extractors.settings import resolve_layers
 from saldata.faults import fault_point
 from saldata.pipelines.config import ExtractConfig
 from saldata.pipelines.live_progress import ProgressRecorder, RunProgress
@@ -107,11 +108,7 @@ def plan_run(config: ExtractConfig, sources: list[ImageSource] | None = None, mo
     model_config = AutoConfig.from_pretrained(model_dir)
     layout = layout_for(model_config, config.image_size)
     text = model_config.text_config
-    if not -text.num_hidden_layers <= config.capture.layer < text.num_hidden_layers:
-        raise ConfigError(
-            f"--layer {config.capture.layer} is out of range: {config.model.model} has {text.num_hidden_layers} "
-            f"decoder layers (0..{text.num_hidden_layers - 1}, or -1..-{text.num_hidden_layers} from the end)."
-        )
+    layers = resolve_layers(config.capture.layers, text.num_hidden_layers, config.model.model)
     geometry = Geometry(
         n_images=len(sources),
         max_tokens=config.capture.max_new_tokens,
@@ -120,6 +117,7 @@ def plan_run(config: ExtractConfig, sources: list[ImageSource] | None = None, mo
         base_grid=layout.base_grid,
         highres_grid=layout.highres_grid,
         image_size=config.image_size,
+        layers=len(layers),
     )
     attributes = {
         "schema_version": STORE_SCHEMA_VERSION,
@@ -127,7 +125,8 @@ def plan_run(config: ExtractConfig, sources: list[ImageSource] | None = None, mo
         "model_path": str(model_dir),
         "prompt": config.prompt.text,
         "prompt_id": config.prompt.id,
-        "layer": config.capture.layer % text.num_hidden_layers,
+        "layers": list(layers),
+        "n_decoder_layers": text.num_hidden_layers,
         "heads": config.capture.heads,
         "image_size": list(config.image_size),
         "base_grid": list(layout.base_grid),

@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 from saldata.errors import ConfigError, StoreError
 from saldata.pipelines.plan import Shard, ShardWork
 from saldata.schemas.catalog import CATALOG_DIRNAME, STATUS_DONE, STATUS_FAILED
+from saldata.schemas.history import newer_than
 from saldata.schemas.store import STORE_SCHEMA_VERSION
 from saldata.storage.catalog import read_table
 from saldata.storage.commits import (
@@ -37,7 +38,7 @@ GUARDED_ATTRIBUTES = (
     "schema_version",
     "model",
     "prompt",
-    "layer",
+    "layers",
     "heads",
     "image_size",
     "max_new_tokens",
@@ -73,7 +74,7 @@ def check_output(plan) -> None:
     if version < STORE_SCHEMA_VERSION:
         raise ConfigError(
             f"{out} was written by an older saldata (store schema_version {version}; this one writes "
-            f"{STORE_SCHEMA_VERSION}, with commit records and checksums) and cannot be resumed. Pass --overwrite to "
+            f"{STORE_SCHEMA_VERSION}: {newer_than(version)}) and cannot be resumed. Pass --overwrite to "
             "re-extract it, or choose another --out; saldata.open still reads it as it is."
         )
     _refuse_other_settings(out, dict(open_store(out).attrs), plan.attributes)

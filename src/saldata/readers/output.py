@@ -16,11 +16,13 @@ import pyarrow as pa
 
 from saldata.errors import ConfigError, StoreError
 from saldata.schemas.catalog import STATUS_DONE
-from saldata.schemas.store import ARRAY_SPECS, STORE_SCHEMA_VERSION
+from saldata.readers.layers import StoredLayers
+from saldata.schemas.store import STORE_SCHEMA_VERSION
 from saldata.storage.catalog import read_table
 from saldata.storage.zarr_store import open_store
 
 WORD_REDUCTIONS = ("sum", "mean")
+GRIDS = ("highres", "base")
 
 
 class Output:
@@ -36,6 +38,10 @@ class Output:
                 f"{self.path}: store schema_version {version!r} is not one this saldata reads "
                 f"(up to {STORE_SCHEMA_VERSION}); upgrade saldata."
             )
+        try:
+            self.layers = StoredLayers.of(self.attrs)
+        except StoreError as exc:
+            raise StoreError(f"{self.path}: {exc}; re-extract it with --overwrite.") from None
 
     def require(self, *names: str) -> None:
         """Fail with a clear message when an older store lacks arrays a reader needs."""
@@ -86,18 +92,16 @@ class Output:
             import xarray as xr
         except ImportError:
             raise ConfigError("to_xarray needs xarray: pip install 'saldata[xarray]'") from None
-        variables = {}
-        for name, array in self.arrays.items():
-            dims = ARRAY_SPECS[name].dims if name in ARRAY_SPECS else self.group[name].metadata.dimension_names
-            variables[name] = (dims, array)
+        variables = {name: (self.group[name].metadata.dimension_names, array) for name, array in self.arrays.items()}
         n = self.group["n_tokens"].shape[0]
         image_id = np.full(n, "", dtype=object)
         split = np.full(n, "", dtype=object)
         rows = self.images.select(["idx", "image_id", "split"]).to_pydict()
         image_id[rows["idx"]], split[rows["idx"]] = rows["image_id"], rows["split"]
-        return xr.Dataset(
-            variables, coords={"image_id": ("image", image_id), "split": ("image", split)}, attrs=self.attrs
-        )
+        coords = {"image_id": ("image", image_id), "split": ("image", split)}
+        if self.layers.has_axis:  # select with .sel(layer=decoder_layer)
+            coords["layer"] = ("layer", list(self.layers.layers))
+        return xr.Dataset(variables, coords=coords, attrs=self.attrs)
 
     # -- selections ------------------------------------------------------------------------
     def select(
@@ -131,19 +135,39 @@ class Output:
         return self.select(image_ids=[image_id], include_failed=True).images.to_pylist()[0]
 
     # -- words -----------------------------------------------------------------------------
-    def word_maps(self, idx: int, grid: str = "highres", reduce: str = "sum", heads: str = "mean") -> tuple:
+    def word_maps(
+        self, idx: int, grid: str = "highres", reduce: str = "sum", heads: str = "mean", layer: int | None = None
+    ) -> tuple:
         """(words, maps): an image's words and one attention map per word, (n_words, [heads,] rows, cols).
 
         A word's map is the sum (or mean) of its tokens' maps; ``heads="mean"`` averages heads first.
+        ``layer`` is a captured decoder layer (negative counts from the model's end); default the last captured.
         """
         if reduce not in WORD_REDUCTIONS:
             raise ConfigError(f"reduce must be one of {WORD_REDUCTIONS}, not {reduce!r}.")
         words = self.sql(f"SELECT * FROM words WHERE idx = {int(idx)} ORDER BY word_index").to_pylist()
-        maps = token_maps(self.group, idx, grid, heads)
+        maps = self.token_maps(idx, grid, heads, layer)
         reducer = np.sum if reduce == "sum" else np.mean
         stacked = [reducer(maps[w["first_position"] : w["last_position"] + 1], axis=0) for w in words]
         shape = maps.shape[1:]
         return words, (np.stack(stacked) if stacked else np.zeros((0, *shape), np.float32))
+
+
+    def token_maps(self, idx: int, grid: str = "highres", heads: str = "mean", layer: int | None = None) -> np.ndarray:
+        """An image's valid per-token maps at one layer, float32: (n, rows, cols), or (n, heads, rows, cols)
+        with heads="all"."""
+        if grid not in GRIDS:
+            raise ConfigError(f"grid must be 'base' or 'highres', not {grid!r}.")
+        if heads not in ("mean", "all"):
+            raise ConfigError(f"heads must be 'mean' or 'all', not {heads!r}.")
+        n = int(self.group["n_tokens"][idx])
+        maps = np.asarray(self.layers.rows(self.group[f"attn_{grid}"], idx, n, layer), dtype=np.float32)
+        return maps.mean(axis=1) if heads == "mean" else maps
+
+    def hidden(self, idx: int, layer: int | None = None) -> np.ndarray:
+        """An image's valid hidden states at one layer, float32: (n, hidden_dim)."""
+        n = int(self.group["n_tokens"][idx])
+        return np.asarray(self.layers.rows(self.group["hidden"], idx, n, layer), dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -165,13 +189,6 @@ class Selection:
         return self.images.num_rows
 
 
-def token_maps(group, idx: int, grid: str = "highres", heads: str = "mean") -> np.ndarray:
-    """An image's valid per-token maps as float32: (n, rows, cols), or (n, heads, rows, cols) with heads="all"."""
-    if grid not in ("base", "highres"):
-        raise ConfigError(f"grid must be 'base' or 'highres', not {grid!r}.")
-    n = int(group["n_tokens"][idx])
-    maps = np.asarray(group[f"attn_{grid}"][idx, :n], dtype=np.float32)
-    return maps.mean(axis=1) if heads == "mean" else maps
 
 
 def _literal(value: str) -> str:

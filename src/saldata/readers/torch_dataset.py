@@ -28,7 +28,8 @@ class SaliencyDataset(Dataset):
     ``hidden`` (T, D), ``attn_base`` (T, 24, 24), ``attn_highres`` (T, R, C) (heads averaged,
     or (T, heads, ...) with ``heads="all"``), ``mask`` (T,) bool, ``length``, ``image`` (3, H, W)
     in [0, 1], ``saliency`` (H, W) in [0, 1], ``fixations`` (H, W) 0/1, ``has_ground_truth``,
-    ``idx``; and ``image_id`` (str).
+    ``idx``; and ``image_id`` (str). Maps and hidden states are those of one captured decoder
+    ``layer`` (negative counts from the model's end; default the last captured).
     """
 
     def __init__(
@@ -41,6 +42,7 @@ class SaliencyDataset(Dataset):
         normalize: str = "max",
         image_size: tuple[int, int] | None = None,
         heads: str = "mean",
+        layer: int | None = None,
     ):
         if normalize not in NORMALIZATIONS:
             raise ConfigError(f"normalize must be one of {NORMALIZATIONS}, not {normalize!r}.")
@@ -55,6 +57,8 @@ class SaliencyDataset(Dataset):
         self.image_size = tuple(image_size or self.stored_size)  # (width, height)
         self.normalize = normalize
         self.heads = heads
+        self.stored_layers = output.layers
+        self.layer = output.layers.resolve(layer)  # an uncaptured layer fails here, not in a worker
         self._group = None
 
     def __len__(self) -> int:
@@ -72,7 +76,7 @@ class SaliencyDataset(Dataset):
         group = self._group
         idx, n = row["idx"], min(row["n_tokens"], self.max_len)
         hidden = np.zeros((self.max_len, group["hidden"].shape[-1]), np.float32)
-        hidden[:n] = group["hidden"][idx, :n]
+        hidden[:n] = self.stored_layers.rows(group["hidden"], idx, n, self.layer)
         item = {
             "idx": idx,
             "image_id": row["image_id"],
@@ -89,7 +93,7 @@ class SaliencyDataset(Dataset):
         return item
 
     def _maps(self, array, idx: int, n: int) -> np.ndarray:
-        maps = np.asarray(array[idx, :n], dtype=np.float32)  # (n, heads, rows, cols)
+        maps = np.asarray(self.stored_layers.rows(array, idx, n, self.layer), dtype=np.float32)  # (n, heads, r, c)
         if self.heads == "mean":
             maps = maps.mean(axis=1)
         totals = (

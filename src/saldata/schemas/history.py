@@ -23,4 +23,17 @@ SCHEMA_HISTORY: tuple[tuple[int, int, str], ...] = (
         "every chunk; root attribute config_digest; images.n_fixations_clipped; the hidden array's last dimension is "
         "hidden_dim (was hidden, its own name, which xarray turned into a coordinate); consolidated metadata",
     ),
+    (
+        4,
+        4,
+        "layer axis after the token axis of hidden, attn_base and attn_highres (--layers: many layers in one pass); "
+        "root attribute layers (the captured decoder layers, 0-based, in axis order) replaces layer, and "
+        "n_decoder_layers is added; chunks hold one layer",
+    ),
 )
+
+
+def newer_than(store_version: int) -> str:
+    """What changed after ``store_version``, in a few words, for a refusal to resume an older output."""
+    changes = [what.split(";")[0] for store, _, what in SCHEMA_HISTORY if store > store_version]
+    return "; ".join(changes) or "nothing recorded"

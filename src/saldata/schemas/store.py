@@ -8,6 +8,9 @@ Token convention: row ``t`` of every per-token array belongs to generated token 
 holds what the decoding step that PRODUCED that token computed. With decoder layers counted
 ``l = 0..L-1`` that is Hugging Face's ``attentions[t][l][:, :, -1]`` and
 ``hidden_states[t][l + 1][:, -1]`` (for ``t = 0`` the prompt's last position).
+
+Layer convention: the per-token arrays have a ``layer`` axis right after ``token``; position
+``p`` on it holds decoder layer ``attrs["layers"][p]`` (0-based, ascending).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-STORE_SCHEMA_VERSION = 3  # schemas/history.py says what each version changed
+STORE_SCHEMA_VERSION = 4  # schemas/history.py says what each version changed
 STORE_DIRNAME = "features.zarr"
 TOKEN_PAD = -1
 
@@ -32,11 +35,13 @@ class Geometry:
     base_grid: tuple[int, int]
     highres_grid: tuple[int, int]
     image_size: tuple[int, int]  # (width, height) images are reshaped to
+    layers: int = 1  # decoder layers captured (the layer axis' length)
 
     def size(self, dim: str) -> int:
         sizes = {
             "image": self.n_images,
             "token": self.max_tokens,
+            "layer": self.layers,
             "hidden_dim": self.hidden_size,
             "head": self.heads,
             "base_row": self.base_grid[0],
@@ -73,21 +78,21 @@ ARRAYS: tuple[ArraySpec, ...] = (
     ArraySpec("n_tokens", ("image",), "int32", 0, "Number of valid rows in the per-token arrays."),
     ArraySpec(
         "hidden",
-        ("image", "token", "hidden_dim"),  # not "hidden": xarray would make the array a coordinate
+        ("image", "token", "layer", "hidden_dim"),  # not "hidden": xarray would make the array a coordinate
         "float16",
         0.0,
-        "Hidden state of the chosen layer at the step that produced each token.",
+        "Hidden state of each captured layer at the step that produced each token.",
     ),
     ArraySpec(
         "attn_base",
-        ("image", "token", "head", "base_row", "base_col"),
+        ("image", "token", "layer", "head", "base_row", "base_col"),
         "float16",
         0.0,
         "Attention of each token's step over the base (whole-image) grid.",
     ),
     ArraySpec(
         "attn_highres",
-        ("image", "token", "head", "highres_row", "highres_col"),
+        ("image", "token", "layer", "head", "highres_row", "highres_col"),
         "float16",
         0.0,
         "Attention over the high-resolution grid, padding and newline tokens removed.",
@@ -118,7 +123,8 @@ ROOT_ATTRIBUTES: tuple[str, ...] = (
     "model_path",
     "prompt",
     "prompt_id",
-    "layer",
+    "layers",
+    "n_decoder_layers",
     "heads",
     "image_size",
     "base_grid",

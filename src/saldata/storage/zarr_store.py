@@ -1,8 +1,8 @@
 """The Zarr v3 feature store: created once by the driver, each shard written by one worker.
 
-Arrays are chunked one image per chunk (a trainer reads one image with one chunk read) and
-Zarr-sharded along the image axis with the run's shard size, so a run shard and a Zarr
-shard file coincide: one writer per file, ever. A worker writes its shard's files into the
+Arrays are chunked one image (and one layer) per chunk, so a trainer reads one image's maps of
+one layer with one chunk read, and Zarr-sharded along the image axis with the run's shard size,
+so a run shard and a Zarr shard file coincide: one writer per file, ever. A worker writes its shard's files into the
 shard's staging folder (a copy of the store's metadata); the commit moves them into place.
 Every chunk ends with a CRC-32C (Zarr v3's core ``crc32c`` codec), so any Zarr reader
 detects a flipped byte.
@@ -65,7 +65,7 @@ def _create_arrays(path: Path, geometry: Geometry, shard_size: int, attributes: 
     group.attrs.update(attributes)
     for spec in ARRAYS:
         shape = spec.shape(geometry)
-        chunks = (1, *shape[1:])
+        chunks = tuple(1 if dim in ("image", "layer") else n for dim, n in zip(spec.dims, shape))
         shards = (max(1, min(shard_size, shape[0])), *shape[1:])
         group.create_array(
             spec.name,

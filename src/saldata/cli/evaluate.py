@@ -1,0 +1,98 @@
+"""``saldata evaluate``: which captured layer attends like people do, against a centre-bias baseline."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from saldata.errors import SaldataError
+
+
+def evaluate(
+    out: Annotated[Path, typer.Argument(help="An extraction output directory.")],
+    layers: Annotated[
+        str,
+        typer.Option(help="Captured decoder layers to score: a comma list (negative counts from the end) or all."),
+    ] = "all",
+    per_head: Annotated[bool, typer.Option("--per-head", help="Also score every head's maps on its own.")] = False,
+    grid: Annotated[str, typer.Option(help="Attention grid to score: highres or base.")] = "highres",
+    blur: Annotated[
+        float, typer.Option("--blur", metavar="SIGMA_PX", help="Gaussian blur of each upsampled map, in pixels.")
+    ] = 0.0,
+) -> None:
+    """Score attention maps against human fixations and saliency maps (NSS, AUC-Judd, CC, KLD, SIM).
+
+    Every done image with ground truth, every chosen layer: the description's mean map and each
+    word's map, upsampled to the stored image, beside a centre-bias baseline. Writes
+    OUT/eval/metrics.parquet and OUT/eval/layers.png, and prints the metrics by layer.
+    """
+    from saldata.analysis.evaluate import EvalSettings, summarise, write_metrics
+    from saldata.analysis.evaluate import evaluate as score_output
+    from saldata.analysis.layer_plot import layers_figure
+    from saldata.extractors.settings import ALL_LAYERS, parse_layers
+    from saldata.readers.output import Output
+    from saldata.schemas.evaluation import EVAL_DIRNAME, LAYERS_FIGURE
+
+    try:
+        chosen = parse_layers(layers)
+        settings = EvalSettings(None if chosen == ALL_LAYERS else chosen, per_head, grid, blur)
+        data = Output(out)
+        table, undefined = score_output(data, settings)
+    except SaldataError as exc:
+        typer.secho(f"Error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=2) from None
+    metrics_path = write_metrics(out, table)
+    by_layer, centre = summarise(table)
+    n_images = centre.n_images
+    title = f"{out}: {n_images} images, {grid} grid, blur {blur:g} px"
+    figure_path = Path(out) / EVAL_DIRNAME / LAYERS_FIGURE
+    layers_figure(by_layer, centre, title).save(figure_path)
+    _print_summary(by_layer, centre, title, data.attrs["image_size"])
+    if undefined.count:
+        typer.secho(
+            f"{undefined.count} scores are null (undefined for their image), e.g. {undefined.first}",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
+    typer.echo(f"written: {metrics_path} ({table.num_rows} rows), {figure_path}")
+
+
+def _print_summary(by_layer, centre, title: str, image_size) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from saldata.analysis.evaluate import BEST_BY, best_layer
+    from saldata.analysis.metrics import CENTRE_BIAS_SIGMA_FRACTION
+    from saldata.schemas.evaluation import METRIC_NAMES
+
+    view = Table(title=f"{title}; description maps, heads averaged (mean ± s.e.)", title_justify="left")
+    view.add_column("layer")
+    for name in METRIC_NAMES:
+        view.add_column(name + (" (lower better)" if name == "kld" else ""), justify="right")
+    for level in [*by_layer, centre]:
+        label = "centre bias" if level.layer is None else str(level.layer)
+        view.add_row(label, *(_cell(level.mean[n], level.stderr[n]) for n in METRIC_NAMES))
+    console = Console()
+    console.print(view)
+    width, height = image_size
+    sigma = CENTRE_BIAS_SIGMA_FRACTION * math.hypot(width, height)
+    console.print(
+        f"centre bias: an isotropic Gaussian on the image centre, sigma {CENTRE_BIAS_SIGMA_FRACTION:g} of the diagonal "
+        f"({sigma:.0f} px at {width}x{height})"
+    )
+    best = best_layer(by_layer)
+    if best is not None:
+        versus = centre.mean[BEST_BY]
+        console.print(
+            f"best layer by {BEST_BY.upper()}: {best.layer} ({best.mean[BEST_BY]:.3f} against the centre bias's "
+            f"{versus:.3f})"
+        )
+
+
+def _cell(mean: float, stderr: float) -> str:
+    if math.isnan(mean):
+        return "-"
+    return f"{mean:.3f}" if math.isnan(stderr) else f"{mean:.3f} ± {stderr:.3f}"

@@ -1,0 +1,196 @@
+"""``saldata evaluate`` on the demo output: every row's numbers recomputed from the raw store and
+catalog with torch's interpolate and the metric definitions, constructed maps with known scores,
+and the CLI's outputs (Parquet, figure, summary)."""
+
+from __future__ import annotations
+
+import shutil
+
+import duckdb
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+import zarr
+from PIL import Image
+from typer.testing import CliRunner
+
+from saldata.analysis import metrics
+from saldata.cli.main import app
+from saldata.schemas.evaluation import METRICS
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*nanobind.*")
+
+
+def invoke(*args):
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    return result.exit_code, result.output
+
+
+def fixations(out, idx: int) -> tuple[np.ndarray, np.ndarray]:
+    rows = duckdb.sql(
+        f"SELECT x, y FROM read_parquet('{out}/catalog/fixations/*.parquet') WHERE idx = {idx}"
+    ).fetchnumpy()
+    return rows["x"], rows["y"]
+
+
+def upsampled(small: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The reference the issue names: interpolate(mode="bilinear", align_corners=False)."""
+    tensor = torch.from_numpy(np.asarray(small, np.float64))[None, None]
+    return torch.nn.functional.interpolate(tensor, size=size, mode="bilinear", align_corners=False)[0, 0].numpy()
+
+
+def by_hand_nss(prediction, x, y) -> float:
+    z = (prediction - prediction.mean()) / prediction.std()
+    return float(z[np.floor(y).astype(int), np.floor(x).astype(int)].mean())
+
+
+@pytest.fixture(scope="module")
+def evaluated(demo_output_ray_free, tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval") / "out"
+    shutil.copytree(demo_output_ray_free, out)
+    code, text = invoke("evaluate", out)
+    assert code == 0, text
+    return out, text, pq.read_table(out / "eval" / "metrics.parquet")
+
+
+def test_rows_are_every_image_layer_and_unit_with_the_documented_columns(evaluated):
+    out, _, table = evaluated
+    assert table.schema.names == METRICS.names
+    images = duckdb.sql(
+        f"SELECT idx, image_id FROM read_parquet('{out}/catalog/images/*.parquet') "
+        "WHERE status = 'done' AND gt_status = 'ok' ORDER BY idx"
+    ).fetchall()
+    n_words = dict(
+        duckdb.sql(f"SELECT idx, count(*) FROM read_parquet('{out}/catalog/words/*.parquet') GROUP BY idx").fetchall()
+    )
+    assert len(images) == 6
+    rows = table.to_pylist()
+    for idx, image_id in images:
+        mine = [r for r in rows if r["idx"] == idx]
+        assert {r["image_id"] for r in mine} == {image_id}
+        centre = [r for r in mine if r["unit"] == "centre_bias"]
+        assert len(centre) == 1 and centre[0]["layer"] is None and centre[0]["head"] == -1
+        for layer in (0, 1):
+            at = [r for r in mine if r["layer"] == layer]
+            assert sum(r["unit"] == "description" for r in at) == 1
+            assert sum(r["unit"] == "word" for r in at) == n_words.get(idx, 0)
+    assert {r["head"] for r in rows} == {-1}  # no --per-head
+
+
+def test_description_and_word_scores_match_a_recomputation_from_the_store(evaluated):
+    out, _, table = evaluated
+    group = zarr.open_group(out / "features.zarr", mode="r")
+    rows = table.to_pylist()
+    height, width = group["saliency_map"].shape[1:]
+    checked = 0
+    for idx in (0, 3):
+        n = int(group["n_tokens"][idx])
+        x, y = fixations(out, idx)
+        assert len(x) > 0
+        truth = group["saliency_map"][idx].astype(np.float64)
+        words = duckdb.sql(
+            f"SELECT word_index, first_position, last_position FROM read_parquet('{out}/catalog/words/*.parquet') "
+            f"WHERE idx = {idx} ORDER BY word_index LIMIT 2"
+        ).fetchall()
+        for position, layer in ((0, 0), (1, 1)):
+            per_token = group["attn_highres"][idx, :n, position].astype(np.float64).mean(axis=1)
+            units = [("description", None, per_token.mean(axis=0))]
+            units += [("word", w, per_token[a : b + 1].sum(axis=0)) for w, a, b in words]
+            for unit, word_index, small in units:
+                (row,) = [
+                    r
+                    for r in rows
+                    if r["idx"] == idx and r["layer"] == layer and r["unit"] == unit and r["word_index"] == word_index
+                ]
+                prediction = upsampled(small, (height, width))
+                assert row["nss"] == pytest.approx(by_hand_nss(prediction, x, y), abs=1e-9)
+                assert row["cc"] == pytest.approx(np.corrcoef(prediction.ravel(), truth.ravel())[0, 1], abs=1e-9)
+                assert row["auc_judd"] == pytest.approx(metrics.auc_judd(prediction, x, y), abs=1e-12)
+                assert row["kld"] == pytest.approx(metrics.kld(prediction, truth), abs=1e-9)
+                assert row["sim"] == pytest.approx(metrics.sim(prediction, truth), abs=1e-12)
+                checked += 1
+    assert checked >= 8
+
+
+def test_centre_bias_row_scores_the_documented_gaussian(evaluated):
+    out, _, table = evaluated
+    group = zarr.open_group(out / "features.zarr", mode="r")
+    height, width = group["saliency_map"].shape[1:]
+    sigma = 0.15 * np.hypot(height, width)
+    rows_, cols_ = np.mgrid[0:height, 0:width]
+    gaussian = np.exp(-((rows_ - (height - 1) / 2) ** 2 + (cols_ - (width - 1) / 2) ** 2) / (2 * sigma**2))
+    (row,) = [r for r in table.to_pylist() if r["idx"] == 2 and r["unit"] == "centre_bias"]
+    x, y = fixations(out, 2)
+    assert row["nss"] == pytest.approx(by_hand_nss(gaussian, x, y), abs=1e-9)
+
+
+def test_a_constant_map_scores_chance_and_a_map_on_the_fixations_scores_high(demo_output_ray_free, tmp_path):
+    """Constructed maps with known answers, written into a copy of the store: constant attention
+    scores NSS 0, AUC 0.5, CC 0; attention on exactly the fixated cells beats the centre bias."""
+    out = tmp_path / "out"
+    shutil.copytree(demo_output_ray_free, out)
+    group = zarr.open_group(out / "features.zarr", mode="r+")
+    flat_idx, peaked_idx = 1, 4
+    array = group["attn_highres"]
+    rows, cols = array.shape[-2:]
+    height, width = group["saliency_map"].shape[1:]
+    flat = np.asarray(array[flat_idx])
+    flat[:] = 0.5
+    array[flat_idx] = flat
+    x, y = fixations(out, peaked_idx)
+    peaked = np.zeros_like(np.asarray(array[peaked_idx]))
+    peaked[..., np.floor(y * rows / height).astype(int), np.floor(x * cols / width).astype(int)] = 1.0
+    array[peaked_idx] = peaked
+    code, text = invoke("evaluate", out, "--layers", "0", "--grid", "highres")
+    assert code == 0, text
+    table = pq.read_table(out / "eval" / "metrics.parquet").to_pylist()
+    assert {r["layer"] for r in table} == {0, None}
+    for r in (r for r in table if r["idx"] == flat_idx and r["layer"] == 0):
+        assert (r["nss"], r["auc_judd"], r["cc"]) == (0.0, 0.5, 0.0), r
+    (centre,) = [r for r in table if r["idx"] == peaked_idx and r["unit"] == "centre_bias"]
+    (described,) = [r for r in table if r["idx"] == peaked_idx and r["unit"] == "description"]
+    assert described["nss"] > 2 and described["nss"] > centre["nss"]
+    assert described["auc_judd"] > 0.9 and described["auc_judd"] > centre["auc_judd"]
+
+
+def test_summary_names_the_best_layer_and_the_figure_is_written(evaluated):
+    out, text, table = evaluated
+    assert "centre bias" in text and "sigma 0.15 of the diagonal (120 px at 640x480)" in text
+    description = [r for r in table.to_pylist() if r["unit"] == "description"]
+    means = {layer: np.mean([r["nss"] for r in description if r["layer"] == layer]) for layer in (0, 1)}
+    best = max(means, key=means.get)
+    assert f"best layer by NSS: {best} ({means[best]:.3f}" in text
+    with Image.open(out / "eval" / "layers.png") as figure:
+        assert figure.size[0] >= 1000 and len(set(figure.convert("RGB").getdata())) > 3
+
+
+def test_per_head_blur_and_base_grid(demo_output_ray_free, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(demo_output_ray_free, out)
+    code, text = invoke("evaluate", out, "--layers", "-1", "--per-head", "--grid", "base", "--blur", "8")
+    assert code == 0, text
+    table = pq.read_table(out / "eval" / "metrics.parquet").to_pylist()
+    assert {r["head"] for r in table if r["unit"] == "description"} == {-1, 0, 1, 2, 3}
+    assert {r["layer"] for r in table} == {1, None}
+    group = zarr.open_group(out / "features.zarr", mode="r")
+    n = int(group["n_tokens"][0])
+    small = group["attn_base"][0, :n, 1, 2].astype(np.float64).mean(axis=0)
+    prediction = metrics.blur(upsampled(small, group["saliency_map"].shape[1:]), 8)
+    (row,) = [r for r in table if r["idx"] == 0 and r["unit"] == "description" and r["head"] == 2]
+    x, y = fixations(out, 0)
+    assert row["nss"] == pytest.approx(by_hand_nss(prediction, x, y), abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--layers", "7"], "layer 7 was not captured; this output holds layers 0, 1"),
+        (["--grid", "middle"], "--grid must be 'highres' or 'base'"),
+        (["--blur", "-1"], "--blur must be a number of pixels >= 0"),
+    ],
+)
+def test_bad_options_are_one_line(demo_output_ray_free, args, says):
+    code, text = invoke("evaluate", demo_output_ray_free, *args)
+    assert code == 2 and says in text and "Traceback" not in text
+    assert len(text.strip().splitlines()) == 1, text
