@@ -62,8 +62,13 @@ class Output:
     def words(self) -> pa.Table:
         return read_table(self.path, "words")
 
+    @cached_property
+    def fixations(self) -> pa.Table:
+        """One row per fixation point (empty for an output older than the table)."""
+        return read_table(self.path, "fixations")
+
     def sql(self, query: str) -> pa.Table:
-        """Run read-only SQL (SELECT only) over the views ``images``, ``tokens``, ``words``; an Arrow table."""
+        """Run read-only SQL (SELECT only) over the views ``images``, ``tokens``, ``words``, ``fixations``; an Arrow table."""
         from saldata.storage.sql import query as readonly_query
 
         return readonly_query(self.path, query)

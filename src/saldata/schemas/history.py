@@ -23,4 +23,10 @@ SCHEMA_HISTORY: tuple[tuple[int, int, str], ...] = (
         "every chunk; root attribute config_digest; images.n_fixations_clipped; the hidden array's last dimension is "
         "hidden_dim (was hidden, its own name, which xarray turned into a coordinate); consolidated metadata",
     ),
+    (
+        4,
+        4,
+        "fixations table (one row per fixation point: idx, subject, fixation_index, x, y at the stored size, "
+        "orig_x, orig_y as in the file, duration_ms; duplicates kept)",
+    ),
 )
