@@ -95,7 +95,12 @@ def run_cli(args, timeout=300, prefix=None, **kwargs):
 
 
 # Each catalog table's rows in a canonical order (shards commit in any order).
-TABLE_KEYS = {"images": ("idx",), "tokens": ("idx", "position"), "words": ("idx", "word_index")}
+TABLE_KEYS = {
+    "images": ("idx",),
+    "tokens": ("idx", "position"),
+    "words": ("idx", "word_index"),
+    "fixations": ("idx", "subject", "fixation_index"),
+}
 
 
 def assert_same_bytes(got: np.ndarray, want: np.ndarray, name: str) -> None:

@@ -71,18 +71,22 @@ def make_osie(root: Path, n: int = 3) -> dict[str, np.ndarray]:
     return truth
 
 
-def write_osie_fixations(path: Path, entries: dict[str, list[np.ndarray]]) -> None:
+def write_osie_fixations(
+    path: Path, entries: dict[str, list[np.ndarray]], durations: dict[str, list[np.ndarray]] | None = None
+) -> None:
     """OSIE's fixations.mat: image name -> one (n, 2) array of 1-based (x, y) per subject,
-    saved as an n x 1 cell of {img, subjects: cell of {fix_x, fix_y, fix_duration}}."""
+    saved as an n x 1 cell of {img, subjects: cell of {fix_x, fix_y, fix_duration}}; durations
+    in ms per subject (200 each where not given)."""
     cells = np.empty((len(entries), 1), dtype=object)
     for i, (name, points) in enumerate(entries.items()):
         subjects = np.empty((len(points), 1), dtype=object)
         for s, p in enumerate(points):
             p = np.asarray(p, dtype=np.float64).reshape(-1, 2)
+            duration = np.full(len(p), 200.0) if durations is None else np.asarray(durations[name][s], np.float64)
             subjects[s, 0] = {
                 "fix_x": p[:, 0].reshape(1, -1),
                 "fix_y": p[:, 1].reshape(1, -1),
-                "fix_duration": np.full((1, len(p)), 200.0),
+                "fix_duration": duration.reshape(1, -1),
             }
         cells[i, 0] = {"img": name, "subjects": subjects}
     path.parent.mkdir(parents=True, exist_ok=True)

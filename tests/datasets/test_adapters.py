@@ -26,13 +26,20 @@ def extract(root, dataset, out, *extra):
     return rows, zarr.open_group(out / "features.zarr", mode="r")
 
 
-def check_fixations(rows, group, truth, orig_sizes):
+def check_fixations(rows, group, truth, orig_sizes, out):
+    import saldata
+
+    table = saldata.open(out).fixations.to_pylist()
     for row in rows:
         points = truth[row["image_id"]]
         assert row["gt_status"] == "ok", row["gt_error"]
         assert row["n_fixations"] == len(points)
         stored = {tuple(p) for p in np.argwhere(group["fixation_map"][row["idx"]])}
         assert stored == rasterise(points, orig_sizes[row["image_id"]], SIZE)
+        # the catalog's fixations table: every point, its floor the stored map's pixel
+        mine = [r for r in table if r["idx"] == row["idx"]]
+        assert sorted((r["orig_x"], r["orig_y"]) for r in mine) == sorted(map(tuple, points.astype(float).tolist()))
+        assert {(int(np.floor(r["y"])), int(np.floor(r["x"]))) for r in mine} == stored
 
 
 @pytest.mark.slow
@@ -42,7 +49,7 @@ def test_mit1003(tmp_path):
     assert [r["image_id"] for r in rows] == sorted(truth)
     sizes = {r["image_id"]: (r["orig_width"], r["orig_height"]) for r in rows}
     assert sizes["i1182314083"] == (768, 1024)
-    check_fixations(rows, group, truth, sizes)  # JPEG-compressed points thresholded back exactly
+    check_fixations(rows, group, truth, sizes, tmp_path / "out")  # JPEG-compressed points thresholded back exactly
     stem = rows[0]["image_id"]
     with Image.open(tmp_path / "mit" / "ALLFIXATIONMAPS" / f"{stem}_fixMap.jpg") as m:
         expected = np.asarray(m.convert("L").resize(SIZE, Image.Resampling.BILINEAR))
@@ -54,7 +61,8 @@ def test_osie(tmp_path):
     truth = make_osie(tmp_path / "osie")
     rows, group = extract(tmp_path / "osie", "osie", tmp_path / "out")
     assert [r["image_id"] for r in rows] == ["1001", "1002", "1003"]
-    check_fixations(rows, group, truth, {k: (800, 600) for k in truth})  # a single fixation loads as scalars
+    # a single fixation loads as scalars
+    check_fixations(rows, group, truth, {k: (800, 600) for k in truth}, tmp_path / "out")
     assert group["saliency_map"][:].max() == 0  # OSIE ships fixations only
 
 
@@ -64,7 +72,7 @@ def test_cat2000_train_and_test(tmp_path):
     rows, group = extract(tmp_path / "cat", "cat2000", tmp_path / "out", "--split", "train")
     assert [r["image_id"] for r in rows] == ["Action/001", "Action/002", "Affective/001"]  # Output/ skipped
     assert [r["category"] for r in rows] == ["Action", "Action", "Affective"]
-    check_fixations(rows, group, truth, {k: (1920, 1080) for k in truth})
+    check_fixations(rows, group, truth, {k: (1920, 1080) for k in truth}, tmp_path / "out")
     test = list_images("cat2000", tmp_path / "cat", "test")
     assert [s.image_id for s in test] == ["Action/101"] and test[0].fixations_path is None
 

@@ -40,10 +40,11 @@ def test_salicon_mat_quirks(tmp_path):
     write_salicon_fixations(path, "x", (640, 480), [(100, 100, 20)], np.random.default_rng(0), subjects=4)
     raw = scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False)["gaze"]
     assert raw[0].fixations.shape == (2,) and raw[1].fixations.shape == (0,)  # the shapes that trip loaders
-    points, size = salicon_fixations(str(path))
+    points = salicon_fixations(str(path))
     expected = sum(np.asarray(g.fixations).reshape(-1, 2).shape[0] for g in raw)
-    assert points.shape == (expected, 2) and size == (640, 480)
-    assert points[0].tolist() == (np.asarray(raw[0].fixations) - 1).tolist()  # 1-based to 0-based
+    assert points.xy.shape == (expected, 2) and points.frame == (640, 480)
+    assert points.xy[0].tolist() == (np.asarray(raw[0].fixations) - 1).tolist()  # 1-based to 0-based
+    assert points.subject.tolist()[:1] == [0] and 1 not in points.subject  # subject 1 has none, keeps its number
 
 
 def test_single_subject_mat_is_a_scalar_struct(tmp_path):
@@ -51,8 +52,8 @@ def test_single_subject_mat_is_a_scalar_struct(tmp_path):
     gaze = np.zeros((1, 1), dtype=[("location", "O"), ("timestamp", "O"), ("fixations", "O")])
     gaze[0, 0] = (np.array([[3.0, 4.0]]), np.array([[0.0]]), np.array([[3.0, 4.0], [10.0, 20.0]]))
     scipy.io.savemat(path, {"gaze": gaze, "resolution": np.array([480, 640])})
-    points, _ = salicon_fixations(str(path))
-    assert points.tolist() == [[2.0, 3.0], [9.0, 19.0]]
+    points = salicon_fixations(str(path))
+    assert points.xy.tolist() == [[2.0, 3.0], [9.0, 19.0]] and points.subject.tolist() == [0, 0]
 
 
 def test_mat_with_unexpected_keys_names_them(tmp_path):

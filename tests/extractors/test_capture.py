@@ -170,9 +170,7 @@ def test_capture_matches_eager_generate_on_sharp_attention(sharp_model_dir, shar
 
 def test_capture_matches_eager_generate_on_tiny_random(tiny_model_dir, reference):
     """The model the demo and the CLI tests run, unmodified (its maps are nearly flat: see the module doc)."""
-    assert_capture_matches(
-        tiny_model_dir, reference, images_of_size(SIZES["640x480"]), SIZES["640x480"], (-1,), "all"
-    )
+    assert_capture_matches(tiny_model_dir, reference, images_of_size(SIZES["640x480"]), SIZES["640x480"], (-1,), "all")
 
 
 def test_maps_are_nontrivial(tiny_model_dir, rgb_images):

@@ -87,7 +87,12 @@ def commit_shard(out: Path, shard: int, run_id: str, retry: bool) -> None:
 def main(out: Path, retry: bool) -> None:
     run_id = "retry" if retry else "run"
     if not store_path(out).is_dir():
-        create_store(out, GEOMETRY, SHARD_SIZE, {"schema_version": STORE_SCHEMA_VERSION, "config_digest": "scenario", "layers": [0]})
+        create_store(
+            out,
+            GEOMETRY,
+            SHARD_SIZE,
+            {"schema_version": STORE_SCHEMA_VERSION, "config_digest": "scenario", "layers": [0]},
+        )
     finish_pending(out)
     sweep_staging(out)
     committed = read_commit_log(out).committed

@@ -67,9 +67,7 @@ def test_to_xarray_names_dimensions(output):
     ds = output.to_xarray()
     assert ds["attn_base"].dims == ("image", "token", "layer", "head", "base_row", "base_col")
     assert ds["layer"].values.tolist() == [0, 1]
-    np.testing.assert_array_equal(
-        ds["attn_base"].sel(layer=0).isel(image=2).values, output.group["attn_base"][2, :, 0]
-    )
+    np.testing.assert_array_equal(ds["attn_base"].sel(layer=0).isel(image=2).values, output.group["attn_base"][2, :, 0])
     assert ds["saliency_map"].dims == ("image", "height", "width")
     assert ds.image_id.values[1] == "COCO_val2014_000000000002"
     assert int(ds["n_tokens"].sel(image=ds.image_id == "COCO_val2014_000000000002").compute()[0]) > 0

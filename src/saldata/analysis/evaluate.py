@@ -34,7 +34,6 @@ from saldata.schemas.evaluation import (
     UNIT_WORD,
 )
 
-
 FIXATIONS_SINCE = 4  # the schema version whose catalog first holds fixation points
 
 

@@ -76,9 +76,7 @@ def word_statistics(output, layer: int | None = None) -> tuple[pa.Table, np.ndar
         if shard_words:
             rows = slice(start, start + size)
             tasks.append(
-                dask.delayed(shard_totals)(
-                    idx, arrays["n_tokens"][rows], base[rows], highres[rows], shard_words
-                )
+                dask.delayed(shard_totals)(idx, arrays["n_tokens"][rows], base[rows], highres[rows], shard_words)
             )
         start += size
     totals = merge(list(dask.compute(*tasks))) if tasks else {}

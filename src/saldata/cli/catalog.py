@@ -16,7 +16,7 @@ import typer
 from saldata.errors import SaldataError
 
 app = typer.Typer(
-    help="SQL over an output's catalog (views images, tokens, words) and its schema.",
+    help="SQL over an output's catalog (views images, tokens, words, fixations) and its schema.",
     no_args_is_help=True,
 )
 
@@ -33,7 +33,9 @@ class Format(str, enum.Enum):
 @app.command(no_args_is_help=True)
 def query(
     out: OutArg,
-    sql: Annotated[str, typer.Argument(help='SQL over the views images, tokens, words, e.g. "SELECT * FROM words".')],
+    sql: Annotated[
+        str, typer.Argument(help='SQL over the views images, tokens, words, fixations, e.g. "SELECT * FROM words".')
+    ],
     format: Annotated[Format, typer.Option("--format", "-f", help="How to print the result.")] = Format.table,
     output: Annotated[
         Path | None,

@@ -4,14 +4,15 @@ Saliency maps are resized like the image (bilinear, 0..255). Fixations are point
 ORIGINAL image's pixel coordinates; they are rescaled to the stored size and rasterised into
 a binary map, never resampled as a picture (resampling a sparse map loses points). Points off
 the image are clipped to its border and counted; a NaN or Inf coordinate fails the image's
-fixations instead (cast to an index it would pass for a real fixation at column 0).
+fixations instead (cast to an index it would pass for a real fixation at column 0). The points
+themselves, with their subject, order and duration, are kept for the catalog's fixations table.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -20,6 +21,50 @@ from saldata.datasets.base import ImageSource
 GT_OK = "ok"  # everything the dataset has for this image was loaded
 GT_NONE = "none"  # the dataset has no ground truth here (e.g. a test split): not an error
 GT_FAILED = "failed"  # it should exist but could not be read; gt_error says why
+
+
+class GroundTruthError(ValueError):
+    """A ground-truth file exists but is not what its format promises."""
+
+
+@dataclass(frozen=True, slots=True, eq=False)  # arrays: no field-wise ==
+class FixationPoints:
+    """One image's fixations as its file holds them: every point, in file order, duplicates kept.
+
+    ``xy`` are 0-based (x, y) in the pixels of a ``frame`` = (width, height) image (None: the
+    source image's own size, filled in by ``load_ground_truth``). ``subject`` numbers subjects
+    0, 1, ... in their order in the file (a subject without fixations still takes its number);
+    None where the format has no subjects (a binary map). ``duration_ms`` is None where the
+    format has no durations, NaN for a point whose subject lacks them.
+    """
+
+    xy: np.ndarray  # (n, 2) float64
+    frame: tuple[int, int] | None = None
+    subject: np.ndarray | None = None  # (n,) int32
+    duration_ms: np.ndarray | None = None  # (n,) float64
+
+    def __post_init__(self):
+        n = len(self.xy)
+        if self.xy.shape != (n, 2) or any(a is not None and a.shape != (n,) for a in (self.subject, self.duration_ms)):
+            raise GroundTruthError(f"fixation arrays disagree in length ({self._shapes()})")
+
+    def __len__(self) -> int:
+        return len(self.xy)
+
+    @property
+    def fixation_index(self) -> np.ndarray:
+        """Each point's order within its subject (within the image where there are no subjects)."""
+        if self.subject is None:
+            return np.arange(len(self), dtype=np.int32)
+        index = np.zeros(len(self), np.int32)
+        for s in np.unique(self.subject):
+            mine = self.subject == s
+            index[mine] = np.arange(np.count_nonzero(mine))
+        return index
+
+    def _shapes(self) -> str:
+        named = {"xy": self.xy, "subject": self.subject, "duration_ms": self.duration_ms}
+        return ", ".join(f"{k} {v.shape}" for k, v in named.items() if v is not None)
 
 
 @dataclass(slots=True)
@@ -32,18 +77,19 @@ class GroundTruth:
     # border in ``fixations``; 0 when none, None where no fixations were loaded.
     n_fixations_clipped: int | None = None
     error: str | None = None
+    # The points behind ``fixations`` (their frame filled in) and the same points at the stored
+    # size (``stored_points``: floor gives the pixels set in ``fixations``); None exactly when it is.
+    points: FixationPoints | None = None
+    stored_xy: np.ndarray | None = None
 
 
-class GroundTruthError(ValueError):
-    """A ground-truth file exists but is not what its format promises."""
-
-
-def salicon_fixations(path: str) -> tuple[np.ndarray, tuple[int, int] | None]:
+def salicon_fixations(path: str) -> FixationPoints:
     """SALICON 2017 ``.mat``: ``gaze[s].fixations`` are 1-based (x, y) per subject.
 
     With MATLAB squeezing, a subject with one fixation is a 1-D pair and one with none an
-    empty array; one subject makes ``gaze`` a scalar struct. Returns 0-based (x, y) points and
-    the (width, height) the points refer to, from ``resolution`` (height, width) when present.
+    empty array; one subject makes ``gaze`` a scalar struct. The frame is ``resolution``
+    (height, width) when present. The file has no fixation durations (``timestamp`` times the
+    raw gaze samples of ``location``, not the fixations).
     """
     mat = _loadmat(path)
     if "gaze" not in mat:
@@ -53,28 +99,28 @@ def salicon_fixations(path: str) -> tuple[np.ndarray, tuple[int, int] | None]:
         fixations = getattr(subject, "fixations", None)
         if fixations is None:
             raise GroundTruthError("a gaze entry has no 'fixations' field")
-        points.append(np.asarray(fixations, dtype=np.float64).reshape(-1, 2))
+        points.append(np.asarray(fixations, dtype=np.float64).reshape(-1, 2) - 1.0)
     size = None
     if "resolution" in mat:
         height, width = (int(v) for v in np.asarray(mat["resolution"]).ravel()[:2])
         size = (width, height)
-    return (np.concatenate(points) - 1.0 if points else np.zeros((0, 2))), size
+    return _by_subject(points, None, size)
 
 
-def points_image_fixations(path: str) -> tuple[np.ndarray, tuple[int, int] | None]:
+def points_image_fixations(path: str) -> FixationPoints:
     """MIT1003 ``_fixPts.jpg``: a binary map saved as JPEG, so thresholded at half intensity.
 
-    JPEG ringing around a point stays far below 128; a point pixel stays well above it.
+    JPEG ringing around a point stays far below 128; a point pixel stays well above it. A map
+    has no subjects: points come in row-major order of their pixels, one per pixel.
     """
     from PIL import Image
 
     with Image.open(path) as image:
         values = np.asarray(image.convert("L"))
-    rows, cols = np.nonzero(values > 127)
-    return np.stack([cols, rows], axis=1).astype(np.float64), (values.shape[1], values.shape[0])
+    return _map_points(values > 127)
 
 
-def binary_mat_fixations(path: str) -> tuple[np.ndarray, tuple[int, int] | None]:
+def binary_mat_fixations(path: str) -> FixationPoints:
     """CAT2000 ``FIXATIONLOCS/<Category>/NNN.mat``: key ``fixLocs``, a binary map the image's size."""
     mat = _loadmat(path)
     if "fixLocs" not in mat:
@@ -82,24 +128,24 @@ def binary_mat_fixations(path: str) -> tuple[np.ndarray, tuple[int, int] | None]
     locs = np.asarray(mat["fixLocs"])
     if locs.ndim != 2:
         raise GroundTruthError(f"'fixLocs' has shape {locs.shape}, expected a 2-D map")
-    rows, cols = np.nonzero(locs)
-    return np.stack([cols, rows], axis=1).astype(np.float64), (locs.shape[1], locs.shape[0])
+    return _map_points(locs != 0)
 
 
-def osie_fixations(path_and_image: str) -> tuple[np.ndarray, tuple[int, int] | None]:
+def osie_fixations(path_and_image: str) -> FixationPoints:
     """OSIE ``fixations.mat#1001.jpg``: that image's entry of the one .mat (15 subjects, 1-based).
 
-    A subject with a single fixation has scalar ``fix_x``/``fix_y``; the size is the image's own.
+    A subject with a single fixation has scalar ``fix_x``/``fix_y``/``fix_duration``; the frame
+    is the image's own. ``fix_duration`` is in milliseconds.
     """
     path, _, image = path_and_image.partition("#")
     entries = _osie_entries(path)
     if image not in entries:
         raise GroundTruthError(f"no entry for {image}")
-    return entries[image], None
+    return entries[image]
 
 
 @functools.lru_cache(maxsize=2)  # one load per worker process, not one per image
-def _osie_entries(path: str) -> dict[str, np.ndarray]:
+def _osie_entries(path: str) -> dict[str, FixationPoints]:
     mat = _loadmat(path)
     if "fixations" not in mat:
         raise GroundTruthError(f"no 'fixations' variable (found {', '.join(sorted(_public(mat))) or 'nothing'})")
@@ -108,15 +154,33 @@ def _osie_entries(path: str) -> dict[str, np.ndarray]:
         name, subjects = getattr(entry, "img", None), getattr(entry, "subjects", None)
         if name is None or subjects is None:
             raise GroundTruthError("an entry lacks 'img' or 'subjects'")
-        points = [
-            np.stack([np.atleast_1d(s.fix_x), np.atleast_1d(s.fix_y)], axis=1).astype(np.float64)
-            for s in np.atleast_1d(subjects).ravel()
-        ]
-        entries[str(name)] = (np.concatenate(points) if points else np.zeros((0, 2))) - 1.0
+        points, durations = [], []
+        for s in np.atleast_1d(subjects).ravel():
+            xy = np.stack([np.atleast_1d(s.fix_x), np.atleast_1d(s.fix_y)], axis=1).astype(np.float64) - 1.0
+            duration = getattr(s, "fix_duration", None)  # a subject without them: unknown, not refused
+            points.append(xy)
+            durations.append(np.full(len(xy), np.nan) if duration is None else np.atleast_1d(duration).astype(float))
+        try:
+            entries[str(name)] = _by_subject(points, durations, None)
+        except GroundTruthError as exc:
+            raise GroundTruthError(f"entry {name}: {exc}") from None
     return entries
 
 
-FIXATION_LOADERS: dict[str, Callable[[str], tuple[np.ndarray, tuple[int, int] | None]]] = {
+def _by_subject(points: list[np.ndarray], durations: list[np.ndarray] | None, frame) -> FixationPoints:
+    """One FixationPoints from each subject's 0-based (n, 2) points (and durations), in file order."""
+    subject = np.repeat(np.arange(len(points), dtype=np.int32), [len(p) for p in points])
+    xy = np.concatenate(points) if points else np.zeros((0, 2))
+    duration = None if durations is None else (np.concatenate(durations) if durations else np.zeros(0))
+    return FixationPoints(xy, frame, subject, duration)
+
+
+def _map_points(mask: np.ndarray) -> FixationPoints:
+    rows, cols = np.nonzero(mask)  # row-major order
+    return FixationPoints(np.stack([cols, rows], axis=1).astype(np.float64), (mask.shape[1], mask.shape[0]))
+
+
+FIXATION_LOADERS: dict[str, Callable[[str], FixationPoints]] = {
     "salicon": salicon_fixations,
     "points_image": points_image_fixations,
     "binary_mat": binary_mat_fixations,
@@ -137,14 +201,15 @@ def load_ground_truth(source: ImageSource, orig_size: tuple[int, int], size: tup
             problems.append(f"{source.saliency_path}: cannot read saliency map ({_why(exc)})")
     if source.fixations_path is not None:
         try:
-            points, points_size = FIXATION_LOADERS[source.fixations_format or "salicon"](source.fixations_path)
-            not_finite = int(np.count_nonzero(~np.isfinite(points)))
+            points = FIXATION_LOADERS[source.fixations_format or "salicon"](source.fixations_path)
+            not_finite = int(np.count_nonzero(~np.isfinite(points.xy)))
             if not_finite:  # NaN would land on column 0 as a real fixation: none of this file's points are kept
                 problems.append(f"{source.fixations_path}: {_not_finite(not_finite)}")
             else:
-                frame = points_size or orig_size
-                fixations, clipped = fixation_map(points, frame, size), fixations_off_image(points, frame)
-                gt.fixations, gt.n_fixations, gt.n_fixations_clipped = fixations, len(points), clipped
+                points = replace(points, frame=points.frame or orig_size)
+                gt.points, gt.stored_xy = points, stored_points(points.xy, points.frame, size)
+                gt.fixations, gt.n_fixations = mark_pixels(gt.stored_xy, size), len(points)
+                gt.n_fixations_clipped = fixations_off_image(points.xy, points.frame)
         except Exception as exc:
             problems.append(f"{source.fixations_path}: cannot read fixations ({_why(exc)})")
     if problems:
@@ -175,12 +240,33 @@ def fixation_map(points: np.ndarray, points_size: tuple[int, int], size: tuple[i
     """
     if not np.isfinite(points).all():
         raise GroundTruthError(_not_finite(int(np.count_nonzero(~np.isfinite(points)))))
+    return mark_pixels(stored_points(points, points_size, size), size)
+
+
+def stored_points(points: np.ndarray, points_size: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
+    """0-based (x, y) points of a ``points_size`` image as float points of the ``size`` image.
+
+    Each coordinate is scaled (``x * width / points_width``; left as it is where the width is
+    the same, so a point of an image stored at its original size keeps its exact value), then
+    a point off the image is clipped into it: below 0 to 0 (-0.0 too), at or past ``width`` to
+    ``width - 1``. So ``floor`` of a stored point is always a pixel of the image, the one
+    ``fixation_map`` marks for it.
+    """
+    out = np.empty(points.shape, np.float64)
+    for axis in (0, 1):
+        values, length = points[:, axis].astype(np.float64), size[axis]
+        if length != points_size[axis]:
+            values = values * length / points_size[axis]
+        out[:, axis] = np.where(values <= 0, 0.0, np.where(values >= length, length - 1.0, values))
+    return out
+
+
+def mark_pixels(stored: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The binary (height, width) map of points already brought into a ``size`` image (``stored_points``)."""
     width, height = size
     out = np.zeros((height, width), np.uint8)
-    if len(points):
-        cols = np.floor(points[:, 0] * width / points_size[0]).astype(np.int64).clip(0, width - 1)
-        rows = np.floor(points[:, 1] * height / points_size[1]).astype(np.int64).clip(0, height - 1)
-        out[rows, cols] = 1
+    if len(stored):
+        out[np.floor(stored[:, 1]).astype(np.int64), np.floor(stored[:, 0]).astype(np.int64)] = 1
     return out
 
 

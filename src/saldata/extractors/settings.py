@@ -41,9 +41,7 @@ def parse_layers(text: str) -> tuple[int, ...] | str:
     try:
         layers = tuple(int(part) for part in text.split(","))
     except ValueError:
-        raise ConfigError(
-            f"--layers {text!r} is not a comma list of layer numbers (e.g. 0,4,-1) or 'all'."
-        ) from None
+        raise ConfigError(f"--layers {text!r} is not a comma list of layer numbers (e.g. 0,4,-1) or 'all'.") from None
     return layers
 
 

@@ -9,6 +9,7 @@ whose driver is gone can never commit.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from saldata.faults import fault_point
 from saldata.pipelines.model_actor import ImageOutcome
 from saldata.pipelines.plan import Shard, ShardWork
 from saldata.pipelines.preprocess import LoadedImage, load_image
-from saldata.schemas.catalog import IMAGES, STATUS_DONE, STATUS_FAILED, TOKENS, WORDS
+from saldata.schemas.catalog import FIXATIONS, IMAGES, STATUS_DONE, STATUS_FAILED, TOKENS, WORDS
 from saldata.schemas.store import ARRAYS, Geometry
 from saldata.storage.catalog import merge_with_committed, stage_tables
 from saldata.storage.commits import CommitRecord, digest_staged, staging_dir
@@ -185,7 +186,7 @@ def catalog_rows(
     shard: Shard, outcomes: list[ImageOutcome], truths: list[GroundTruth], prompt_id: str
 ) -> dict[str, list[dict]]:
     """The shard's rows of every catalog table, keyed by table name."""
-    images, tokens, words = [], [], []
+    images, tokens, words, fixations = [], [], [], []
     for outcome, truth in zip(outcomes, truths):
         im, cap = outcome.image, outcome.capture
         width, height = im.orig_size or (None, None)
@@ -230,4 +231,31 @@ def catalog_rows(
                 }
                 for w in group_words(cap.text, cap.offsets)
             )
-    return {IMAGES.name: images, TOKENS.name: tokens, WORDS.name: words}
+        # Like fixation_map, whatever the model did: the ground truth is the image's, not the run's.
+        if truth.points is not None:
+            fixations.extend(fixation_rows(im.idx, truth))
+    return {IMAGES.name: images, TOKENS.name: tokens, WORDS.name: words, FIXATIONS.name: fixations}
+
+
+def fixation_rows(idx: int, truth: GroundTruth) -> list[dict]:
+    """One fixations row per loaded point, in file order; x, y are the points fixation_map marked."""
+    points, n = truth.points, len(truth.points)
+    subject = points.subject.tolist() if points.subject is not None else [None] * n
+    # NaN (a subject without durations) becomes null: unknown, not a number to average
+    durations = [] if points.duration_ms is None else points.duration_ms.tolist()
+    duration = [None if math.isnan(d) else d for d in durations] or [None] * n
+    return [
+        {
+            "idx": idx,
+            "subject": s,
+            "fixation_index": i,
+            "x": x,
+            "y": y,
+            "orig_x": ox,
+            "orig_y": oy,
+            "duration_ms": d,
+        }
+        for s, i, (x, y), (ox, oy), d in zip(
+            subject, points.fixation_index.tolist(), truth.stored_xy.tolist(), points.xy.tolist(), duration
+        )
+    ]

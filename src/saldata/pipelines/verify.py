@@ -3,7 +3,8 @@
 ``verify_output`` is what ``saldata verify`` prints and what a resume uses to find the shards
 it must redo. A shard is damaged when a file its record names is missing, has another size or
 checksum, exists where the record says it must not, or when its catalog rows disagree with the
-store (images.n_tokens, the tokens and words rows, the stored token ids).
+store (images.n_tokens, the tokens and words rows, the stored token ids) or with each other
+(an image's fixations rows against its images.n_fixations).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from saldata.schemas.catalog import IMAGES, TABLES, TOKENS, WORDS
+from saldata.schemas.catalog import FIXATIONS, IMAGES, TABLES, TOKENS, WORDS
 from saldata.schemas.store import STORE_SCHEMA_VERSION
 from saldata.storage.catalog import catalog_dir, read_file, shard_file, shard_relpath
 from saldata.storage.commits import CommitRecord, digest_file, read_commit_log
@@ -91,8 +92,16 @@ def check_files(out: Path, record: CommitRecord, quick: bool) -> list[str]:
 
 
 def check_rows(out: Path, group, record: CommitRecord) -> list[str]:
-    """The shard's catalog rows against its records and the store's n_tokens and token_ids."""
-    tables = {name: read_file(shard_file(out, TABLES[name], record.shard), TABLES[name]).to_pylist() for name in TABLES}
+    """The shard's catalog rows against its records and the store's n_tokens and token_ids.
+
+    A table the record names no file of (a shard committed before the catalog had it) has no rows.
+    """
+    tables = {
+        name: read_file(shard_file(out, table, record.shard), table).to_pylist()
+        if shard_relpath(table, record.shard) in record.files
+        else []
+        for name, table in TABLES.items()
+    }
     problems = [
         f"{name}: {len(rows)} rows, committed with {record.counts[name]}"
         for name, rows in tables.items()
@@ -109,6 +118,8 @@ def check_rows(out: Path, group, record: CommitRecord) -> list[str]:
         tokens_of.setdefault(row["idx"], []).append(row["token_id"])
     n_of = {r["idx"]: r["n_tokens"] for r in images}
     words_past_end = Counter(w["idx"] for w in tables[WORDS.name] if w["last_position"] >= n_of.get(w["idx"], 0))
+    fixations_of = Counter(f["idx"] for f in tables[FIXATIONS.name])
+    has_fixations = shard_relpath(FIXATIONS, record.shard) in record.files
     for row in images:
         i, n = row["idx"], row["n_tokens"]
         if int(n_stored[i - record.start]) != n:
@@ -117,4 +128,6 @@ def check_rows(out: Path, group, record: CommitRecord) -> list[str]:
             problems.append(f"image {i}: the tokens table disagrees with the store's token_ids")
         if words_past_end.get(i):
             problems.append(f"image {i}: {words_past_end[i]} words point past its {n} tokens")
+        if has_fixations and fixations_of.get(i, 0) != (row["n_fixations"] or 0):
+            problems.append(f"image {i}: {fixations_of.get(i, 0)} fixations rows, n_fixations {row['n_fixations']}")
     return problems

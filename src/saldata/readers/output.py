@@ -15,8 +15,8 @@ import numpy as np
 import pyarrow as pa
 
 from saldata.errors import ConfigError, StoreError
-from saldata.schemas.catalog import STATUS_DONE
 from saldata.readers.layers import StoredLayers
+from saldata.schemas.catalog import STATUS_DONE
 from saldata.schemas.store import STORE_SCHEMA_VERSION
 from saldata.storage.catalog import read_table
 from saldata.storage.zarr_store import open_store
@@ -68,8 +68,13 @@ class Output:
     def words(self) -> pa.Table:
         return read_table(self.path, "words")
 
+    @cached_property
+    def fixations(self) -> pa.Table:
+        """One row per fixation point (empty for an output older than the table)."""
+        return read_table(self.path, "fixations")
+
     def sql(self, query: str) -> pa.Table:
-        """Run read-only SQL (SELECT only) over the views ``images``, ``tokens``, ``words``; an Arrow table."""
+        """Run read-only SQL (SELECT only) over the views ``images``, ``tokens``, ``words``, ``fixations``; an Arrow table."""
         from saldata.storage.sql import query as readonly_query
 
         return readonly_query(self.path, query)
@@ -152,7 +157,6 @@ class Output:
         shape = maps.shape[1:]
         return words, (np.stack(stacked) if stacked else np.zeros((0, *shape), np.float32))
 
-
     def token_maps(self, idx: int, grid: str = "highres", heads: str = "mean", layer: int | None = None) -> np.ndarray:
         """An image's valid per-token maps at one layer, float32: (n, rows, cols), or (n, heads, rows, cols)
         with heads="all"."""
@@ -187,8 +191,6 @@ class Selection:
 
     def __len__(self) -> int:
         return self.images.num_rows
-
-
 
 
 def _literal(value: str) -> str:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-CATALOG_SCHEMA_VERSION = 3  # schemas/history.py says what each version changed
+CATALOG_SCHEMA_VERSION = 4  # schemas/history.py says what each version changed
 CATALOG_DIRNAME = "catalog"
 
 STATUS_DONE = "done"
@@ -102,4 +102,44 @@ WORDS = TableSpec(
     "One row per word of the description, grouped from token character offsets.",
 )
 
-TABLES: dict[str, TableSpec] = {t.name: t for t in (IMAGES, TOKENS, WORDS)}
+FIXATIONS = TableSpec(
+    "fixations",
+    (
+        Column("idx", pa.int64(), "Image row (see images.idx)."),
+        Column(
+            "subject",
+            pa.int32(),
+            "Subject, numbered from 0 in the file's order; null where the format has none (CAT2000, MIT1003 maps).",
+            nullable=True,
+        ),
+        Column(
+            "fixation_index",
+            pa.int32(),
+            "Order of the fixation within its subject, from 0 (a map's: row-major order of its pixels).",
+        ),
+        Column(
+            "x",
+            pa.float64(),
+            "0-based column in the stored image: orig_x scaled to the stored width, a point off the image "
+            "clipped into [0, width), so floor(x) is the column fixation_map marks.",
+        ),
+        Column("y", pa.float64(), "0-based row in the stored image, like x (floor(y) is fixation_map's row)."),
+        Column(
+            "orig_x",
+            pa.float64(),
+            "0-based x as in the file, unclipped, in the pixels of the frame the points refer to "
+            "(SALICON: its resolution, which may differ from the image's; else the original image).",
+        ),
+        Column("orig_y", pa.float64(), "0-based y as in the file, like orig_x."),
+        Column(
+            "duration_ms",
+            pa.float64(),
+            "Fixation duration where the dataset has them (OSIE), else null.",
+            nullable=True,
+        ),
+    ),
+    "One row per fixation point, duplicates kept, for every image whose fixations loaded "
+    "(images.n_fixations not null: as many rows), whatever its status.",
+)
+
+TABLES: dict[str, TableSpec] = {t.name: t for t in (IMAGES, TOKENS, WORDS, FIXATIONS)}

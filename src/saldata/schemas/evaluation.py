@@ -34,7 +34,9 @@ METRICS = TableSpec(
         Column("nss", pa.float64(), "Normalised scanpath saliency over all fixation points.", nullable=True),
         Column("auc_judd", pa.float64(), "ROC area, fixated pixels against all pixels.", nullable=True),
         Column("cc", pa.float64(), "Pearson correlation with the ground-truth saliency map.", nullable=True),
-        Column("kld", pa.float64(), "MIT KL divergence of the ground truth from the map (lower is better).", nullable=True),
+        Column(
+            "kld", pa.float64(), "MIT KL divergence of the ground truth from the map (lower is better).", nullable=True
+        ),
         Column("sim", pa.float64(), "Histogram intersection with the ground-truth saliency map.", nullable=True),
     ),
     "One row per scored map: image x layer x head x unit (x word).",

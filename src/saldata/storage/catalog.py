@@ -3,7 +3,8 @@
 Files are written into the shard's staging folder and enter ``catalog/`` only when the shard
 commits (``storage/commits.py``), so a plain ``pyarrow.parquet.read_table(OUT/catalog/images)``
 sees committed rows only. saldata's own readers go further and read exactly the files the
-commit records name.
+commit records name: a shard committed before its catalog had a table (``fixations`` came with
+catalog schema 4) has no file of that table, and reads as no rows of it.
 """
 
 from __future__ import annotations
@@ -52,11 +53,14 @@ def stage_tables(staging: Path, shard_index: int, rows: dict[str, list[dict]]) -
 def merge_with_committed(out: Path, shard_index: int, rows: dict[str, list[dict]]) -> dict[str, list[dict]]:
     """The shard's committed rows with those of the new images' idx values replaced (a retry)."""
     replaced = {row["idx"] for row in rows[IMAGES.name]}
+    named = _committed(out).get(shard_index)
     merged = {}
     for name, new_rows in rows.items():
         table = TABLES[name]
-        old = read_file(shard_file(out, table, shard_index), table).to_pylist()
+        has_file = _has_file(out, table, shard_index, named)
+        old = read_file(shard_file(out, table, shard_index), table).to_pylist() if has_file else []
         kept = [r for r in old if r["idx"] not in replaced] + new_rows
+        # a stable sort: fixations, keyed by idx alone, keep their file order within an image
         merged[name] = sorted(kept, key=lambda r: (r["idx"], r.get("position", r.get("word_index", 0))))
     return merged
 
@@ -69,7 +73,9 @@ def committed_shards(out: Path) -> set[int]:
 def committed_files(out: Path, name: str) -> list[Path]:
     """A table's files of committed shards only, in shard (so idx) order."""
     table = TABLES[name]
-    return [shard_file(out, table, s) for s in sorted(_committed(out))]
+    return [
+        shard_file(out, table, s) for s, named in sorted(_committed(out).items()) if _has_file(out, table, s, named)
+    ]
 
 
 def read_file(path: Path, table: TableSpec) -> pa.Table:
@@ -95,12 +101,22 @@ def read_table(out: Path, name: str) -> pa.Table:
     return pa.concat_tables([read_file(f, table) for f in files])
 
 
-def _committed(out: Path) -> list[int]:
+def _committed(out: Path) -> dict[int, set[str] | None]:
+    """Committed shards, each with the files (relative to OUT) its record names; None without records."""
     from saldata.storage.commits import commits_dir, read_commit_log
 
     if commits_dir(out).is_dir():
-        return sorted(read_commit_log(out).committed)
-    return _legacy_committed(out)
+        committed = read_commit_log(out).committed
+        return {s: {rel for rel, digest in r.files.items() if digest is not None} for s, r in committed.items()}
+    return dict.fromkeys(_legacy_committed(out))
+
+
+def _has_file(out: Path, table: TableSpec, shard: int, named: set[str] | None) -> bool:
+    """Whether a committed shard has a file of ``table``: its record names one, or, in an output
+    without records, the output has the table at all (the tables of its catalog version)."""
+    if named is None:
+        return (catalog_dir(out) / table.name).is_dir()
+    return shard_relpath(table, shard) in named
 
 
 def _legacy_committed(out: Path) -> list[int]:

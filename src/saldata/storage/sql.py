@@ -1,8 +1,9 @@
-"""Read-only SQL over the catalog: DuckDB views ``images``, ``tokens``, ``words`` over committed shards.
+"""Read-only SQL over the catalog: DuckDB views ``images``, ``tokens``, ``words``, ``fixations`` over committed shards.
 
 Views read the Parquet files in place (nothing is copied or loaded up front), so a query on
 a store of a million images touches only the columns and row groups it needs. A shard that
-is still being written has no images file yet and is not in any view.
+is still being written has no images file yet and is not in any view. A view with no file
+(no committed shard, or an output older than its table) is an empty table of the right columns.
 
 Queries see the views and nothing else. Two locks, each enough for what it covers:
 
@@ -55,7 +56,7 @@ class ReadOnlyConnection:
 
 
 def connect(out: Path) -> ReadOnlyConnection:
-    """A read-only connection with the views ``images``, ``tokens`` and ``words`` over ``out``'s catalog."""
+    """A read-only connection with the views ``images``, ``tokens``, ``words``, ``fixations`` over ``out``'s catalog."""
     import duckdb
 
     if not catalog_dir(out).is_dir():
