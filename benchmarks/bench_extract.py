@@ -145,14 +145,14 @@ def compare(baseline_dir: Path, out: Path) -> dict:
         ref = np.load(baseline_dir / f"{stem}.npy")[:steps]  # (T, H, 576 + R*C)
         ours = np.concatenate(
             [
-                group["attn_base"][idx, :steps].reshape(steps, ref.shape[1], -1),
-                group["attn_highres"][idx, :steps].reshape(steps, ref.shape[1], -1),
+                group["attn_base"][idx, :steps, -1].reshape(steps, ref.shape[1], -1),  # the last layer
+                group["attn_highres"][idx, :steps, -1].reshape(steps, ref.shape[1], -1),
             ],
             axis=-1,
         )
         attn_diff = max(attn_diff, float(np.abs(ours.astype(np.float32) - ref).max()))
         hidden = np.load(baseline_dir / f"{stem}_hidden.npy")[:steps]
-        rel = np.abs(group["hidden"][idx, :steps].astype(np.float32) - hidden).max() / np.abs(hidden).max()
+        rel = np.abs(group["hidden"][idx, :steps, -1].astype(np.float32) - hidden).max() / np.abs(hidden).max()
         hidden_diff = max(hidden_diff, float(rel))
     return {
         "images_same_tokens": same_tokens,

@@ -147,6 +147,31 @@ def demo_output_ray_free(tmp_path_factory, tiny_model_dir, demo_root):
 
 
 @pytest.fixture(scope="session")
+def eos_model_dir(tmp_path_factory, tiny_model_dir, demo_output_ray_free):
+    """tiny-random whose EOS is the token it generates third for demo image 0, so some demo
+    descriptions end with EOS (random weights never emit the real one) and others do not."""
+    import json
+    import shutil
+
+    import zarr
+
+    eos = int(zarr.open_group(demo_output_ray_free / "features.zarr", mode="r")["token_ids"][0, 2])
+    model = tmp_path_factory.mktemp("eos-model") / "tiny-random-eos"
+    shutil.copytree(tiny_model_dir, model)
+    config = json.loads((model / "generation_config.json").read_text())
+    (model / "generation_config.json").write_text(json.dumps({**config, "eos_token_id": eos}))
+    return model
+
+
+@pytest.fixture(scope="session")
+def demo_output_eos(tmp_path_factory, eos_model_dir):
+    """The readers' demo output made with ``eos_model_dir``, without Ray."""
+    from tests.ray_free_run import build
+
+    return build(tmp_path_factory.mktemp("readers-eos") / "demo", model=str(eos_model_dir))
+
+
+@pytest.fixture(scope="session")
 def batched_images(tmp_path_factory):
     return make_batched_images(tmp_path_factory.mktemp("batched") / "images")
 

@@ -1,6 +1,6 @@
 """The readers' demo extraction without Ray: the pipeline's own steps, called one after another.
 
-``python -m tests.ray_free_run OUT`` does what ``saldata extract`` does with READERS_DEMO_ARGS
+``python -m tests.ray_free_run OUT [MODEL]`` does what ``saldata extract`` does with READERS_DEMO_ARGS
 (tests/helpers.py), with the same code for every step: ``plan_run``, the output lock,
 ``prepare_output``, ``load_shard``, the model actor's ``process``, ``stage_shard`` and the driver's
 ``commit_staged``. Only the scheduling differs: no Ray, one shard at a time, in one process. It
@@ -31,12 +31,12 @@ from saldata.storage.lock import OutputLock
 RUN_ID = "ray-free"
 
 
-def readers_demo_config(out: Path) -> ExtractConfig:
+def readers_demo_config(out: Path, model: str = "tiny-random") -> ExtractConfig:
     """READERS_DEMO_ARGS as ExtractConfig (the CLI's defaults for everything they leave out)."""
     return ExtractConfig(
         dataset="demo",
         out=out,
-        model=ModelSettings("tiny-random"),
+        model=ModelSettings(model),
         capture=CaptureSettings(max_new_tokens=12, layers="all"),
         shard_size=4,
         batch_size=2,
@@ -65,13 +65,13 @@ def run_without_ray(config: ExtractConfig) -> None:
         journal.write("end")
 
 
-def build(out: Path, timeout: float = 300) -> Path:
+def build(out: Path, timeout: float = 300, model: str = "tiny-random") -> Path:
     """Run this module on ``out`` in a fresh process (from the repository root); returns ``out``."""
-    cmd = [sys.executable, "-m", "tests.ray_free_run", str(out)]
+    cmd = [sys.executable, "-m", "tests.ray_free_run", str(out), model]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=Path(__file__).parents[1])
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
 
 
 if __name__ == "__main__":
-    run_without_ray(readers_demo_config(Path(sys.argv[1])))
+    run_without_ray(readers_demo_config(Path(sys.argv[1]), *sys.argv[2:3]))

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*nanobind.*")
 
 
 def invoke(*args):
-    result = CliRunner().invoke(app, [str(a) for a in args])
+    result = CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
     return result.exit_code, result.output
 
 
@@ -106,7 +106,11 @@ def test_description_and_word_scores_match_a_recomputation_from_the_store(evalua
                 prediction = upsampled(small, (height, width))
                 assert row["nss"] == pytest.approx(by_hand_nss(prediction, x, y), abs=1e-9)
                 assert row["cc"] == pytest.approx(np.corrcoef(prediction.ravel(), truth.ravel())[0, 1], abs=1e-9)
-                assert row["auc_judd"] == pytest.approx(metrics.auc_judd(prediction, x, y), abs=1e-12)
+                # AUC counts ties, and on these near-flat maps torch's and numpy's last-bit rounding of the
+                # upsampled map changes which pixels tie (~1e-6): scored on numpy's upsampling (itself
+                # checked against torch in test_metrics.py), it must agree exactly
+                same_upsampling = metrics.upsample_bilinear(small, (height, width))
+                assert row["auc_judd"] == pytest.approx(metrics.auc_judd(same_upsampling, x, y), abs=1e-12)
                 assert row["kld"] == pytest.approx(metrics.kld(prediction, truth), abs=1e-9)
                 assert row["sim"] == pytest.approx(metrics.sim(prediction, truth), abs=1e-12)
                 checked += 1
@@ -162,7 +166,7 @@ def test_summary_names_the_best_layer_and_the_figure_is_written(evaluated):
     best = max(means, key=means.get)
     assert f"best layer by NSS: {best} ({means[best]:.3f}" in text
     with Image.open(out / "eval" / "layers.png") as figure:
-        assert figure.size[0] >= 1000 and len(set(figure.convert("RGB").getdata())) > 3
+        assert figure.size[0] >= 1000 and len(np.unique(np.asarray(figure.convert("RGB")).reshape(-1, 3), axis=0)) > 3
 
 
 def test_per_head_blur_and_base_grid(demo_output_ray_free, tmp_path):
@@ -194,3 +198,18 @@ def test_bad_options_are_one_line(demo_output_ray_free, args, says):
     code, text = invoke("evaluate", demo_output_ray_free, *args)
     assert code == 2 and says in text and "Traceback" not in text
     assert len(text.strip().splitlines()) == 1, text
+
+
+def test_only_committed_shards_are_scored_and_a_rerun_replaces_the_file(demo_output_ray_free, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(demo_output_ray_free, out)
+    (out / "commits" / "shard-00001.json").unlink()  # shard 1 (images 4, 5) as a killed run leaves it
+    code, text = invoke("evaluate", out, "--layers", "1")
+    assert code == 0, text
+    first = pq.read_table(out / "eval" / "metrics.parquet")
+    assert set(first.column("idx").to_pylist()) == {0, 1, 2, 3}
+    code, text = invoke("evaluate", out, "--layers", "0")
+    assert code == 0, text
+    second = pq.read_table(out / "eval" / "metrics.parquet")
+    assert set(second.column("layer").to_pylist()) == {0, None}
+    assert sorted(p.name for p in (out / "eval").iterdir()) == ["layers.png", "metrics.parquet"]

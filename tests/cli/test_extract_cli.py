@@ -40,21 +40,23 @@ def test_store_has_the_contracted_arrays_and_attributes(demo_run, tiny_model_dir
     expected = {
         "token_ids": ((6, MAX_NEW), "int32"),
         "n_tokens": ((6,), "int32"),
-        "hidden": ((6, MAX_NEW, d), "float16"),
-        "attn_base": ((6, MAX_NEW, 4, 24, 24), "float16"),
-        "attn_highres": ((6, MAX_NEW, 4, 36, 48), "float16"),
+        "hidden": ((6, MAX_NEW, 1, d), "float16"),
+        "attn_base": ((6, MAX_NEW, 1, 4, 24, 24), "float16"),
+        "attn_highres": ((6, MAX_NEW, 1, 4, 36, 48), "float16"),
         "saliency_map": ((6, 480, 640), "uint8"),
         "fixation_map": ((6, 480, 640), "uint8"),
     }
     for name, (shape, dtype) in expected.items():
         assert group[name].shape == shape and str(group[name].dtype) == dtype, name
-    assert group["attn_highres"].metadata.dimension_names == ("image", "token", "head", "highres_row", "highres_col")
+    dims = ("image", "token", "layer", "head", "highres_row", "highres_col")
+    assert group["attn_highres"].metadata.dimension_names == dims
     attrs = dict(group.attrs)
     assert attrs["schema_version"] == STORE_SCHEMA_VERSION and attrs["model"] == "tiny-random"
     assert attrs["model_path"] == str(tiny_model_dir)
-    assert "Describe this image" in attrs["prompt"] and attrs["layer"] == 1 and attrs["heads"] == "all"
+    assert "Describe this image" in attrs["prompt"] and attrs["layers"] == [1] and attrs["heads"] == "all"
+    assert attrs["n_decoder_layers"] == 2
     assert attrs["image_size"] == [640, 480] and attrs["base_grid"] == [24, 24] and attrs["highres_grid"] == [36, 48]
-    assert group["hidden"].metadata.dimension_names == ("image", "token", "hidden_dim")
+    assert group["hidden"].metadata.dimension_names == ("image", "token", "layer", "hidden_dim")
     for key in ("saldata_version", "transformers_version", "created", "config_digest"):
         assert attrs[key]
 

@@ -192,18 +192,31 @@ def test_batch_does_not_change_an_image_outputs(tiny_model_dir, rgb_images):
         assert np.abs(alone.hidden - together.hidden).max() < HIDDEN_TOL
 
 
-def test_generation_stops_at_eos_and_eos_is_not_stored(tiny_model_dir, rgb_images):
-    extractor = make_extractor(tiny_model_dir)
-    (free,), _ = extractor(rgb_images[:1])
+def test_generation_stops_at_eos_and_keeps_the_eos_step(sharp_model_dir, sharp_reference):
+    """Generation ending with EOS: n_tokens excludes it, and the step that produced it is one more
+    row, equal to HF eager's step n for every captured layer (the research trainer's last row)."""
+    images = images_of_size(SIZES["640x480"])
+    free = make_extractor(sharp_model_dir, layers="all")
+    (unstopped, _), _ = free(images)
     stop_at = 3
-    eos = int(free.token_ids[stop_at])
-    assert eos not in free.token_ids[:stop_at].tolist()
-    extractor.eos_ids = {eos}
-    extractor.generation_kwargs["eos_token_id"] = [eos]
-    (cut,), _ = extractor(rgb_images[:1])
-    np.testing.assert_array_equal(cut.token_ids, free.token_ids[:stop_at])
-    assert cut.attn_base.shape[0] == cut.hidden.shape[0] == len(cut.tokens) == stop_at
-    assert np.abs(cut.attn_base - free.attn_base[:stop_at]).max() < ATTN_TOL
+    eos = int(unstopped.token_ids[stop_at])
+    assert eos not in unstopped.token_ids[:stop_at].tolist()
+    assert unstopped.eos_id is None and len(unstopped.hidden) == MAX_NEW  # ran to the end: no extra row
+    cut_extractor = make_extractor(sharp_model_dir, layers="all")
+    cut_extractor.eos_ids = {eos}
+    cut_extractor.generation_kwargs["eos_token_id"] = [eos]
+    (cut, _), _ = cut_extractor(images)
+    np.testing.assert_array_equal(cut.token_ids, unstopped.token_ids[:stop_at])
+    assert len(cut.tokens) == stop_at and cut.eos_id == eos and cut.ended_with_eos
+    assert cut.attn_base.shape[0] == cut.attn_highres.shape[0] == cut.hidden.shape[0] == stop_at + 1
+
+    inputs, out = eager_generate(sharp_reference, cut_extractor, images)
+    assert int(out.sequences[0, inputs["input_ids"].shape[1] + stop_at]) == eos
+    for position, layer in enumerate(cut_extractor.layers):
+        base, highres, hidden = expected_maps(inputs, out, cut_extractor, 0, layer, False)
+        np.testing.assert_allclose(cut.attn_base[:, position], base[: stop_at + 1], rtol=0, atol=ATTN_TOL)
+        np.testing.assert_allclose(cut.attn_highres[:, position], highres[: stop_at + 1], rtol=0, atol=ATTN_TOL)
+        assert np.abs(cut.hidden[:, position] - hidden[: stop_at + 1]).max() < HIDDEN_TOL
 
 
 def test_layer_out_of_range_is_a_clear_error(tiny_model_dir):

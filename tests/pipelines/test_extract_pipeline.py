@@ -51,8 +51,8 @@ def test_folder_with_a_broken_image_and_mean_heads(ray_local, folder, tmp_path, 
     assert sorted(s.index for s in seen) == [0, 1, 2]
 
     group = zarr.open_group(out / "features.zarr", mode="r")
-    assert group["attn_base"].shape == (5, 3, 1, 24, 24)
-    assert group["attn_highres"].shape == (5, 3, 1, 24, 24)
+    assert group["attn_base"].shape == (5, 3, 1, 1, 24, 24)  # one layer, heads averaged
+    assert group["attn_highres"].shape == (5, 3, 1, 1, 24, 24)
     assert dict(group.attrs)["heads"] == "mean" and dict(group.attrs)["image_size"] == [336, 336]
 
     images = pq.read_table(out / "catalog" / "images").sort_by("idx").to_pylist()

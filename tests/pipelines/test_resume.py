@@ -215,20 +215,20 @@ def test_verify_names_tampered_shards_and_a_rerun_redoes_exactly_them(ray_local,
 
     out = tmp_path / "out"
     shutil.copytree(reference_run, out)
-    flipped = out / "features.zarr" / "attn_highres" / "c" / "1" / "0" / "0" / "0" / "0"
+    flipped = out / "features.zarr" / "attn_highres" / "c" / "1" / "0" / "0" / "0" / "0" / "0"
     data = bytearray(flipped.read_bytes())
     data[len(data) // 2] ^= 0x01
     data[len(data) // 2 + 1] ^= 0x80
     flipped.write_bytes(bytes(data))  # two bits inside a compressed chunk, same size
     (out / "catalog" / "tokens" / "shard-00003.parquet").unlink()
-    hidden = out / "features.zarr" / "hidden" / "c" / "4" / "0" / "0"
+    hidden = out / "features.zarr" / "hidden" / "c" / "4" / "0" / "0" / "0"
     hidden.write_bytes(hidden.read_bytes()[:-7])
 
     result = CliRunner().invoke(app, ["verify", str(out)])
     assert result.exit_code == 1
-    assert "shard 1: features.zarr/attn_highres/c/1/0/0/0/0: checksum differs" in result.output
+    assert "shard 1: features.zarr/attn_highres/c/1/0/0/0/0/0: checksum differs" in result.output
     assert "shard 3: catalog/tokens/shard-00003.parquet: missing" in result.output
-    assert "shard 4: features.zarr/hidden/c/4/0/0:" in result.output and "bytes, committed with" in result.output
+    assert "shard 4: features.zarr/hidden/c/4/0/0/0:" in result.output and "bytes, committed with" in result.output
     assert "3 damaged shards (1, 3, 4)" in result.output
     quick = CliRunner().invoke(app, ["verify", "--quick", str(out)])
     assert quick.exit_code == 1 and "shard 1" not in quick.output and "(3, 4)" in quick.output

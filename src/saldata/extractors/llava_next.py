@@ -20,16 +20,22 @@ from saldata.extractors.words import token_offsets
 
 @dataclass(slots=True)
 class TokenCapture:
-    """One image's generation: per-token arrays of equal length n (EOS excluded), one row per
-    captured layer after the token axis."""
+    """One image's generation: n generated tokens (EOS excluded) and their per-token arrays, one row
+    per captured layer after the token axis. When generation ended with EOS, the arrays hold one
+    more row, n, for the step that produced it (``eos_id``)."""
 
     token_ids: np.ndarray  # (n,) int32
     tokens: list[str]  # each token decoded on its own
     text: str
     offsets: list[tuple[int, int]]  # each token's character span in ``text``
-    hidden: np.ndarray  # (n, layers, hidden) float32
-    attn_base: np.ndarray  # (n, layers, heads, base_rows, base_cols) float32
-    attn_highres: np.ndarray  # (n, layers, heads, highres_rows, highres_cols) float32
+    hidden: np.ndarray  # (n [+ 1], layers, hidden) float32
+    attn_base: np.ndarray  # (n [+ 1], layers, heads, base_rows, base_cols) float32
+    attn_highres: np.ndarray  # (n [+ 1], layers, heads, highres_rows, highres_cols) float32
+    eos_id: int | None = None  # the EOS token generation ended with; None: it ran to --max-new-tokens
+
+    @property
+    def ended_with_eos(self) -> bool:
+        return self.eos_id is not None
 
 
 class LlavaNextExtractor:
@@ -136,6 +142,8 @@ class LlavaNextExtractor:
         captures = []
         for row, ids in enumerate(generated):
             n = next((i for i, t in enumerate(ids) if int(t) in self.eos_ids), len(ids))
+            eos_id = int(ids[n]) if n < len(ids) else None
+            rows = n + (eos_id is not None)  # the EOS step's maps are kept, its token is not text
             ids = ids[:n].astype(np.int32)
             text = tokenizer.decode(ids.tolist(), skip_special_tokens=True)
             captures.append(
@@ -144,9 +152,10 @@ class LlavaNextExtractor:
                     tokens=[tokenizer.decode([int(t)]) for t in ids],
                     text=text,
                     offsets=token_offsets(tokenizer, ids.tolist(), text),
-                    hidden=hidden[row, :n],
-                    attn_base=base[row, :n],
-                    attn_highres=highres[row, :n],
+                    hidden=hidden[row, :rows],
+                    attn_base=base[row, :rows],
+                    attn_highres=highres[row, :rows],
+                    eos_id=eos_id,
                 )
             )
         return captures

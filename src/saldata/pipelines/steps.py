@@ -173,12 +173,14 @@ def shard_block(outcomes: list[ImageOutcome], truths: list[GroundTruth], geometr
         cap = outcome.capture
         if cap is None:
             continue
-        n = len(cap.token_ids)
+        n, rows = len(cap.token_ids), len(cap.hidden)  # rows = n + 1 when the EOS step is kept
         block["token_ids"][row, :n] = cap.token_ids
+        if cap.ended_with_eos:
+            block["token_ids"][row, n] = cap.eos_id
         block["n_tokens"][row] = n
-        block["hidden"][row, :n] = cap.hidden
-        block["attn_base"][row, :n] = cap.attn_base
-        block["attn_highres"][row, :n] = cap.attn_highres
+        block["hidden"][row, :rows] = cap.hidden
+        block["attn_base"][row, :rows] = cap.attn_base
+        block["attn_highres"][row, :rows] = cap.attn_highres
     return block
 
 
@@ -202,6 +204,7 @@ def catalog_rows(
                 "orig_height": height,
                 "text": cap.text if cap else None,
                 "n_tokens": len(cap.token_ids) if cap else 0,
+                "ended_with_eos": cap.ended_with_eos if cap else None,
                 "status": STATUS_DONE if cap else STATUS_FAILED,
                 "error": outcome.error,
                 "category": im.source.category,

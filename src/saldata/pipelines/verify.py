@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from saldata.schemas.catalog import FIXATIONS, IMAGES, TABLES, TOKENS, WORDS
-from saldata.schemas.store import STORE_SCHEMA_VERSION
+from saldata.schemas.store import STORE_SCHEMA_VERSION, TOKEN_PAD
 from saldata.storage.catalog import catalog_dir, read_file, shard_file, shard_relpath
 from saldata.storage.commits import CommitRecord, digest_file, read_commit_log
 from saldata.storage.zarr_store import open_store, store_schema_version
@@ -126,8 +126,23 @@ def check_rows(out: Path, group, record: CommitRecord) -> list[str]:
             problems.append(f"image {i}: n_tokens {n} in the catalog, {int(n_stored[i - record.start])} in the store")
         elif tokens_of.get(i, []) != [int(t) for t in ids_stored[i - record.start, :n]]:
             problems.append(f"image {i}: the tokens table disagrees with the store's token_ids")
+        elif (eos_problem := _eos_row_problem(row, ids_stored[i - record.start])) is not None:
+            problems.append(f"image {i}: {eos_problem}")
         if words_past_end.get(i):
             problems.append(f"image {i}: {words_past_end[i]} words point past its {n} tokens")
         if has_fixations and fixations_of.get(i, 0) != (row["n_fixations"] or 0):
             problems.append(f"image {i}: {fixations_of.get(i, 0)} fixations rows, n_fixations {row['n_fixations']}")
     return problems
+
+
+def _eos_row_problem(row: dict, token_ids) -> str | None:
+    """Row n_tokens holds the EOS step exactly when the catalog says generation ended with EOS."""
+    n, ended = row["n_tokens"], row.get("ended_with_eos")
+    if ended is None or n >= len(token_ids):
+        return None
+    stored = int(token_ids[n])
+    if ended and stored == TOKEN_PAD:
+        return f"ended_with_eos, but token_ids row {n} (the EOS step) is padding"
+    if not ended and stored != TOKEN_PAD:
+        return f"token_ids row {n} holds {stored} past n_tokens, but ended_with_eos is false"
+    return None

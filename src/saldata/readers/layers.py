@@ -47,10 +47,10 @@ class StoredLayers:
 
     def images_at(self, block, layer: int | None = None):
         """A block of whole images (image, token, [layer,] ...) at one layer; works on dask arrays too."""
-        return block[:, :, self.position(layer)] if self.has_axis else block
+        position = self.position(layer)  # checks the layer was captured, axis or not
+        return block[:, :, position] if self.has_axis else block
 
     def rows(self, array, idx: int, n: int, layer: int | None = None):
         """``array[idx, :n]`` at one layer: the layer axis dropped, only that layer's chunks read."""
-        if not self.has_axis:
-            return array[idx, :n]
-        return array[idx, :n, self.position(layer)]
+        position = self.position(layer)  # checks the layer was captured, axis or not
+        return array[idx, :n, position] if self.has_axis else array[idx, :n]

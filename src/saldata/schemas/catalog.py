@@ -56,6 +56,13 @@ IMAGES = TableSpec(
         Column("orig_height", pa.int32(), "Height of the source image before resizing.", nullable=True),
         Column("text", pa.string(), "Generated description (special tokens removed).", nullable=True),
         Column("n_tokens", pa.int32(), "Generated tokens stored (EOS excluded)."),
+        Column(
+            "ended_with_eos",
+            pa.bool_(),
+            "Generation ended with EOS: the step that produced it is stored at row n_tokens of every per-token "
+            "array (token_ids there = the EOS id). False: it ran to --max-new-tokens. Null for failed images.",
+            nullable=True,
+        ),
         Column("status", pa.string(), "'done' or 'failed'."),
         Column("error", pa.string(), "Why the image failed, naming the file.", nullable=True),
         Column("category", pa.string(), "Dataset category where it has them (CAT2000), else null.", nullable=True),

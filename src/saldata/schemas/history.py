@@ -26,7 +26,8 @@ SCHEMA_HISTORY: tuple[tuple[int, int, str], ...] = (
     (
         4,
         4,
-        "layer axis after the token axis of hidden, attn_base and attn_highres (--layers: many layers in one pass); root attribute layers (the captured decoder layers, 0-based, in axis order) replaces layer, and n_decoder_layers is added; chunks hold one layer; the fixations table (one row per fixation point: idx, subject, fixation_index, x, y at the stored size, orig_x, orig_y as in the file, duration_ms, duplicates kept)",
+        "layer axis after the token axis of hidden, attn_base and attn_highres (--layers: many layers in one pass); root attribute layers (the captured decoder layers, 0-based, in axis order) replaces layer, and n_decoder_layers is added; chunks hold one layer; the fixations table (one row per fixation point: idx, subject, fixation_index, x, y at the stored size, orig_x, orig_y as in the file, duration_ms, duplicates kept); the EOS step kept at row n_tokens of the per-token arrays, and "
+        "images.ended_with_eos",
     ),
 )
 

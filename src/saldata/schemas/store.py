@@ -9,6 +9,10 @@ holds what the decoding step that PRODUCED that token computed. With decoder lay
 ``l = 0..L-1`` that is Hugging Face's ``attentions[t][l][:, :, -1]`` and
 ``hidden_states[t][l + 1][:, -1]`` (for ``t = 0`` the prompt's last position).
 
+EOS convention: ``n_tokens`` counts generated tokens, EOS excluded. When generation ended with
+EOS (``images.ended_with_eos``), row ``n_tokens`` holds the step that produced it, with
+``token_ids`` = the EOS id; otherwise rows from ``n_tokens`` on are padding.
+
 Layer convention: the per-token arrays have a ``layer`` axis right after ``token``; position
 ``p`` on it holds decoder layer ``attrs["layers"][p]`` (0-based, ascending).
 """
@@ -73,7 +77,11 @@ class ArraySpec:
 
 ARRAYS: tuple[ArraySpec, ...] = (
     ArraySpec(
-        "token_ids", ("image", "token"), "int32", TOKEN_PAD, "Generated token ids, EOS excluded, padded with -1."
+        "token_ids",
+        ("image", "token"),
+        "int32",
+        TOKEN_PAD,
+        "Generated token ids, then the EOS id at row n_tokens when generation ended with it, padded with -1.",
     ),
     ArraySpec("n_tokens", ("image",), "int32", 0, "Number of valid rows in the per-token arrays."),
     ArraySpec(
