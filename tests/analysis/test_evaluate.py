@@ -164,7 +164,7 @@ def test_summary_names_the_best_layer_and_the_figure_is_written(evaluated):
     description = [r for r in table.to_pylist() if r["unit"] == "description"]
     means = {layer: np.mean([r["nss"] for r in description if r["layer"] == layer]) for layer in (0, 1)}
     best = max(means, key=means.get)
-    assert f"best layer by NSS: {best} ({means[best]:.3f}" in text
+    assert f"best layer by NSS: {best} ({means[best]:.3f}; centre bias" in text
     with Image.open(out / "eval" / "layers.png") as figure:
         assert figure.size[0] >= 1000 and len(np.unique(np.asarray(figure.convert("RGB")).reshape(-1, 3), axis=0)) > 3
 

@@ -71,7 +71,7 @@ def _print_summary(by_layer, centre, title: str, image_size) -> None:
     view = Table(title=f"{title}; description maps, heads averaged (mean ± s.e.)", title_justify="left")
     view.add_column("layer")
     for name in METRIC_NAMES:
-        view.add_column(name + (" (lower better)" if name == "kld" else ""), justify="right")
+        view.add_column(name + (" ↓" if name == "kld" else ""), justify="right")
     for level in [*by_layer, centre]:
         label = "centre bias" if level.layer is None else str(level.layer)
         view.add_row(label, *(_cell(level.mean[n], level.stderr[n]) for n in METRIC_NAMES))
@@ -85,10 +85,11 @@ def _print_summary(by_layer, centre, title: str, image_size) -> None:
     )
     best = best_layer(by_layer)
     if best is not None:
-        versus = centre.mean[BEST_BY]
+        score, baseline = best.mean[BEST_BY], centre.mean[BEST_BY]
+        verdict = "above" if score > baseline else "no layer beats"
         console.print(
-            f"best layer by {BEST_BY.upper()}: {best.layer} ({best.mean[BEST_BY]:.3f} against the centre bias's "
-            f"{versus:.3f})"
+            f"best layer by {BEST_BY.upper()}: {best.layer} ({score:.3f}; centre bias {baseline:.3f}: {verdict} it)"
+            "; kld ↓: lower is better"
         )
 
 
