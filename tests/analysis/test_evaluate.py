@@ -213,3 +213,24 @@ def test_only_committed_shards_are_scored_and_a_rerun_replaces_the_file(demo_out
     second = pq.read_table(out / "eval" / "metrics.parquet")
     assert set(second.column("layer").to_pylist()) == {0, None}
     assert sorted(p.name for p in (out / "eval").iterdir()) == ["layers.png", "metrics.parquet"]
+
+
+@pytest.mark.slow
+def test_evaluate_every_layer_of_mid_random(saldata_cache, demo_root, tmp_path):
+    """The benchmark's model, all 8 layers captured in one pass: each layer scored, recomputable."""
+    from tests.ray_free_run import build
+
+    out = build(tmp_path / "mid", model="mid-random", timeout=600)
+    code, text = invoke("evaluate", out)
+    assert code == 0, text
+    table = pq.read_table(out / "eval" / "metrics.parquet").to_pylist()
+    assert {r["layer"] for r in table} == set(range(8)) | {None}
+    group = zarr.open_group(out / "features.zarr", mode="r")
+    idx, layer = 3, 5
+    n = int(group["n_tokens"][idx])
+    small = group["attn_highres"][idx, :n, layer].astype(np.float64).mean(axis=(0, 1))
+    prediction = upsampled(small, group["saliency_map"].shape[1:])
+    (row,) = [r for r in table if r["idx"] == idx and r["layer"] == layer and r["unit"] == "description"]
+    x, y = fixations(out, idx)
+    assert row["nss"] == pytest.approx(by_hand_nss(prediction, x, y), abs=1e-9)
+    assert "best layer by NSS" in text

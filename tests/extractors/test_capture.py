@@ -224,3 +224,14 @@ def test_layer_out_of_range_is_a_clear_error(tiny_model_dir):
 
     with pytest.raises(ConfigError, match="decoder layers"):
         make_extractor(tiny_model_dir, layers=(7,))
+
+
+@pytest.mark.slow
+def test_every_layer_of_mid_random_matches_eager_generate(saldata_cache):
+    """The benchmark's model (8 layers, 8 heads, hidden 512): all its layers in one pass, each exact."""
+    from saldata.extractors.models import resolve_model_dir
+
+    model_dir = resolve_model_dir("mid-random")
+    reference = _load_eager(model_dir)
+    images = images_of_size(SIZES["640x480"], n=1)
+    assert_capture_matches(model_dir, reference, images, SIZES["640x480"], "all", "all")
