@@ -1,9 +1,9 @@
 """The readers' demo extraction without Ray: the pipeline's own steps, called one after another.
 
-``python -m tests.ray_free_run OUT [MODEL]`` does what ``saldata extract`` does with READERS_DEMO_ARGS
-(tests/helpers.py), with the same code for every step: ``plan_run``, the output lock,
-``prepare_output``, ``load_shard``, the model actor's ``process``, ``stage_shard`` and the driver's
-``commit_staged``. Only the scheduling differs: no Ray, one shard at a time, in one process. It
+``python -m tests.ray_free_run OUT [MODEL [DATASET [DATA_ROOT [SPLIT]]]]`` does what ``saldata
+extract`` does with READERS_DEMO_ARGS (tests/helpers.py), with the same code for every step:
+``plan_run``, the output lock, ``prepare_output``, ``load_shard``, the model actor's ``process``,
+``stage_shard`` and the driver's ``commit_staged``. Only the scheduling differs: no Ray, one shard at a time, in one process. It
 builds the readers' store for the fast test tier in seconds; a slow test
 (tests/readers/test_ray_free_run.py) checks that it is the CLI's output, byte for byte.
 
@@ -31,10 +31,19 @@ from saldata.storage.lock import OutputLock
 RUN_ID = "ray-free"
 
 
-def readers_demo_config(out: Path, model: str = "tiny-random") -> ExtractConfig:
-    """READERS_DEMO_ARGS as ExtractConfig (the CLI's defaults for everything they leave out)."""
+def readers_demo_config(
+    out: Path,
+    model: str = "tiny-random",
+    dataset: str = "demo",
+    data_root: Path | None = None,
+    split: str | None = None,
+) -> ExtractConfig:
+    """READERS_DEMO_ARGS as ExtractConfig (the CLI's defaults for everything they leave out), on
+    the demo or on another dataset (e.g. a split of a SALICON-layout fixture under ``data_root``)."""
     return ExtractConfig(
-        dataset="demo",
+        dataset=dataset,
+        data_root=data_root,
+        split=split,
         out=out,
         model=ModelSettings(model),
         capture=CaptureSettings(max_new_tokens=12, layers="all"),
@@ -65,13 +74,24 @@ def run_without_ray(config: ExtractConfig) -> None:
         journal.write("end")
 
 
-def build(out: Path, timeout: float = 300, model: str = "tiny-random") -> Path:
+def build(
+    out: Path,
+    timeout: float = 300,
+    model: str = "tiny-random",
+    dataset: str = "demo",
+    data_root: Path | None = None,
+    split: str | None = None,
+) -> Path:
     """Run this module on ``out`` in a fresh process (from the repository root); returns ``out``."""
-    cmd = [sys.executable, "-m", "tests.ray_free_run", str(out), model]
+    where = [str(data_root or ""), split or ""]
+    cmd = [sys.executable, "-m", "tests.ray_free_run", str(out), model, dataset, *where]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=Path(__file__).parents[1])
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
 
 
-if __name__ == "__main__":
-    run_without_ray(readers_demo_config(Path(sys.argv[1]), *sys.argv[2:3]))
+if __name__ == "__main__":  # OUT [MODEL [DATASET [DATA_ROOT [SPLIT]]]]
+    args = sys.argv[1:]
+    root = Path(args[3]) if len(args) > 3 and args[3] else None
+    split = args[4] if len(args) > 4 and args[4] else None
+    run_without_ray(readers_demo_config(Path(args[0]), *args[1:3], data_root=root, split=split))

@@ -93,24 +93,30 @@ def write_osie_fixations(
     scipy.io.savemat(path, {"fixations": cells})
 
 
-def make_salicon(root: Path, fixations: dict[str, list[np.ndarray]], size: tuple[int, int] = (640, 480)) -> None:
-    """images/val/<stem>.jpg, maps/val/<stem>.png and fixations/val/<stem>.mat holding exactly
-    ``fixations[stem]`` (one array of 1-based (x, y) per subject), for hand-picked points."""
+def make_salicon(
+    root: Path, fixations: dict[str, list[np.ndarray]], size: tuple[int, int] = (640, 480), split: str = "val"
+) -> None:
+    """images/<split>/<stem>.jpg, maps/<split>/<stem>.png and fixations/<split>/<stem>.mat holding
+    exactly ``fixations[stem]`` (one array of 1-based (x, y) per subject), for hand-picked points."""
     for i, (stem, subjects) in enumerate(fixations.items()):
-        _picture(root / "images" / "val" / f"{stem}.jpg", size, i)
-        _saliency(root / "maps" / "val" / f"{stem}.png", size, i)
-        write_salicon_gaze(root / "fixations" / "val" / f"{stem}.mat", subjects, size)
+        _picture(root / "images" / split / f"{stem}.jpg", size, i)
+        _saliency(root / "maps" / split / f"{stem}.png", size, i)
+        write_salicon_gaze(root / "fixations" / split / f"{stem}.mat", subjects, size)
 
 
 def write_salicon_gaze(path: Path, subjects: list[np.ndarray], size: tuple[int, int]) -> None:
     """A SALICON 2017 .mat with exactly these 1-based (x, y) fixations per subject: ``gaze``
-    (subjects x 1 struct: location, timestamp, fixations) and ``resolution`` = (height, width)."""
+    (subjects x 1 struct: location, timestamp, fixations) and ``resolution`` = (height, width).
+    Numbers are integers (uint16), as SALICON stores them, unless a point is not a whole pixel."""
+    points = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in subjects]
+    every = np.concatenate([*points, np.zeros((0, 2))])
+    whole = bool(np.isfinite(every).all() and (every == np.round(every)).all() and (every >= 0).all())
+    dtype = np.uint16 if whole and (every < 2**16).all() else np.float64
     gaze = np.zeros((len(subjects), 1), dtype=[("location", "O"), ("timestamp", "O"), ("fixations", "O")])
-    for s, p in enumerate(subjects):
-        p = np.asarray(p, dtype=np.float64).reshape(-1, 2)
-        gaze[s, 0] = (p, np.arange(len(p), dtype=np.float64).reshape(-1, 1), p)
+    for s, p in enumerate(points):
+        gaze[s, 0] = (p.astype(dtype), np.arange(len(p), dtype=np.float64).reshape(-1, 1), p.astype(dtype))
     path.parent.mkdir(parents=True, exist_ok=True)
-    scipy.io.savemat(path, {"image": path.stem, "resolution": np.array([size[1], size[0]], np.float64), "gaze": gaze})
+    scipy.io.savemat(path, {"image": path.stem, "resolution": np.array([size[1], size[0]], np.uint16), "gaze": gaze})
 
 
 def make_cat2000(root: Path) -> dict[str, np.ndarray]:

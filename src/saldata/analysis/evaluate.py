@@ -87,13 +87,28 @@ def score(prediction: np.ndarray, truth: ImageTruth, problems: list[str]) -> dic
     return scores
 
 
+def layer_maps(output: Output, array, idx: int, n_tokens: int, layer: int) -> np.ndarray:
+    """One image's token maps at one layer, float64 (n, heads, rows, cols): what its units are made of."""
+    return np.asarray(output.layers.rows(array, idx, n_tokens, layer), dtype=np.float64)
+
+
+def description_map(per_token: np.ndarray) -> np.ndarray:
+    """The ``description`` unit: the mean of the image's token maps (n, rows, cols)."""
+    return per_token.mean(axis=0)
+
+
+def on_image(small: np.ndarray, size: tuple[int, int], blur_px: float = 0.0) -> np.ndarray:
+    """A unit's map at the stored image size (height, width): upsampled, then blurred if asked."""
+    return metrics.blur(metrics.upsample_bilinear(small, size), blur_px)
+
+
 def unit_maps(maps: np.ndarray, words: list[dict], per_head: bool):
     """(head, unit, word, map) for one layer's token maps ``maps`` (n, heads, rows, cols)."""
     heads = [(HEAD_MEAN, maps.mean(axis=1))]
     if per_head:
         heads += [(h, maps[:, h]) for h in range(maps.shape[1])]
     for head, per_token in heads:
-        yield head, UNIT_DESCRIPTION, None, per_token.mean(axis=0)
+        yield head, UNIT_DESCRIPTION, None, description_map(per_token)
         for w in words:
             yield head, UNIT_WORD, w, per_token[w["first_position"] : w["last_position"] + 1].sum(axis=0)
 
@@ -110,9 +125,9 @@ def shard_scores(
         centre = metrics.blur(metrics.centre_bias(*size), settings.blur_px)
         rows.append(_row(truth, None, HEAD_MEAN, UNIT_CENTRE_BIAS, None, score(centre, truth, problems)))
         for layer in layers:
-            maps = np.asarray(output.layers.rows(array, truth.idx, truth.n_tokens, layer), dtype=np.float64)
+            maps = layer_maps(output, array, truth.idx, truth.n_tokens, layer)
             for head, unit, word, small in unit_maps(maps, words.get(truth.idx, []), settings.per_head):
-                prediction = metrics.blur(metrics.upsample_bilinear(small, size), settings.blur_px)
+                prediction = on_image(small, size, settings.blur_px)
                 rows.append(_row(truth, layer, head, unit, word, score(prediction, truth, problems)))
     return rows, problems
 

@@ -6,7 +6,6 @@ import csv
 import enum
 import io
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -14,6 +13,7 @@ from typing import Annotated
 import typer
 
 from saldata.errors import SaldataError
+from saldata.storage.paths import refuse_inside
 
 app = typer.Typer(
     help="SQL over an output's catalog (views images, tokens, words, fixations) and its schema.",
@@ -52,9 +52,9 @@ def query(
 
     if format is Format.parquet and output is None:
         _fail("--format parquet needs --output FILE.")
-    if output is not None:
-        _refuse_inside(output, out)
     try:
+        if output is not None:
+            refuse_inside(output, out, "--output", "queries")
         table = run_query(out, sql)
     except duckdb.Error as exc:
         _fail(str(exc))
@@ -99,25 +99,6 @@ def show(out: OutArg) -> None:
         dims = ARRAY_SPECS[name].dims if name in ARRAY_SPECS else array.metadata.dimension_names
         arrays.add_row(name, str(array.shape), ", ".join(dims or ()), str(array.dtype))
     console.print(arrays)
-
-
-def _refuse_inside(output: Path, out: Path) -> None:
-    """Fail when ``output`` is ``out``, inside it, or a hard link to a file in it: queries never write ``out``."""
-    target, root = output.resolve(), out.resolve()  # symlinks and relative paths resolved
-    if target == root or root in target.parents:
-        _fail(f"--output {output} is inside {out}, which queries never write; write the result elsewhere.")
-    try:
-        stat = target.stat()
-    except OSError:
-        return
-    if stat.st_nlink > 1 and root.is_dir():  # a hard link is no path: compare files
-        for folder, _, names in os.walk(root):
-            for name in names:
-                other = os.stat(os.path.join(folder, name), follow_symlinks=False)
-                if (other.st_dev, other.st_ino) == (stat.st_dev, stat.st_ino):
-                    _fail(
-                        f"--output {output} is a hard link to {os.path.join(folder, name)}; write the result elsewhere."
-                    )
 
 
 def _write(table, format: Format, output: Path | None, max_rows: int) -> None:

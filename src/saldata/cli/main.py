@@ -11,6 +11,7 @@ from saldata.cli import catalog
 from saldata.cli.analysis import show, stats
 from saldata.cli.datasets import datasets
 from saldata.cli.evaluate import evaluate
+from saldata.cli.export import export
 from saldata.cli.extract import extract
 from saldata.cli.help_format import use_click_conventions
 from saldata.cli.status import status
@@ -31,6 +32,7 @@ app.add_typer(catalog.app, name="catalog")
 app.command(no_args_is_help=True)(show)
 app.command(no_args_is_help=True)(stats)
 app.command(no_args_is_help=True)(evaluate)
+app.command(no_args_is_help=True)(export)
 app.command()(datasets)
 
 

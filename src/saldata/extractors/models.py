@@ -95,3 +95,23 @@ def load_model(settings: ModelSettings, model_dir: Path, attn_implementation: st
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"Could not load a LLaVA-Next model from {model_dir}: {exc}") from exc
     return model.eval(), processor
+
+
+def load_tokenizer(model: str, model_path: str):
+    """The tokenizer of the model an output was extracted with (store attributes ``model``, ``model_path``).
+
+    ``model_path`` is where that run found the model; where it is gone (another machine, a
+    cleaned cache) the model is resolved again as ``--model`` would be.
+    """
+    from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    path = Path(model_path)
+    if not (path / "config.json").is_file():
+        path = resolve_model_dir(model)
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"Could not load the tokenizer of {model} from {path}: {first_line}") from exc

@@ -138,10 +138,23 @@ def read_commit_log(out: Path) -> CommitLog:
 # -- writing ---------------------------------------------------------------------------------
 
 
+ASIDE_SUFFIX = ".tmp"
+
+
+def aside_path(path: Path) -> Path:
+    """Where ``path`` is written before its rename: hidden, and named for the writing process."""
+    return path.with_name(f".{path.name}.{os.getpid()}{ASIDE_SUFFIX}")
+
+
+def is_aside(name: str) -> bool:
+    """Whether a file name is one ``aside_path`` makes (found later only where a writer was killed)."""
+    return name.startswith(".") and name.endswith(ASIDE_SUFFIX)
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Write aside, fsync, rename, fsync the folder: the file is either old or new, never partial."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    aside = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    aside = aside_path(path)
     try:
         with open(aside, "wb") as f:
             f.write(data)

@@ -1,0 +1,118 @@
+"""``saldata export``: an output's committed shards as the files another tool reads."""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from saldata.errors import SaldataError
+
+
+class Format(str, enum.Enum):  # the names of saldata.exporters.EXPORTERS (a test keeps them equal)
+    language_att = "language-att"
+    pysaliency = "pysaliency"
+
+
+def export(
+    out: Annotated[Path, typer.Argument(help="An extraction output directory.")],
+    dest: Annotated[
+        Path, typer.Argument(help="The folder to write, outside OUT; rerun the same command to resume it.")
+    ],
+    format: Annotated[
+        Format,
+        typer.Option(
+            "--format",
+            "-f",
+            help="language-att: the language-driven saliency trainer's per-image files; pysaliency: one saliency "
+            "map per image for pysaliency.SaliencyMapModelFromDirectory.",
+        ),
+    ],
+    layer: Annotated[
+        int | None,
+        typer.Option(
+            help="Captured decoder layer to export (negative counts from the model's last); default the last captured.",
+            show_default=False,
+        ),
+    ] = None,
+    split: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="<str>",
+            help="Export only this split (repeat for several); default every split.",
+            show_default=False,
+        ),
+    ] = None,
+    unit: Annotated[
+        str | None, typer.Option(help="pysaliency: the map of each image: description (default).", show_default=False)
+    ] = None,
+    grid: Annotated[
+        str | None, typer.Option(help="pysaliency: attention grid, highres (default) or base.", show_default=False)
+    ] = None,
+    annotations: Annotated[
+        bool,
+        typer.Option(
+            "--annotations",
+            help="language-att: also link the images, saliency maps and SALICON fixation files the trainer reads.",
+        ),
+    ] = False,
+) -> None:
+    """Write OUT's committed shards in another tool's layout, one thread per store shard, resumable.
+
+    A killed export leaves whole files only; the same command finishes it without redoing them.
+    DEST records what it was exported from and how: another output or other settings are refused.
+    """
+    from saldata.cli.interrupt import Interrupted, catch_signals
+    from saldata.exporters import EXPORTERS, ExportSettings
+    from saldata.readers.output import Output
+
+    catch_signals()
+    progress = _progress()
+    try:
+        settings = ExportSettings(layer, tuple(split) if split else None, grid, unit, annotations)
+        exporter = EXPORTERS[format.value](Output(out), dest, settings)
+        task = progress.add_task("export", total=None)
+        with progress:
+            summary = exporter.run(
+                on_total=lambda n: progress.update(task, total=n), on_image=lambda: progress.advance(task)
+            )
+    except SaldataError as exc:
+        _fail(str(exc))
+    except Interrupted as exc:
+        typer.secho(
+            f"interrupted: the files written so far are whole; rerun the same command to finish {dest}",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
+        raise typer.Exit(code=exc.exit_code) from None
+    except OSError as exc:  # a full disk, a read-only DEST: finished files are kept
+        _fail(f"cannot write {exc.filename or dest}: {exc.strerror or exc}; rerun the same command once fixed", code=1)
+    typer.echo(
+        f"{dest}: {summary.images} images ({summary.written} written now, {summary.kept} already there), "
+        f"--format {format.value}, layer {exporter.layer}"
+    )
+    for note in summary.notes:
+        typer.echo(f"  {note}")
+
+
+def _progress():
+    """The bar, on a terminal only: on a pipe or in a log it would be noise in stderr."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    return Progress(
+        TextColumn("[bold]export"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not console.is_terminal,
+    )
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.secho(f"Error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=code)
