@@ -78,3 +78,19 @@ def test_harness_runs_and_both_sides_agree(tmp_path, tiny_model_dir):
     assert {"speed", "peak_memory_model_process", "peak_memory_whole_tree", "bytes_per_image"} <= set(results["ratios"])
     assert 0 < results["saldata"]["actor_busy_fraction"] <= 1
     assert results["capture_overhead"]["plain_s"] > 0
+
+
+@pytest.mark.slow
+def test_layer_cost_benchmark_runs_and_reports_its_ratios(tmp_path, tiny_model_dir):
+    """benchmarks/bench_layers.py end to end on one image of tiny-random (2 layers); no timing asserted."""
+    work = tmp_path / "layers"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_layers.py"), "--model", "tiny-random"]
+    cmd += ["--images", "1", "--new-tokens", "2", "--repeats", "1", "--workdir", str(work)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((work / "results.json").read_text())
+    timing, store = results["model_time"], results["store"]
+    assert timing["layers"] == 2 and len(timing["each_layer_s"]) == 2
+    assert timing["all_over_one"] > 0 and timing["runs_per_layer_over_all"] > 0
+    assert 0 < store["mean"]["attention_bytes"] < store["all"]["attention_bytes"]
+    assert "all layers in one pass / one layer" in proc.stdout

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +60,7 @@ class ImageTruth:
     n_tokens: int
     x: np.ndarray  # fixation points, stored-image pixels, 0-based; duplicates kept
     y: np.ndarray
-    saliency: np.ndarray  # (height, width) float64
+    saliency: np.ndarray | None = None  # (height, width) float64, read by the shard's task (not all at once)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +121,8 @@ def shard_scores(
     array = output.group[f"attn_{settings.grid}"]
     rows, problems = [], []
     for truth in truths:
+        # Read here, one image at a time: a dataset's saliency maps at once would not fit in memory.
+        truth = replace(truth, saliency=np.asarray(output.group["saliency_map"][truth.idx], dtype=np.float64))
         size = truth.saliency.shape
         centre = metrics.blur(metrics.centre_bias(*size), settings.blur_px)
         rows.append(_row(truth, None, HEAD_MEAN, UNIT_CENTRE_BIAS, None, score(centre, truth, problems)))
@@ -193,20 +195,10 @@ def _image_truths(output: Output) -> list[ImageTruth]:
     points = output.sql("SELECT idx, x, y FROM fixations ORDER BY idx, subject, fixation_index")
     idx = points.column("idx").to_numpy()
     x, y = points.column("x").to_numpy(), points.column("y").to_numpy()
-    saliency = output.group["saliency_map"]
     truths = []
     for image in images:
         lo, hi = np.searchsorted(idx, image["idx"], "left"), np.searchsorted(idx, image["idx"], "right")
-        truths.append(
-            ImageTruth(
-                image["idx"],
-                image["image_id"],
-                image["n_tokens"],
-                x[lo:hi],
-                y[lo:hi],
-                np.asarray(saliency[image["idx"]], dtype=np.float64),
-            )
-        )
+        truths.append(ImageTruth(image["idx"], image["image_id"], image["n_tokens"], x[lo:hi], y[lo:hi]))
     return truths
 
 
