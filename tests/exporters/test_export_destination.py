@@ -111,6 +111,7 @@ def test_shards_committed_later_are_added_and_a_recommitted_shard_is_redone(demo
     assert changed == {k for k in first}  # shard 0's images, and only they
 
 
+@pytest.mark.slow  # a second SALICON build (train), ~20 s: the fast tier stays under 3 minutes
 def test_two_outputs_one_split_each_share_a_dest(salicon_output, salicon_train_output, tmp_path):
     dest = tmp_path / "trainer"
     export(salicon_train_output, dest, "language-att")
