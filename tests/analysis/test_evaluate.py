@@ -189,8 +189,13 @@ def test_per_head_blur_and_base_grid(demo_output_ray_free, tmp_path):
 @pytest.mark.parametrize(
     ("args", "says"),
     [
-        (["--layers", "7"], "layer 7 was not captured; this output holds layers 0, 1"),
+        (
+            ["--layers", "7"],
+            "layer 7 is out of range: the model has 2 decoder layers (0..1, or -1..-2 from the end); this output holds layers 0, 1",
+        ),
+        (["--layers", "-3"], "layer -3 is out of range: the model has 2 decoder layers"),
         (["--grid", "middle"], "--grid must be 'highres' or 'base'"),
+        (["--blur", "1e9"], "--blur 1000000000 px is wider than the 640x480 images"),
         (["--blur", "-1"], "--blur must be a number of pixels >= 0"),
     ],
 )

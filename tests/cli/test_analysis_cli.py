@@ -50,7 +50,7 @@ def test_show_draws_one_panel_per_word(demo_output, tmp_path):
         word0 = np.asarray(figure0)[top : top + PANEL[1], PANEL[0] : 2 * PANEL[0]]
     assert n_words == 0 or np.abs(word0.astype(int) - first_word.astype(int)).mean() > 1
     result = invoke("show", demo_output, "COCO_val2014_000000000003", "-o", other, "--layer", "5")
-    assert result.exit_code == 2 and "layer 5 was not captured" in result.output
+    assert result.exit_code == 2 and "layer 5 is out of range" in result.output
 
 
 def test_a_word_label_names_its_token_positions_and_peak():

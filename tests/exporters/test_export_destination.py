@@ -182,7 +182,10 @@ def test_dest_must_be_a_folder_of_its_own_outside_out(demo_output_ray_free, tmp_
         (["--format", "pysaliency", "--annotations"], "--annotations does not apply to --format pysaliency"),
         (["--format", "pysaliency", "--grid", "fine"], "--grid must be one of highres, base, not 'fine'"),
         (["--format", "pysaliency", "--unit", "word"], "--unit must be one of description, not 'word'"),
-        (["--format", "pysaliency", "--layer", "7"], "layer 7 was not captured; this output holds layers 0, 1"),
+        (
+            ["--format", "pysaliency", "--layer", "7"],
+            "layer 7 is out of range: the model has 2 decoder layers (0..1, or -1..-2 from the end); this output holds layers 0, 1",
+        ),
         (["--format", "language-att", "--split", "train"], "--split train: this output has no committed image"),
     ],
 )

@@ -47,7 +47,7 @@ def test_a_schema3_store_reads_like_layer_1_of_the_schema4_store(demo_output_ray
         np.testing.assert_array_equal(old.word_maps(idx)[1], new.word_maps(idx, layer=1)[1])
         np.testing.assert_array_equal(old.hidden(idx), new.hidden(idx, layer=-1))
         np.testing.assert_array_equal(old.token_maps(idx, "base", "all", layer=1), new.token_maps(idx, "base", "all"))
-    with pytest.raises(ConfigError, match="layer 0 was not captured; this output holds layers 1"):
+    with pytest.raises(ConfigError, match="layer 0 was not captured; this output holds layer 1[.]"):
         old.word_maps(0, layer=0)
     item_old, item_new = SaliencyDataset(schema3_output)[2], SaliencyDataset(demo_output_ray_free, layer=1)[2]
     for key in ("hidden", "attn_base", "attn_highres"):
@@ -77,3 +77,16 @@ def test_layers_in_any_order_are_the_same_output_and_resume_each_other():
     assert resolve_layers(parse_layers("all"), 4) == (0, 1, 2, 3)
     with pytest.raises(ConfigError, match=r"^--layers 8, -9 is out of range: the model has 8 decoder layers"):
         resolve_layers((0, 8, -9), 8)
+
+
+def test_a_layer_out_of_the_model_s_range_is_refused_not_wrapped(demo_output_ray_free):
+    """tiny-random has 2 decoder layers: -3 is no layer (it must not wrap round to layer 1)."""
+    output = saldata.open(demo_output_ray_free)
+    assert output.layers.resolve(-1) == 1 and output.layers.resolve(-2) == 0
+    for layer in (-3, -100, 2, 9):
+        with pytest.raises(ConfigError, match=rf"layer {layer} (is out of range|was not captured)"):
+            output.layers.resolve(layer)
+    with pytest.raises(ConfigError, match="layer -3 is out of range: the model has 2 decoder layers"):
+        output.token_maps(0, layer=-3)
+    with pytest.raises(ConfigError, match="layer -3 is out of range"):
+        SaliencyDataset(demo_output_ray_free, layer=-3)

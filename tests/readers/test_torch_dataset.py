@@ -51,7 +51,7 @@ def test_layer_choice_reads_that_layer_and_refuses_one_not_captured(demo_output)
     np.testing.assert_array_equal(item["hidden"][:n].numpy(), group["hidden"][1, :n, 0].astype(np.float32))
     other = SaliencyDataset(demo_output, layer=1, normalize="sum")[1]
     assert (item["hidden"][:n] - other["hidden"][:n]).abs().max() > 1e-2
-    with pytest.raises(ConfigError, match="layer 5 was not captured; this output holds layers 0, 1"):
+    with pytest.raises(ConfigError, match="layer 5 is out of range: the model has 2 decoder layers"):
         SaliencyDataset(demo_output, layer=5)
 
 

@@ -156,6 +156,11 @@ def evaluate(output: Output, settings: EvalSettings) -> tuple[pa.Table, Undefine
         raise ConfigError(
             f"{output.path} stored the heads' mean (--heads mean); --per-head needs an extraction with --heads all."
         )
+    width, height = output.attrs["image_size"]
+    if settings.blur_px > max(width, height):  # wider blurs are a flat map (and a kernel too large to build)
+        raise ConfigError(
+            f"--blur {settings.blur_px:.0f} px is wider than the {width}x{height} images; give at most {max(width, height)}."
+        )
     truths = _image_truths(output)
     words = _words_by_image(output)
     shard_size = int(output.attrs["shard_size"])

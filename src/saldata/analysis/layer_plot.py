@@ -31,7 +31,8 @@ def layers_figure(layers, centre, title: str):
     figure = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(figure)
     draw.text((8, 6), title, fill="black", font=font)
-    draw.text((width - 260, 6), "--- centre bias   o layer mean +/- 1 s.e.", fill=BASELINE, font=font)
+    draw.text((width - 300, 6), "--- centre bias", fill=BASELINE, font=font)
+    draw.text((width - 200, 6), "o layer mean +/- 1 s.e.", fill=LINE, font=font)
     for i, name in enumerate(METRIC_NAMES):
         _panel(draw, font, (i * PANEL[0], 30), name, layers, centre)
     return figure

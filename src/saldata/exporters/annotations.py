@@ -43,7 +43,8 @@ def link_annotations(dest: Path, output, rows: list[dict], name_of: Callable[[st
             link_atomic(dest / FIXATION_DIRNAME / split / f"{name}.mat", source.fixations_path)
         else:
             skipped[problem] += 1
-    notes = [f"annotations: {dest / IMAGES_DIRNAME}, {dest / SALIENCY_DIRNAME}, {dest / FIXATION_DIRNAME} (symlinks)"]
+    linked = [dest / name for name in (IMAGES_DIRNAME, SALIENCY_DIRNAME, FIXATION_DIRNAME) if (dest / name).is_dir()]
+    notes = [f"annotations: {', '.join(map(str, linked))} (symlinks)"]
     if no_map:
         notes.append(f"{no_map} images have no saliency map file to link")
     notes += [f"{count} fixation files not linked: {why}" for why, count in sorted(skipped.items())]

@@ -140,9 +140,14 @@ class LanguageAttExporter(Exporter):
         notes = [
             f"{len(lengths)} of {n_images} images in {self.dest} valid (splits {', '.join(splits)}; done, with "
             f"ground truth and at least one row; {VALID_FILE} marks the others false)",
-            f"train with: python {TRAINER_SCRIPT} --language_path {dest} --anno_path {anno} "
-            f"--input_dim {hidden_size} --input_head {heads} --max_len {max(lengths, default=0)}",
         ]
+        if lengths:
+            notes.append(
+                f"train with: python {TRAINER_SCRIPT} --language_path {dest} --anno_path {anno} "
+                f"--input_dim {hidden_size} --input_head {heads} --max_len {max(lengths)}"
+            )
+        else:
+            notes.append("nothing to train on: no image is valid (the trainer needs ground truth)")
         if hidden_size != LOADER_HIDDEN_SIZE:
             notes.append(
                 f"hidden size {hidden_size}: the trainer's loader pads hidden states to {LOADER_HIDDEN_SIZE} columns "

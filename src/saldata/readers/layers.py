@@ -33,9 +33,15 @@ class StoredLayers:
         """Position on the layer axis of decoder layer ``layer`` (None: the last captured)."""
         if layer is None:
             return len(self.layers) - 1
-        wanted = layer % self.n_decoder_layers if layer < 0 and self.n_decoder_layers else layer
+        n = self.n_decoder_layers
+        if n and not -n <= layer < n:  # never wrap: -40 on a 32-layer model is a typo, not layer 24
+            raise ConfigError(
+                f"layer {layer} is out of range: the model has {n} decoder layers (0..{n - 1}, or -1..-{n} from "
+                f"the end); this output holds {self.described()}."
+            )
+        wanted = layer % n if layer < 0 and n else layer
         if wanted not in self.layers:
-            raise ConfigError(f"layer {layer} was not captured; this output holds layers {self.described()}.")
+            raise ConfigError(f"layer {layer} was not captured; this output holds {self.described()}.")
         return self.layers.index(wanted)
 
     def resolve(self, layer: int | None = None) -> int:
@@ -43,7 +49,8 @@ class StoredLayers:
         return self.layers[self.position(layer)]
 
     def described(self) -> str:
-        return ", ".join(map(str, self.layers))
+        """``layer 1`` or ``layers 0, 1``."""
+        return f"layer{'s' if len(self.layers) > 1 else ''} {', '.join(map(str, self.layers))}"
 
     def images_at(self, block, layer: int | None = None):
         """A block of whole images (image, token, [layer,] ...) at one layer; works on dask arrays too."""
