@@ -53,8 +53,8 @@ class StepRecorder:
     image_positions: torch.Tensor
     mean_heads: bool
     n_layers: int = 1
-    attention: list[list[torch.Tensor]] = field(default_factory=list)
-    hidden: list[list[torch.Tensor]] = field(default_factory=list)
+    attention: list[list[torch.Tensor]] = field(init=False)  # one list of steps per layer
+    hidden: list[list[torch.Tensor]] = field(init=False)
 
     def __post_init__(self):
         self.attention = [[] for _ in range(self.n_layers)]
