@@ -33,6 +33,7 @@ from saldata.schemas.evaluation import (
     UNIT_DESCRIPTION,
     UNIT_WORD,
 )
+from saldata.storage.location import as_out
 
 FIXATIONS_SINCE = 4  # the schema version whose catalog first holds fixation points
 
@@ -216,15 +217,15 @@ def _words_by_image(output: Output) -> dict[int, list[dict]]:
 
 
 def write_metrics(out: Path, table: pa.Table) -> Path:
-    """``OUT/eval/metrics.parquet``, replaced whole (written aside, then renamed): a rerun never leaves half a file."""
+    """``OUT/eval/metrics.parquet``, replaced whole (``write_atomic``): a rerun never leaves half a file."""
     import pyarrow.parquet as pq
 
-    folder = Path(out) / EVAL_DIRNAME
-    folder.mkdir(exist_ok=True)
-    target = folder / METRICS_FILE
-    aside = folder / f".{METRICS_FILE}.{os.getpid()}.tmp"
-    pq.write_table(table, aside)
-    os.replace(aside, target)
+    from saldata.storage.commits import write_atomic
+
+    target = as_out(out) / EVAL_DIRNAME / METRICS_FILE
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    write_atomic(target, sink.getvalue().to_pybytes())
     return target
 
 

@@ -82,3 +82,14 @@ def _panel(draw, font, origin, name, layers, centre) -> None:
     for layer, _, _ in points[::step]:
         draw.text((px(layer) - 4, y1 + 4), str(layer), fill="black", font=font)
     draw.text(((x0 + x1) / 2 - 14, y1 + 18), "layer", fill=AXIS, font=font)
+
+
+def save_png(image, path) -> None:
+    """Write ``image`` whole to ``path``, a file or an object (``write_atomic``)."""
+    import io
+
+    from saldata.storage.commits import write_atomic
+
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    write_atomic(path, buffer.getvalue())

@@ -101,10 +101,14 @@ def write_statistics(out: Path, table: pa.Table, maps: np.ndarray, layer: int) -
     import pyarrow.parquet as pq
     import zarr
 
-    folder = Path(out) / STATS_DIRNAME
-    folder.mkdir(exist_ok=True)
-    pq.write_table(table.replace_schema_metadata({"saldata.layer": str(layer)}), folder / "words.parquet")
-    group = zarr.open_group(folder / "word_maps.zarr", mode="w", zarr_format=3)
+    from saldata.storage.commits import write_atomic
+    from saldata.storage.location import as_out, zarr_target
+
+    folder = as_out(out) / STATS_DIRNAME
+    sink = pa.BufferOutputStream()
+    pq.write_table(table.replace_schema_metadata({"saldata.layer": str(layer)}), sink)
+    write_atomic(folder / "words.parquet", sink.getvalue().to_pybytes())
+    group = zarr.open_group(zarr_target(folder / "word_maps.zarr", "w"), mode="w", zarr_format=3)
     group.attrs.update(words=table.column("word").to_pylist(), layer=layer)
     group.create_array(
         "mean_map",

@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
+from saldata.cli.locations import OutArg, StorageOptions, location
 from saldata.errors import SaldataError
 
-OutArg = Annotated[Path, typer.Argument(help="An extraction output directory.")]
 LayerOption = Annotated[
     int | None,
     typer.Option(
@@ -27,6 +27,7 @@ def show(
     reduce: Annotated[str, typer.Option(help="A word's map from its tokens' maps: sum or mean.")] = "sum",
     max_words: Annotated[int, typer.Option(help="Draw at most this many words.")] = 23,
     layer: LayerOption = None,
+    storage_option: StorageOptions = None,
 ) -> None:
     """Draw the image with its description and one attention overlay per word."""
     import numpy as np
@@ -37,7 +38,7 @@ def show(
     from saldata.readers.output import Output
 
     try:
-        data = Output(out)
+        data = Output(location(out, storage_option))
         row = data.row(image_id)
         if row["status"] != "done":
             raise SaldataError(f"{image_id} failed during extraction: {row['error']}")
@@ -66,6 +67,7 @@ def stats(
     out: OutArg,
     top: Annotated[int, typer.Option(help="Words listed on screen.")] = 20,
     layer: LayerOption = None,
+    storage_option: StorageOptions = None,
 ) -> None:
     """Per word over the whole store: occurrences, images, attention mass, mean attention map.
 
@@ -78,6 +80,7 @@ def stats(
     from saldata.readers.output import Output
 
     try:
+        out = location(out, storage_option)
         data = Output(out)
         layer = data.layers.resolve(layer)
         table, maps = word_statistics(data, layer)

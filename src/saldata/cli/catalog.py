@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from saldata.cli.locations import OutArg, StorageOptions, location
 from saldata.errors import SaldataError
 from saldata.storage.paths import refuse_inside
 
@@ -19,8 +20,6 @@ app = typer.Typer(
     help="SQL over an output's catalog (views images, tokens, words, fixations) and its schema.",
     no_args_is_help=True,
 )
-
-OutArg = Annotated[Path, typer.Argument(help="An extraction output directory.")]
 
 
 class Format(str, enum.Enum):
@@ -44,6 +43,7 @@ def query(
         ),
     ] = None,
     max_rows: Annotated[int, typer.Option(help="Rows shown by --format table (others write all).")] = 50,
+    storage_option: StorageOptions = None,
 ) -> None:
     """Run read-only SQL (SELECT) over the catalog. Only committed shards are visible."""
     import duckdb
@@ -53,6 +53,7 @@ def query(
     if format is Format.parquet and output is None:
         _fail("--format parquet needs --output FILE.")
     try:
+        out = location(out, storage_option)
         if output is not None:
             refuse_inside(output, out, "--output", "queries")
         table = run_query(out, sql)
@@ -64,7 +65,7 @@ def query(
 
 
 @app.command(no_args_is_help=True)
-def show(out: OutArg) -> None:
+def show(out: OutArg, storage_option: StorageOptions = None) -> None:
     """Print each catalog view's columns (with meaning) and row count, and the store's arrays."""
     import duckdb
     from rich.console import Console
@@ -76,6 +77,7 @@ def show(out: OutArg) -> None:
     from saldata.storage.zarr_store import open_store
 
     try:
+        out = location(out, storage_option)
         con = connect(out)
         group = open_store(out)
         counts = {name: con.sql(f"SELECT count(*) FROM {name}").fetchall()[0][0] for name in TABLES}

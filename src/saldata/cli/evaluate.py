@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from saldata.cli.locations import OutArg, StorageOptions, location
 from saldata.errors import SaldataError
 
 
 def evaluate(
-    out: Annotated[Path, typer.Argument(help="An extraction output directory.")],
+    out: OutArg,
     layers: Annotated[
         str,
         typer.Option(help="Captured decoder layers to score: a comma list (negative counts from the end) or all."),
@@ -22,6 +22,7 @@ def evaluate(
     blur: Annotated[
         float, typer.Option("--blur", metavar="SIGMA_PX", help="Gaussian blur of each upsampled map, in pixels.")
     ] = 0.0,
+    storage_option: StorageOptions = None,
 ) -> None:
     """Score attention maps against human fixations and saliency maps (NSS, AUC-Judd, CC, KLD, SIM).
 
@@ -31,7 +32,7 @@ def evaluate(
     """
     from saldata.analysis.evaluate import EvalSettings, summarise, write_metrics
     from saldata.analysis.evaluate import evaluate as score_output
-    from saldata.analysis.layer_plot import layers_figure
+    from saldata.analysis.layer_plot import layers_figure, save_png
     from saldata.extractors.settings import ALL_LAYERS, parse_layers
     from saldata.readers.output import Output
     from saldata.schemas.evaluation import EVAL_DIRNAME, LAYERS_FIGURE
@@ -39,6 +40,7 @@ def evaluate(
     try:
         chosen = parse_layers(layers)
         settings = EvalSettings(None if chosen == ALL_LAYERS else chosen, per_head, grid, blur)
+        out = location(out, storage_option)
         data = Output(out)
         table, undefined = score_output(data, settings)
     except SaldataError as exc:
@@ -48,8 +50,8 @@ def evaluate(
     by_layer, centre = summarise(table)
     n_images = centre.n_images
     title = f"{out}: {n_images} images, {grid} grid, blur {blur:g} px"
-    figure_path = Path(out) / EVAL_DIRNAME / LAYERS_FIGURE
-    layers_figure(by_layer, centre, title).save(figure_path)
+    figure_path = out / EVAL_DIRNAME / LAYERS_FIGURE
+    save_png(layers_figure(by_layer, centre, title), figure_path)
     _print_summary(by_layer, centre, title, data.attrs["image_size"])
     if undefined.count:
         typer.secho(

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from saldata.cli.locations import OutArg, StorageOptions, location
 from saldata.errors import SaldataError
 
 
@@ -17,7 +18,7 @@ class Format(str, enum.Enum):  # the names of saldata.exporters.EXPORTERS (a tes
 
 
 def export(
-    out: Annotated[Path, typer.Argument(help="An extraction output directory.")],
+    out: OutArg,
     dest: Annotated[
         Path, typer.Argument(help="The folder to write, outside OUT; rerun the same command to resume it.")
     ],
@@ -58,6 +59,7 @@ def export(
             help="language-att: also link the images, saliency maps and SALICON fixation files the trainer reads.",
         ),
     ] = False,
+    storage_option: StorageOptions = None,
 ) -> None:
     """Write OUT's committed shards in another tool's layout, one thread per store shard, resumable.
 
@@ -72,7 +74,7 @@ def export(
     progress = _progress()
     try:
         settings = ExportSettings(layer, tuple(split) if split else None, grid, unit, annotations)
-        exporter = EXPORTERS[format.value](Output(out), dest, settings)
+        exporter = EXPORTERS[format.value](Output(location(out, storage_option)), dest, settings)
         task = progress.add_task("export", total=None)
         with progress:
             summary = exporter.run(

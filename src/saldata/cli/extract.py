@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from saldata.cli.locations import StorageOptions, location
 from saldata.datasets import DATASETS, dataset_spec
 from saldata.errors import SaldataError
 from saldata.extractors.batching import AUTO
@@ -43,7 +44,13 @@ DType = _choices("dtype", DTYPES)
 
 
 def extract(
-    out: Annotated[Path, typer.Option(help="Output directory (features.zarr, catalog/, run.json).")],
+    out: Annotated[
+        str,
+        typer.Option(
+            help="Output directory (features.zarr, catalog/, run.json), or a URL such as s3://bucket/prefix.",
+            show_default=False,
+        ),
+    ],
     dataset: Annotated[
         str,
         typer.Option(help=f"{_listed([dataset_spec(n) for n in DATASETS])}.", rich_help_panel=PANEL_DATA),
@@ -192,6 +199,7 @@ def extract(
     num_actors: Annotated[
         int | None, typer.Option(help="Model actors; default one per GPU (one on CPU).", rich_help_panel=PANEL_RUN)
     ] = None,
+    storage_option: StorageOptions = None,
 ) -> None:
     """Run a vision-language model over a dataset and store tokens, hidden states and attention maps.
 
@@ -211,7 +219,7 @@ def extract(
     try:
         config = ExtractConfig(
             dataset=dataset,
-            out=out,
+            out=location(out, storage_option),
             data_root=data_root,
             split=split,
             image_size=parse_size(size),

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
-
 import typer
 
+from saldata.cli.locations import OutArg, StorageOptions, location
 from saldata.errors import SaldataError
 
 
-def status(out: Annotated[Path, typer.Argument(help="An extraction output directory.")]) -> None:
+def status(out: OutArg, storage_option: StorageOptions = None) -> None:
     """Done / failed / pending counts, failures by reason, and throughput and ETA of a running job."""
     from saldata.pipelines.live_progress import format_eta, rate_text
     from saldata.pipelines.status import output_status
 
     try:
-        st = output_status(out)
+        st = output_status(location(out, storage_option))
     except SaldataError as exc:
         typer.secho(f"Error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=1) from None

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from saldata.cli.locations import OutArg, StorageOptions, location
 from saldata.errors import SaldataError
 
 
 def verify(
-    out: Annotated[Path, typer.Argument(help="An extraction output directory.")],
+    out: OutArg,
     quick: Annotated[bool, typer.Option("--quick", help="Check presence and sizes only (no checksums).")] = False,
+    storage_option: StorageOptions = None,
 ) -> None:
     """Check every committed shard against its commit record, and the catalog against the store.
 
@@ -21,7 +22,7 @@ def verify(
     from saldata.pipelines.verify import verify_output
 
     try:
-        report = verify_output(out, quick=quick)
+        report = verify_output(location(out, storage_option), quick=quick)
     except SaldataError as exc:
         typer.secho(f"Error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=1) from None

@@ -37,7 +37,7 @@ from saldata.schemas.store import ARRAYS, STORE_SCHEMA_VERSION, Geometry
 from saldata.storage.catalog import catalog_dir
 from saldata.storage.commits import commit, write_atomic
 from saldata.storage.journal import RunJournal
-from saldata.storage.lock import OutputLock
+from saldata.storage.lock import OutputLock, output_lock
 from saldata.storage.os_errors import explain
 from saldata.storage.zarr_store import store_path
 
@@ -172,7 +172,7 @@ def run_extraction(
         raise ConfigError(f"--out {config.out} is a file; give a directory (new or an earlier output).") from None
     except OSError as exc:
         raise StoreError(f"--out cannot be created: {explain(exc, config.out)}") from None
-    with OutputLock(config.out, run_id) as lock, contextlib.ExitStack() as stack:
+    with output_lock(config.out, run_id) as lock, contextlib.ExitStack() as stack:
         try:
             state = prepare_output(plan, overwrite, checked)
             write_atomic(config.out / RUN_CONFIG_FILE, config.to_json().encode())

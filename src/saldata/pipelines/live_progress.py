@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from saldata.storage.journal import JOURNAL_DIR
+from saldata.storage.location import as_out, is_object
 
 # The driver rewrites the record at most this often; status may read it this much behind.
 WRITE_EVERY_S = 1.0
@@ -77,12 +78,15 @@ def rate_text(progress: RunProgress, now: float | None = None) -> str:
 
 
 def progress_path(out: Path, run_id: str) -> Path:
-    return Path(out) / JOURNAL_DIR / f"{run_id}.progress.json"
+    return as_out(out) / JOURNAL_DIR / f"{run_id}.progress.json"
 
 
 def write_progress(out: Path, progress: RunProgress) -> None:
     """Replace the record (no fsync: it only describes a live run, and a torn one is simply not read)."""
     path = progress_path(out, progress.run_id)
+    if is_object(path):
+        path.write_text(json.dumps(asdict(progress)))
+        return
     aside = path.with_name(f".{path.name}.tmp")
     path.parent.mkdir(parents=True, exist_ok=True)
     aside.write_text(json.dumps(asdict(progress)))
@@ -91,7 +95,7 @@ def write_progress(out: Path, progress: RunProgress) -> None:
 
 def latest_progress(out: Path) -> RunProgress | None:
     """The most recent run's record (run ids begin with their start time)."""
-    paths = sorted((Path(out) / JOURNAL_DIR).glob("*.progress.json"))
+    paths = sorted((as_out(out) / JOURNAL_DIR).glob("*.progress.json"))
     return read_progress(out, paths[-1].name.removesuffix(".progress.json")) if paths else None
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from saldata.errors import ConfigError, StoreError
 from saldata.pipelines.config import ExtractConfig
+from saldata.storage.location import check_reachable, is_object
 
 
 def preflight(config: ExtractConfig, overwrite: bool) -> tuple:
@@ -51,6 +52,9 @@ def check_device(config: ExtractConfig) -> None:
 
 
 def check_out_folder(out: Path) -> None:
+    if is_object(out):
+        check_reachable(out)
+        return
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; give a directory (new, or an earlier output to resume).")
@@ -80,6 +84,8 @@ def space_warnings(plan) -> list[str]:
     from saldata.storage.os_errors import human_bytes
 
     needed = sum(plan.array_bytes().values())
+    if is_object(plan.config.out):
+        return []  # an object store has no free space to ask
     free = shutil.disk_usage(_nearest_existing(plan.config.out)).free
     if free >= needed:
         return []

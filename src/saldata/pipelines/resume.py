@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +30,8 @@ from saldata.storage.commits import (
     sweep_staging,
 )
 from saldata.storage.journal import JOURNAL_DIR
-from saldata.storage.zarr_store import create_store, open_store, store_path, store_schema_version
+from saldata.storage.location import as_out, remove_tree
+from saldata.storage.zarr_store import create_store, open_store, store_aside, store_path, store_schema_version
 
 # Attributes that must match for a rerun to add to an existing output.
 GUARDED_ATTRIBUTES = (
@@ -62,7 +62,7 @@ def check_output(plan) -> None:
     out = plan.config.out
     version = store_schema_version(out)
     if version is None:
-        if store_path(out).exists():
+        if store_path(out).exists() and not store_aside(out).exists():  # (an aside: a store not yet in place)
             raise StoreError(
                 f"{store_path(out)} is not a saldata store (no zarr.json); move it away or pass --overwrite."
             )
@@ -94,7 +94,7 @@ def already_complete(config) -> bool:
     from saldata.pipelines.verify import verify_output
     from saldata.storage.lock import is_stale, read_lock
 
-    out = Path(config.out)
+    out = as_out(config.out)
     try:
         if store_schema_version(out) != STORE_SCHEMA_VERSION:
             return False
@@ -136,7 +136,7 @@ def prepare_output(plan, overwrite: bool, checked: bool = False) -> OutputState:
         check_output(plan)
     finished = finish_pending(out)
     sweep_staging(out)
-    if not store_path(out).is_dir():
+    if store_schema_version(out) is None:
         create_store(out, plan.geometry, plan.config.shard_size, plan.attributes)
         return OutputState(set(), {}, finished)
     log = read_commit_log(out)
@@ -205,8 +205,7 @@ def _source_problem(entry: dict, source) -> str | None:
 def _remove_stray(out: Path, stray: list[str]) -> None:
     """Catalog files no record names would show up in plain Parquet readers: take them out."""
     for rel in stray:
-        target = Path(out) / rel
-        shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+        remove_tree(as_out(out) / rel)
 
 
 def select_work(shards: list[Shard], state: OutputState, out: Path, retry_failed: bool) -> list[ShardWork]:
@@ -225,6 +224,7 @@ def select_work(shards: list[Shard], state: OutputState, out: Path, retry_failed
 def clear_output(out: Path) -> None:
     """Remove what saldata wrote (and nothing else a user keeps beside it)."""
     # Records first: once they are gone nothing left behind is believed, wherever a kill lands.
+    out = as_out(out)
     for name in (COMMITS_DIRNAME, "features.zarr", CATALOG_DIRNAME, JOURNAL_DIR, STAGING_DIRNAME):
-        shutil.rmtree(Path(out) / name, ignore_errors=True)
-    (Path(out) / RUN_CONFIG_FILE).unlink(missing_ok=True)
+        remove_tree(out / name)
+    (out / RUN_CONFIG_FILE).unlink(missing_ok=True)

@@ -17,6 +17,7 @@ from saldata.schemas.catalog import FIXATIONS, IMAGES, TABLES, TOKENS, WORDS
 from saldata.schemas.store import STORE_SCHEMA_VERSION, TOKEN_PAD
 from saldata.storage.catalog import catalog_dir, read_file, shard_file, shard_relpath
 from saldata.storage.commits import CommitRecord, digest_file, read_commit_log
+from saldata.storage.location import as_out
 from saldata.storage.zarr_store import open_store, store_schema_version
 
 
@@ -37,7 +38,7 @@ def verify_output(out: Path, quick: bool = False) -> VerifyReport:
     """Every committed shard checked; ``quick`` checks presence and sizes only."""
     from saldata.errors import StoreError
 
-    out = Path(out)
+    out = as_out(out)
     version = store_schema_version(out)
     if version is None:
         raise StoreError(f"No feature store at {out / 'features.zarr'}: is {out} a saldata extraction output?")

@@ -19,6 +19,7 @@ from saldata.readers.layers import StoredLayers
 from saldata.schemas.catalog import STATUS_DONE
 from saldata.schemas.store import STORE_SCHEMA_VERSION
 from saldata.storage.catalog import read_table
+from saldata.storage.location import as_out
 from saldata.storage.zarr_store import open_store
 
 WORD_REDUCTIONS = ("sum", "mean")
@@ -28,8 +29,8 @@ GRIDS = ("highres", "base")
 class Output:
     """One extraction output: catalog tables, lazy arrays, SQL, selections, word maps."""
 
-    def __init__(self, out: Path | str):
-        self.path = Path(out)
+    def __init__(self, out: Path | str, storage_options: dict | None = None):
+        self.path = as_out(out, storage_options)  # a folder, or an ObjectPath for a URL
         self.group = open_store(self.path)  # raises StoreError naming the path when absent
         self.attrs: dict = dict(self.group.attrs)
         version = self.attrs.get("schema_version")

@@ -43,12 +43,13 @@ class SaliencyDataset(Dataset):
         image_size: tuple[int, int] | None = None,
         heads: str = "mean",
         layer: int | None = None,
+        storage_options: dict | None = None,
     ):
         if normalize not in NORMALIZATIONS:
             raise ConfigError(f"normalize must be one of {NORMALIZATIONS}, not {normalize!r}.")
         if heads not in ("mean", "all"):
             raise ConfigError(f"heads must be 'mean' or 'all', not {heads!r}.")
-        output = Output(out)
+        output = Output(out, storage_options)
         output.require("hidden", "attn_base", "attn_highres", "saliency_map", "fixation_map")
         self.path = output.path
         self.rows = output.select(split=split, where=where).images.to_pylist()

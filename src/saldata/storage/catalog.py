@@ -17,10 +17,11 @@ import pyarrow.parquet as pq
 
 from saldata.errors import StoreError
 from saldata.schemas.catalog import CATALOG_DIRNAME, IMAGES, TABLES, TableSpec
+from saldata.storage.location import as_out, is_object
 
 
 def catalog_dir(out: Path) -> Path:
-    return Path(out) / CATALOG_DIRNAME
+    return as_out(out) / CATALOG_DIRNAME
 
 
 def shard_relpath(table: TableSpec, shard_index: int) -> str:
@@ -29,13 +30,21 @@ def shard_relpath(table: TableSpec, shard_index: int) -> str:
 
 
 def shard_file(out: Path, table: TableSpec, shard_index: int) -> Path:
-    return Path(out) / shard_relpath(table, shard_index)
+    return as_out(out) / shard_relpath(table, shard_index)
 
 
 def write_table(rows: list[dict], table: TableSpec, path: Path) -> None:
-    """Write and fsync (the commit that follows must not point at data still in the page cache)."""
+    """Write and fsync (the commit that follows must not point at data still in the page cache).
+
+    An object is written whole, by one PUT."""
+    data = pa.Table.from_pylist(rows, schema=table.schema)
+    if is_object(path):
+        sink = pa.BufferOutputStream()
+        pq.write_table(data, sink, compression="zstd")
+        path.write_bytes(sink.getvalue().to_pybytes())
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), path, compression="zstd")
+    pq.write_table(data, path, compression="zstd")
     with open(path, "rb") as f:
         os.fsync(f.fileno())
 
@@ -45,7 +54,7 @@ def stage_tables(staging: Path, shard_index: int, rows: dict[str, list[dict]]) -
     written = []
     for name, table_rows in rows.items():
         rel = shard_relpath(TABLES[name], shard_index)
-        write_table(table_rows, TABLES[name], Path(staging) / rel)
+        write_table(table_rows, TABLES[name], as_out(staging) / rel)
         written.append(rel)
     return written
 
@@ -80,7 +89,8 @@ def committed_files(out: Path, name: str) -> list[Path]:
 
 def read_file(path: Path, table: TableSpec) -> pa.Table:
     try:
-        return pq.read_table(path, schema=table.schema)
+        source = pa.BufferReader(path.read_bytes()) if is_object(path) else path  # one GET, through fsspec
+        return pq.read_table(source, schema=table.schema)
     except FileNotFoundError:
         raise StoreError(
             f"{path} is missing although its shard is committed; run saldata verify on the output."

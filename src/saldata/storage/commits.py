@@ -15,6 +15,18 @@ rolls it forward by redoing steps 2-3, which are idempotent. Readers believe onl
 without ``pending``: a shard is either its old committed files or its new ones, never a mix.
 Catalog files enter ``catalog/`` only in step 2, so plain Parquet readers never see a shard
 that is not committed.
+
+On an object store (``storage/location.py``) there is no rename, but a PUT is atomic, so the
+record comes last and is written once (``_commit_objects``):
+
+1. delete the shard's old record, if it has one (a redone or retried shard): from here the
+   shard is uncommitted, so no reader mixes its old record with new files;
+2. copy each staged object over its final key (a server-side copy), delete the keys the record
+   says are absent;
+3. PUT the record; then delete the staged objects.
+
+A kill before 3 leaves a shard without a record: readers skip it, and the next ``extract``
+removes its catalog objects (``verify``'s strays) and redoes it, from scratch.
 """
 
 from __future__ import annotations
@@ -24,6 +36,8 @@ import os
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from saldata.storage.location import as_out, copy_file, is_object, remove_tree
 
 COMMITS_DIRNAME = "commits"
 STAGING_DIRNAME = "staging"
@@ -69,7 +83,7 @@ class CommitRecord:
 
 
 def commits_dir(out: Path) -> Path:
-    return Path(out) / COMMITS_DIRNAME
+    return as_out(out) / COMMITS_DIRNAME
 
 
 def record_path(out: Path, shard: int) -> Path:
@@ -77,7 +91,7 @@ def record_path(out: Path, shard: int) -> Path:
 
 
 def staging_root(out: Path) -> Path:
-    return Path(out) / STAGING_DIRNAME
+    return as_out(out) / STAGING_DIRNAME
 
 
 def staging_dir(out: Path, shard: int, run_id: str) -> Path:
@@ -89,6 +103,10 @@ def digest_file(path: Path, sync: bool = False) -> FileDigest:
     import google_crc32c  # zarr's own dependency, for its crc32c codec
 
     checksum = google_crc32c.Checksum()
+    if is_object(path):  # one GET: what the store holds is what gets digested
+        data = path.read_bytes()
+        checksum.update(data)
+        return FileDigest(len(data), checksum.hexdigest().decode())
     size = 0
     with open(path, "rb") as f:
         while block := f.read(_BLOCK):
@@ -152,7 +170,12 @@ def is_aside(name: str) -> bool:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write aside, fsync, rename, fsync the folder: the file is either old or new, never partial."""
+    """Write aside, fsync, rename, fsync the folder: the file is either old or new, never partial.
+
+    An object is written by one PUT, which is atomic by itself."""
+    if is_object(path):
+        path.write_bytes(data)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     aside = aside_path(path)
     try:
@@ -180,17 +203,41 @@ def commit(out: Path, record: CommitRecord, before_switch=None) -> None:
 
     ``before_switch`` runs just before the switch (the output lock's ownership check).
     """
+    if is_object(out):
+        _commit_objects(out, record, before_switch)
+        return
     if before_switch:
         before_switch()
     write_atomic(record_path(out, record.shard), record.to_json().encode())
     roll_forward(out, record)
 
 
+def _commit_objects(out, record: CommitRecord, before_switch=None) -> None:
+    """The object-store protocol (module docstring): old record out, files in, new record last, once."""
+    from saldata.faults import fault_point
+
+    if before_switch:
+        before_switch()
+    record_path(out, record.shard).unlink(missing_ok=True)
+    staged = out / record.pending
+    for moved, (rel, digest) in enumerate(sorted(record.files.items())):
+        if digest is None:
+            (out / rel).unlink(missing_ok=True)
+        else:
+            copy_file(staged / rel, out / rel)
+        fault_point("commit-move", moved)
+    if before_switch:
+        before_switch()  # the record is the switch: checked again right before it
+    done = CommitRecord(**{**_fields(record), "pending": None})
+    record_path(out, record.shard).write_bytes(done.to_json().encode())
+    remove_tree(staged)
+
+
 def roll_forward(out: Path, record: CommitRecord) -> None:
     """Steps 2-3 of the protocol; safe to repeat after a kill at any point inside them."""
     from saldata.faults import fault_point
 
-    out = Path(out)
+    out = as_out(out)
     staged = out / record.pending if record.pending else None
     for moved, (rel, digest) in enumerate(sorted(record.files.items())):
         final = out / rel
@@ -216,10 +263,11 @@ def finish_pending(out: Path) -> list[int]:
 
 def sweep_staging(out: Path, keep: set[str] = frozenset()) -> None:
     """Remove staged files no record points to (a worker killed before its shard's commit)."""
+    out = as_out(out)
     root = staging_root(out)
     for folder in root.iterdir() if root.is_dir() else []:
         if str(folder.relative_to(out)) not in keep:
-            shutil.rmtree(folder, ignore_errors=True) if folder.is_dir() else folder.unlink(missing_ok=True)
+            remove_tree(folder)
 
 
 def _fields(record: CommitRecord) -> dict:

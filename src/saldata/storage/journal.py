@@ -10,27 +10,35 @@ import json
 import time
 from pathlib import Path
 
+from saldata.storage.location import as_out, is_object
+
 JOURNAL_DIR = "journal"
 
 
 def journal_path(out: Path, run_id: str) -> Path:
-    return Path(out) / JOURNAL_DIR / f"{run_id}.jsonl"
+    return as_out(out) / JOURNAL_DIR / f"{run_id}.jsonl"
 
 
 class RunJournal:
     def __init__(self, out: Path, run_id: str):
         self.path = journal_path(out, run_id)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lines: list[str] = []  # an object cannot be appended to: it is rewritten whole
 
     def write(self, event: str, **fields) -> None:
+        line = json.dumps({"event": event, "time": time.time(), **fields}) + "\n"
+        if is_object(self.path):
+            self._lines.append(line)
+            self.path.write_text("".join(self._lines))
+            return
         with open(self.path, "a") as f:
-            f.write(json.dumps({"event": event, "time": time.time(), **fields}) + "\n")
+            f.write(line)
             f.flush()
 
 
 def read_journals(out: Path) -> list[list[dict]]:
     """Every run's events, oldest run first."""
-    folder = Path(out) / JOURNAL_DIR
+    folder = as_out(out) / JOURNAL_DIR
     runs = []
     for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
         events = []

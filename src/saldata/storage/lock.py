@@ -139,6 +139,12 @@ def read_lock(out: Path) -> dict | None:
     ``{"corrupt": True, "error": <one-line message naming the file and what to do>, "path": ...,
     "heartbeat_age_s": ...}``, which ``is_stale`` judges by age alone.
     """
+    from saldata.storage.location import is_object
+
+    if is_object(out):
+        from saldata.storage.object_lock import read_object_lock
+
+        return read_object_lock(out)
     seen = _load(Path(out) / LOCK_FILE)
     return seen.info() if seen else None
 
@@ -362,3 +368,14 @@ class OutputLock:
         # lock and stop at its next check().
         if not self.lost and self._ownership_problem(touch=False) is None:
             self.path.unlink(missing_ok=True)
+
+
+def output_lock(out, run_id: str, **options):
+    """The lock for ``out``'s kind of location: this module's for a folder, ``object_lock``'s for a URL."""
+    from saldata.storage.location import is_object
+
+    if is_object(out):
+        from saldata.storage.object_lock import ObjectLock
+
+        return ObjectLock(out, run_id, **options)
+    return OutputLock(out, run_id, **options)

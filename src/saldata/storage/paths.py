@@ -15,6 +15,14 @@ def refuse_inside(path: Path, out: Path, setting: str, writer: str) -> None:
     OUT (``queries``). Symlinks and relative paths are resolved first, so no spelling of a path
     into OUT gets through; a hard link is no path, so it is compared by inode.
     """
+    from saldata.storage.location import is_object
+
+    if is_object(out) or is_object(path):
+        if str(path) == str(out) or str(path).startswith(str(out).rstrip("/") + "/"):
+            raise ConfigError(
+                f"{setting} {path} is inside {out}, which {writer} never write; write the result elsewhere."
+            )
+        return  # a local file and an object store never overlap
     target, root = Path(path).resolve(), Path(out).resolve()
     if target == root or root in target.parents:
         raise ConfigError(f"{setting} {path} is inside {out}, which {writer} never write; write the result elsewhere.")

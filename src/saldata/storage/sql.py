@@ -27,7 +27,8 @@ import pyarrow as pa
 
 from saldata.errors import ConfigError, StoreError
 from saldata.schemas.catalog import TABLES
-from saldata.storage.catalog import catalog_dir, committed_files
+from saldata.storage.catalog import catalog_dir, committed_files, read_table
+from saldata.storage.location import is_object
 
 VIEWS = ", ".join(TABLES)
 
@@ -62,6 +63,15 @@ def connect(out: Path) -> ReadOnlyConnection:
     if not catalog_dir(out).is_dir():
         raise StoreError(f"No catalog at {catalog_dir(out)}: is {out} a saldata extraction output?")
     con = duckdb.connect()
+    if is_object(out):
+        # DuckDB reads an object store only through its httpfs extension, which cannot be
+        # installed offline: the committed files are read through fsspec, and DuckDB scans them
+        # as Arrow tables. Nothing else is reachable, as below.
+        for name in TABLES:
+            con.register(name, read_table(out, name))
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
+        return ReadOnlyConnection(con)
     views, files = {}, []
     for name in TABLES:
         paths = [str(Path(f).resolve()) for f in committed_files(out, name)]

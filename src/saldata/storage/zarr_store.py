@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -20,25 +19,49 @@ import numpy as np
 from saldata.errors import StoreError
 from saldata.faults import fault_point
 from saldata.schemas.store import ARRAYS, STORE_DIRNAME, Geometry
+from saldata.storage.location import as_out, copy_file, is_object, remove_tree, zarr_target
 
 METADATA_FILE = "zarr.json"
 
 
 def store_path(out: Path) -> Path:
-    return Path(out) / STORE_DIRNAME
+    return as_out(out) / STORE_DIRNAME
 
 
 def create_store(out: Path, geometry: Geometry, shard_size: int, attributes: dict) -> None:
     """Create the store aside and rename it into place: a kill at any moment leaves no store or a whole one."""
-    from saldata.storage.commits import fsync_dir, staging_root
+    from saldata.storage.commits import fsync_dir
 
-    aside = staging_root(out) / f"{STORE_DIRNAME}.new"
-    shutil.rmtree(aside, ignore_errors=True)
+    aside = store_aside(out)
+    remove_tree(aside)
     _create_arrays(aside, geometry, shard_size, attributes)
     _consolidate(aside)
     fault_point("store-created")
+    if is_object(out):
+        _copy_metadata_in(aside, store_path(out))
+        return
     os.rename(aside, store_path(out))
     fsync_dir(Path(out))
+
+
+def store_aside(out: Path) -> Path:
+    """Where a new store is made before it takes its place."""
+    from saldata.storage.commits import staging_root
+
+    return staging_root(out) / f"{STORE_DIRNAME}.new"
+
+
+def _copy_metadata_in(aside, final) -> None:
+    """An object store's rename: every array's metadata first, the group's ``zarr.json`` last.
+
+    Until that last PUT there is no store (``store_schema_version`` is None), and the aside copy
+    stays until the copy is done, so a kill anywhere is redone from it by the next run."""
+    remove_tree(final)
+    metadata = sorted((p for p in aside.fs.find(aside.key)), key=lambda key: key == f"{aside.key}/{METADATA_FILE}")
+    for key in metadata:
+        rel = key[len(aside.key) + 1 :]
+        copy_file(aside / rel, final / rel)
+    remove_tree(aside)
 
 
 def _consolidate(path: Path) -> None:
@@ -52,7 +75,7 @@ def _consolidate(path: Path) -> None:
         # Zarr notes that v3 consolidated metadata is its own extension; xarray reads it, and
         # readers that do not simply ignore it.
         warnings.filterwarnings("ignore", "Consolidated metadata is currently not part", UserWarning)
-        zarr.consolidate_metadata(path, zarr_format=3)
+        zarr.consolidate_metadata(zarr_target(path, "r+"), zarr_format=3)
 
 
 def _create_arrays(path: Path, geometry: Geometry, shard_size: int, attributes: dict) -> None:
@@ -61,7 +84,7 @@ def _create_arrays(path: Path, geometry: Geometry, shard_size: int, attributes: 
 
     # Blosc-zstd with byte shuffle: float16 maps compress well and padding rows vanish.
     compressor = BloscCodec(cname="zstd", clevel=4, shuffle="shuffle")
-    group = zarr.open_group(path, mode="w", zarr_format=3)
+    group = zarr.open_group(zarr_target(path, "w"), mode="w", zarr_format=3)
     group.attrs.update(attributes)
     for spec in ARRAYS:
         shape = spec.shape(geometry)
@@ -105,7 +128,7 @@ def open_store(out: Path, mode: str = "r"):
     if problem:
         raise StoreError(f"{problem}; the store cannot be opened.")
     try:
-        return zarr.open_group(path, mode=mode, zarr_format=3)
+        return zarr.open_group(zarr_target(path, mode), mode=mode, zarr_format=3)
     except (ValueError, KeyError, TypeError, OSError, zarr.errors.BaseZarrError) as exc:
         raise StoreError(f"{_metadata_problem(path) or exc}; the store cannot be opened.") from None
 
@@ -153,11 +176,11 @@ def stage_rows(out: Path, staging: Path, start: int, stop: int, block: dict[str,
     """
     import zarr
 
-    source, target = store_path(out), Path(staging) / STORE_DIRNAME
+    source, target = store_path(out), as_out(staging) / STORE_DIRNAME
     for rel in [METADATA_FILE, *(f"{spec.name}/{METADATA_FILE}" for spec in ARRAYS)]:
         (target / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source / rel, target / rel)
-    staged = zarr.open_group(target, mode="r+", zarr_format=3)
+        copy_file(source / rel, target / rel)
+    staged = zarr.open_group(zarr_target(target, "r+"), mode="r+", zarr_format=3)
     committed = open_store(out) if rows is not None else None
     for name, values in block.items():
         if committed is not None:

@@ -1,0 +1,163 @@
+"""The output lock on an object store: the same rules as ``lock.py``, kept by conditional writes.
+
+``OUT/.saldata.lock`` holds its owner's record plus ``beat``, the owner's time of its last
+heartbeat. Every change is a compare-and-swap on the object's etag (``conditional.py``):
+
+- taking a free output is a create-if-absent: of two runs, the store lets exactly one in;
+- a heartbeat rewrites the record only if it is still the version this run wrote last, so a run
+  whose lock was taken over or deleted learns it at its next beat and never writes it back;
+- a stale lock (dead pid on this host, or ``beat`` older than ``stale_after``) is taken over by
+  a write conditional on the very version judged stale: a lock that beat in between, or that
+  another taker replaced first, makes the write fail and is judged again;
+- release deletes the lock only if it is still this run's version.
+
+No rename and no guard file: the store orders the writes, so no interleaving of runs, however
+slow, leaves two owners. ``check()`` (before every commit) reads the lock and compares the token.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import sys
+import threading
+import time
+
+from saldata.errors import ConfigError, StoreError
+from saldata.storage.conditional import Version, Versioned
+from saldata.storage.lock import HEARTBEAT_S, LOCK_FILE, STALE_AFTER_S, _parse, _unreadable, is_stale
+
+_PATIENCE_S = 5.0  # takeovers racing other takers settle within a few round trips
+
+
+def _info(path, seen: Version) -> dict:
+    """The lock as ``read_lock`` gives it: age from the owner's last beat (or the object's write time)."""
+    record, problem = _parse(seen.data)
+    if record is None:
+        return {"corrupt": True, "error": _unreadable(path, problem), "path": str(path),
+                "heartbeat_age_s": time.time() - seen.modified}  # fmt: skip
+    beat = record.get("beat")
+    when = beat if isinstance(beat, int | float) and not isinstance(beat, bool) else seen.modified
+    return {**record, "heartbeat_age_s": time.time() - when}
+
+
+def read_object_lock(out) -> dict | None:
+    path = out / LOCK_FILE
+    seen = Versioned.of(path).read()
+    return _info(path, seen) if seen else None
+
+
+class ObjectLock:
+    """``OutputLock`` for an object store: same interface (``check``, ``lost``, ``took_over``)."""
+
+    def __init__(self, out, run_id: str, stale_after: float = STALE_AFTER_S, heartbeat_s: float | None = None):
+        self.path = out / LOCK_FILE
+        self.run_id = run_id
+        self.stale_after = stale_after
+        self.heartbeat_s = min(HEARTBEAT_S, stale_after / 4) if heartbeat_s is None else heartbeat_s
+        if not 0 < self.heartbeat_s < stale_after:
+            raise ConfigError(
+                f"The lock heartbeat ({self.heartbeat_s} s) must be shorter than stale_after ({stale_after} s)."
+            )
+        self.token = secrets.token_hex(16)
+        self.took_over: dict | None = None
+        self.lost = False
+        self._lost_reason = ""
+        self._store = Versioned.of(self.path)
+        self._etag: str | None = None
+        self._record = {"host": socket.gethostname(), "pid": os.getpid(), "run_id": run_id,
+                        "started": time.time(), "token": self.token}  # fmt: skip
+        self._guard = threading.Lock()  # the heartbeat thread and check() never write at once
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _body(self) -> bytes:
+        return json.dumps({**self._record, "beat": time.time()}).encode()
+
+    def __enter__(self) -> ObjectLock:
+        deadline = time.monotonic() + _PATIENCE_S
+        while time.monotonic() < deadline:
+            self._etag = self._store.create(self._body())
+            if self._etag:
+                break
+            seen = self._store.read()
+            if seen is None:
+                continue  # released in between
+            info = _info(self.path, seen)
+            if not is_stale(info, self.stale_after):
+                raise StoreError(self._refusal(info))
+            self._etag = self._store.replace(self._body(), seen.etag)  # only the version judged stale
+            if self._etag:
+                self.took_over = info
+                break
+        else:
+            raise StoreError(
+                f"Could not take the lock {self.path}: other runs keep taking it over. Wait and rerun the same command."
+            )
+        self._thread = threading.Thread(target=self._beat, name="saldata-lock-heartbeat", daemon=True)
+        self._thread.start()
+        return self
+
+    def _refusal(self, info: dict) -> str:
+        if info.get("corrupt"):
+            return (
+                f"{info['error']} It counts as in use until unchanged for {self.stale_after:.0f} s "
+                f"(now {info['heartbeat_age_s']:.0f} s)."
+            )
+        return (
+            f"{self.path.parent} is in use by run {info['run_id']} (pid {info['pid']} on {info['host']}, "
+            f"heartbeat {info['heartbeat_age_s']:.0f} s ago). Wait for it to finish; if that job is dead, "
+            f"delete {self.path}."
+        )
+
+    def _ownership_problem(self) -> str | None:
+        stop = "this run stops writing. Rerun the same command once"
+        seen = self._store.read()
+        if seen is None:
+            return f"The lock {self.path} was removed while this run held it; {stop} no other run is on this output."
+        if seen.etag == self._etag:
+            return None
+        record, problem = _parse(seen.data)
+        if record is None:
+            return f"The lock {self.path} was replaced by an unreadable object ({problem}); {stop} no run is on it."
+        return (
+            f"The lock {self.path} was taken by run {record['run_id']} (pid {record['pid']} on {record['host']}); "
+            f"{stop} that run ends."
+        )
+
+    def _lose(self, reason: str) -> None:
+        self._lost_reason = reason
+        self.lost = True
+
+    def check(self) -> None:
+        """Raise ``StoreError`` unless this run still owns its lock (one GET)."""
+        with self._guard:
+            if not self.lost and (problem := self._ownership_problem()):
+                self._lose(problem)
+        if self.lost:
+            raise StoreError(self._lost_reason)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.heartbeat_s):
+            with self._guard:
+                try:
+                    etag = self._store.replace(self._body(), self._etag)
+                except OSError as exc:  # the store did not answer: the next beat tries again
+                    print(f"saldata: the lock heartbeat failed ({exc}); retrying", file=sys.stderr, flush=True)
+                    continue
+                if etag:
+                    self._etag = etag
+                    continue
+                self._lose(self._ownership_problem() or f"The lock {self.path} changed under this run.")
+            print(f"saldata: {self._lost_reason}", file=sys.stderr, flush=True)
+            return  # never write it back: another run may own the output now
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=self.heartbeat_s + 30)
+        with self._guard:
+            if not self.lost and self._etag:
+                self._store.delete(self._etag)  # only our own version: a taker's lock stays
