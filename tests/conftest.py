@@ -26,6 +26,7 @@ SLOW_FIXTURES = frozenset(
         "demo_output_cli",
         "demo_run",  # tests/cli/test_extract_cli.py
         "hostile_run",  # tests/pipelines/test_hostile_input.py
+        "s3_demo",  # the readers' demo in a local S3 server (tests/pipelines/test_object_store_pipeline.py)
     }
 )
 
@@ -183,3 +184,32 @@ def batched_reference_run(tmp_path_factory, tiny_model_dir, batched_images):
     proc = run_cli(["extract", *batched_args(batched_images), "--out", str(out)])
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A local S3 server (moto, server mode) for the session; the AWS variables point at it."""
+    from tests.s3_server import S3Server, restore_environment, set_environment
+
+    server = S3Server()
+    server.start()
+    before = set_environment(server.endpoint)
+    try:
+        yield server
+    finally:
+        restore_environment(before)
+        server.stop()
+
+
+@pytest.fixture
+def s3_out(s3_server):
+    """``s3://<a new bucket>/out``: an output URL no other test uses."""
+    return f"s3://{s3_server.new_bucket()}/out"
+
+
+@pytest.fixture(scope="session")
+def s3_demo(s3_server, tiny_model_dir, demo_root):
+    """The readers' demo output built without Ray into ``s3://<bucket>/demo`` (about 16 s)."""
+    from tests.ray_free_run import build
+
+    return build(f"s3://{s3_server.new_bucket()}/demo")

@@ -26,7 +26,8 @@ from saldata.pipelines.resume import RUN_CONFIG_FILE, prepare_output, select_wor
 from saldata.pipelines.steps import load_shard, stage_shard
 from saldata.storage.commits import write_atomic
 from saldata.storage.journal import RunJournal
-from saldata.storage.lock import OutputLock
+from saldata.storage.location import as_out
+from saldata.storage.lock import output_lock
 
 RUN_ID = "ray-free"
 
@@ -56,7 +57,7 @@ def run_without_ray(config: ExtractConfig) -> None:
     """Every shard of ``config`` not yet committed, through the pipeline's steps in this process."""
     plan = plan_run(config)
     config.out.mkdir(parents=True, exist_ok=True)
-    with OutputLock(config.out, RUN_ID) as lock:
+    with output_lock(config.out, RUN_ID) as lock:
         state = prepare_output(plan, overwrite=False)
         write_atomic(config.out / RUN_CONFIG_FILE, config.to_json().encode())
         work = select_work(plan.shards, state, config.out, retry_failed=False)
@@ -94,4 +95,4 @@ if __name__ == "__main__":  # OUT [MODEL [DATASET [DATA_ROOT [SPLIT]]]]
     args = sys.argv[1:]
     root = Path(args[3]) if len(args) > 3 and args[3] else None
     split = args[4] if len(args) > 4 and args[4] else None
-    run_without_ray(readers_demo_config(Path(args[0]), *args[1:3], data_root=root, split=split))
+    run_without_ray(readers_demo_config(as_out(args[0]), *args[1:3], data_root=root, split=split))

@@ -43,8 +43,12 @@ def needs_real_data(command: str) -> bool:
     return "--dataset salicon" in command  # the SALICON example needs the dataset on disk
 
 
+README_BUCKET = "my-bucket"  # the object-storage examples' bucket, in the s3_server fixture's local S3
+
+
 @pytest.mark.slow
-def test_every_readme_command_runs_and_keeps_stderr_clean(tmp_path):
+def test_every_readme_command_runs_and_keeps_stderr_clean(tmp_path, s3_server):
+    s3_server.new_bucket(README_BUCKET)
     commands = [c for c in shell_commands() if not needs_real_data(c)]
     assert commands[0].startswith("saldata extract --dataset demo"), "the quick start must come first"
     assert len(commands) >= 7, commands

@@ -221,6 +221,28 @@ def _remove_stale(path: Path, seen: _Seen, stale_after: float) -> bool:
         aside.unlink(missing_ok=True)
 
 
+def refusal(path, info: dict, stale_after: float) -> str:
+    """Why a run may not take the lock ``info`` (as ``read_lock`` gives it) at ``path``: one line."""
+    if info.get("corrupt"):
+        return (
+            f"{info['error']} It counts as in use until unchanged for {stale_after:.0f} s "
+            f"(now {info['heartbeat_age_s']:.0f} s)."
+        )
+    return (
+        f"{path.parent} is in use by run {info['run_id']} (pid {info['pid']} on {info['host']}, "
+        f"heartbeat {info['heartbeat_age_s']:.0f} s ago). Wait for it to finish; if that job is dead, "
+        f"delete {path}."
+    )
+
+
+def heartbeat_period(stale_after: float, heartbeat_s: float | None) -> float:
+    """The heartbeat for ``stale_after``: a few beats per stale period, so a live lock never looks stale."""
+    beat = min(HEARTBEAT_S, stale_after / 4) if heartbeat_s is None else heartbeat_s
+    if not 0 < beat < stale_after:
+        raise ConfigError(f"The lock heartbeat ({beat} s) must be shorter than stale_after ({stale_after} s).")
+    return beat
+
+
 class OutputLock:
     """Held for a whole run: refuses a second live run on the same output, takes over a dead one's lock.
 
@@ -232,11 +254,7 @@ class OutputLock:
         self.path = Path(out) / LOCK_FILE
         self.run_id = run_id
         self.stale_after = stale_after
-        self.heartbeat_s = min(HEARTBEAT_S, stale_after / 4) if heartbeat_s is None else heartbeat_s
-        if not 0 < self.heartbeat_s < stale_after:  # a live lock would look stale between beats
-            raise ConfigError(
-                f"The lock heartbeat ({self.heartbeat_s} s) must be shorter than stale_after ({stale_after} s)."
-            )
+        self.heartbeat_s = heartbeat_period(stale_after, heartbeat_s)
         self.token = secrets.token_hex(16)
         self.took_over: dict | None = None
         self.lost = False
@@ -299,17 +317,7 @@ class OutputLock:
                 guard.unlink(missing_ok=True)
 
     def _refusal(self, seen: _Seen) -> str:
-        info = seen.info()
-        if seen.record is None:
-            return (
-                f"{info['error']} It counts as in use until unchanged for {self.stale_after:.0f} s "
-                f"(now {info['heartbeat_age_s']:.0f} s)."
-            )
-        return (
-            f"{self.path.parent} is in use by run {info['run_id']} (pid {info['pid']} on {info['host']}, "
-            f"heartbeat {info['heartbeat_age_s']:.0f} s ago). Wait for it to finish; if that job is dead, "
-            f"delete {self.path}."
-        )
+        return refusal(self.path, seen.info(), self.stale_after)
 
     def _ownership_problem(self, touch: bool) -> str | None:
         """None if the lock file is ours (then touched, if asked); else why this run must stop writing."""

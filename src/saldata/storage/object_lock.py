@@ -25,9 +25,9 @@ import sys
 import threading
 import time
 
-from saldata.errors import ConfigError, StoreError
+from saldata.errors import StoreError
 from saldata.storage.conditional import Version, Versioned
-from saldata.storage.lock import HEARTBEAT_S, LOCK_FILE, STALE_AFTER_S, _parse, _unreadable, is_stale
+from saldata.storage.lock import LOCK_FILE, STALE_AFTER_S, _parse, _unreadable, heartbeat_period, is_stale, refusal
 
 _PATIENCE_S = 5.0  # takeovers racing other takers settle within a few round trips
 
@@ -56,11 +56,7 @@ class ObjectLock:
         self.path = out / LOCK_FILE
         self.run_id = run_id
         self.stale_after = stale_after
-        self.heartbeat_s = min(HEARTBEAT_S, stale_after / 4) if heartbeat_s is None else heartbeat_s
-        if not 0 < self.heartbeat_s < stale_after:
-            raise ConfigError(
-                f"The lock heartbeat ({self.heartbeat_s} s) must be shorter than stale_after ({stale_after} s)."
-            )
+        self.heartbeat_s = heartbeat_period(stale_after, heartbeat_s)
         self.token = secrets.token_hex(16)
         self.took_over: dict | None = None
         self.lost = False
@@ -87,7 +83,7 @@ class ObjectLock:
                 continue  # released in between
             info = _info(self.path, seen)
             if not is_stale(info, self.stale_after):
-                raise StoreError(self._refusal(info))
+                raise StoreError(refusal(self.path, info, self.stale_after))
             self._etag = self._store.replace(self._body(), seen.etag)  # only the version judged stale
             if self._etag:
                 self.took_over = info
@@ -99,18 +95,6 @@ class ObjectLock:
         self._thread = threading.Thread(target=self._beat, name="saldata-lock-heartbeat", daemon=True)
         self._thread.start()
         return self
-
-    def _refusal(self, info: dict) -> str:
-        if info.get("corrupt"):
-            return (
-                f"{info['error']} It counts as in use until unchanged for {self.stale_after:.0f} s "
-                f"(now {info['heartbeat_age_s']:.0f} s)."
-            )
-        return (
-            f"{self.path.parent} is in use by run {info['run_id']} (pid {info['pid']} on {info['host']}, "
-            f"heartbeat {info['heartbeat_age_s']:.0f} s ago). Wait for it to finish; if that job is dead, "
-            f"delete {self.path}."
-        )
 
     def _ownership_problem(self) -> str | None:
         stop = "this run stops writing. Rerun the same command once"
