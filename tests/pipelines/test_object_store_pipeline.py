@@ -231,3 +231,33 @@ def test_worker_node_loss_on_a_two_node_cluster_writing_to_s3(s3_out, s3_server,
     assert any(e["event"] == "retry" for e in events), [e["event"] for e in events]
     assert sorted(e["shard"] for e in events if e["event"] == "commit") == list(range(DEMO_SHARDS))
     assert not any(tmp_path.iterdir()), "the driver wrote into its working folder"
+
+
+def test_retry_failed_on_s3_replaces_a_committed_shard_whole(ray_local, s3_server, s3_out, tmp_path):
+    """--retry-failed rewrites committed shards on S3: old record out first, new files in, new record
+    last; the done rows stay byte for byte. The endpoint and keys travel as storage options (the
+    session's Ray may have started before the S3 variables were set)."""
+    from PIL import Image
+
+    from saldata.pipelines.extract import plan_run, run_extraction
+    from saldata.pipelines.verify import verify_output
+    from saldata.storage.location import as_out
+    from tests.pipelines.test_resume import folder_config, make_folder_with_broken
+
+    root = make_folder_with_broken(tmp_path / "images")
+    options = {"endpoint_url": s3_server.endpoint, "key": "testing", "secret": "testing"}
+    out = as_out(s3_out, options)
+    config = folder_config(root, out)
+    first = run_extraction(plan_run(config))
+    assert (first.done, first.failed) == (3, 2)
+    before = saldata.open(out).group["attn_highres"][:]
+    Image.new("RGB", (80, 60), (9, 9, 9)).save(root / "d.jpg", format="JPEG")  # repaired
+    retried = run_extraction(plan_run(config), retry_failed=True)
+    assert (retried.processed, retried.done, retried.failed) == (2, 1, 1)
+    after = saldata.open(out)
+    assert [r["status"] for r in after.images.sort_by("idx").to_pylist()] == ["done"] * 4 + ["failed"]
+    stored = after.group["attn_highres"][:]
+    np.testing.assert_array_equal(stored[:3], before[:3])
+    assert stored[3].any() and not stored[4].any()
+    assert sorted(set(after.tokens["idx"].to_pylist())) == [0, 1, 2, 3]
+    assert verify_output(out).intact

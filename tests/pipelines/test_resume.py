@@ -118,7 +118,11 @@ def test_resume_with_other_settings_is_refused_naming_the_difference(tmp_path, r
 
 @pytest.fixture
 def folder_with_broken(tmp_path):
-    root = tmp_path / "images"
+    return make_folder_with_broken(tmp_path / "images")
+
+
+def make_folder_with_broken(root):
+    """Three good images (a, b, c) and two that cannot be read (d, e)."""
     root.mkdir()
     rng = np.random.default_rng(5)
     for name in ("a.png", "b.png", "c.png"):

@@ -247,7 +247,10 @@ def check_reachable(out: ObjectPath) -> None:
     """A one-line ``ConfigError`` when OUT's bucket cannot be listed (absent, no credentials, no endpoint)."""
     bucket = out.key.split("/")[0]
     try:
-        out.fs.ls(bucket)
+        if out.protocol in ("s3", "s3a"):
+            out.fs.call_s3("head_bucket", Bucket=bucket)  # one request, whatever the bucket holds
+        else:
+            out.fs.ls(bucket)
     except FileNotFoundError:
         raise ConfigError(f"--out {out}: the bucket {bucket} does not exist; create it first.") from None
     except PermissionError as exc:
