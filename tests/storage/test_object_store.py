@@ -126,3 +126,29 @@ def test_an_unreadable_lock_counts_as_in_use_until_old(s3_out):
 def test_stores_without_conditional_writes_are_refused_in_one_line():
     with pytest.raises(ConfigError, match="conditional writes"):
         output_lock(ObjectPath("gs", "bucket/out"), "run").__enter__()
+
+
+def test_any_fsspec_url_reads_like_a_folder(demo_output_ray_free):
+    """A copy of the readers' demo in ``memory://`` (fsspec's in-process store, no S3 code): the readers,
+    verify and SQL give what they give on the folder."""
+    import secrets
+
+    import fsspec
+    import numpy as np
+
+    import saldata
+    from saldata.pipelines.verify import verify_output
+
+    url = f"memory://demo-{secrets.token_hex(4)}"
+    fsspec.filesystem("memory").put(f"{demo_output_ray_free}/", url.removeprefix("memory://"), recursive=True)
+    remote, local = saldata.open(url), saldata.open(demo_output_ray_free)
+    assert remote.images.equals(local.images) and remote.fixations.equals(local.fixations)
+    idx = local.images["idx"][-1].as_py()
+    words, maps = remote.word_maps(idx, layer=0)
+    assert words == local.word_maps(idx, layer=0)[0] and np.array_equal(maps, local.word_maps(idx, layer=0)[1])
+    sql = "SELECT idx, count(*) AS n FROM tokens GROUP BY idx ORDER BY idx"
+    assert remote.sql(sql).equals(local.sql(sql))
+    report = verify_output(url)
+    assert report.intact and report.checked == 2
+    fsspec.filesystem("memory").rm_file(f"{url.removeprefix('memory://')}/features.zarr/n_tokens/c/0")
+    assert "features.zarr/n_tokens/c/0: missing" in str(verify_output(url).damaged[0])

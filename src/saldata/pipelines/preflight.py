@@ -25,8 +25,8 @@ def preflight(config: ExtractConfig, overwrite: bool) -> tuple:
 
     check_device(config)
     check_out_folder(config.out)
+    check_not_in_use(config.out)  # before the model's config is read: a refusal takes a second
     plan = plan_run(config)  # also checks --layer against the model's config
-    check_not_in_use(config.out)
     if not overwrite:
         check_output(plan)
     return plan, space_warnings(plan)

@@ -32,7 +32,9 @@ def as_out(out, storage_options: dict | None = None):
     """``out`` as a location: an ObjectPath for a URL, a ``Path`` for anything else."""
     if isinstance(out, ObjectPath):
         return out.with_options(storage_options) if storage_options else out
-    if is_url(str(out)):
+    if str(out).startswith("file://"):
+        out = str(out).removeprefix("file://")  # a local folder, spelled as a URL
+    elif is_url(str(out)):
         return ObjectPath.from_url(str(out), storage_options or {})
     if storage_options:
         raise ConfigError(f"--storage-option applies to URLs (s3://...); {out} is a local path.")
@@ -91,7 +93,7 @@ class ObjectPath:
 
     def __init__(self, protocol: str, key: str, options: dict | None = None):
         self.protocol = protocol
-        self.key = key.rstrip("/")
+        self.key = key.strip("/")  # as s3fs names keys; memory:// lists them with a leading "/"
         self.options = dict(options or {})
         self._fs = None
 
@@ -116,8 +118,12 @@ class ObjectPath:
             try:
                 # Listings are never cached: another node's commit must show at the next read.
                 self._fs = fsspec.filesystem(self.protocol, use_listings_cache=False, **self.options)
-            except (ImportError, ValueError) as exc:
-                raise ConfigError(f"{self}: {self.protocol}:// cannot be used here ({exc}).") from None
+            except ImportError as exc:
+                raise ConfigError(f"{self}: {_first_line(exc).rstrip('.')}.") from None
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(
+                    f"{self}: the storage options are not ones {self.protocol}:// takes ({exc})."
+                ) from None
         return self._fs
 
     # -- names ----------------------------------------------------------------------------
@@ -217,7 +223,8 @@ class ObjectPath:
             names = self.fs.ls(self.key, detail=False)
         except FileNotFoundError:
             return iter(())
-        return iter(sorted(self._child(name.rstrip("/")) for name in names if name.rstrip("/") != self.key))
+        keys = (name.strip("/") for name in names)
+        return iter(sorted(self._child(key) for key in keys if key != self.key))
 
     def glob(self, pattern: str):
         """One level, as saldata uses it (``shard-*.parquet``)."""
@@ -243,25 +250,39 @@ class ObjectPath:
                 raise
 
 
-def check_reachable(out: ObjectPath) -> None:
-    """A one-line ``ConfigError`` when OUT's bucket cannot be listed (absent, no credentials, no endpoint)."""
-    bucket = out.key.split("/")[0]
+def check_reachable(path) -> None:
+    """A one-line ``ConfigError`` when an object path's bucket cannot be reached (absent, no
+    credentials, no endpoint, bad options); nothing for a local path. Asked once per bucket and
+    options in a process, before the first read or write, so no client's traceback reaches a user."""
+    if not is_object(path):
+        return
+    bucket = path.key.split("/")[0]
+    asked = (path.protocol, bucket, repr(sorted(path.options.items())))
+    if asked in _REACHABLE:
+        return
+    where = ObjectPath(path.protocol, bucket, path.options)
     try:
-        if out.protocol in ("s3", "s3a"):
-            out.fs.call_s3("head_bucket", Bucket=bucket)  # one request, whatever the bucket holds
+        if path.protocol in ("s3", "s3a"):
+            path.fs.call_s3("head_bucket", Bucket=bucket)  # one request, whatever the bucket holds
         else:
-            out.fs.ls(bucket)
+            path.fs.ls(bucket)
+    except ConfigError:
+        raise
     except FileNotFoundError:
-        raise ConfigError(f"--out {out}: the bucket {bucket} does not exist; create it first.") from None
-    except PermissionError as exc:
         raise ConfigError(
-            f"--out {out}: access to {bucket} was refused ({_first_line(exc)}); check the credentials."
+            f"{where}: the bucket {bucket} does not exist; create it first (or check its name)."
         ) from None
+    except PermissionError as exc:
+        raise ConfigError(f"{where}: access was refused ({_first_line(exc)}); check the credentials.") from None
     except Exception as exc:  # the client's own errors (no endpoint, no route, bad options) differ by store
         raise ConfigError(
-            f"--out {out}: the store cannot be reached ({_first_line(exc)}); check the endpoint "
-            "(--storage-option endpoint_url=... or AWS_ENDPOINT_URL) and the credentials."
+            f"{where}: the store cannot be reached ({_first_line(exc)}); check the endpoint "
+            "(--storage-option endpoint_url=... or AWS_ENDPOINT_URL) and the credentials (AWS_ACCESS_KEY_ID, ...)."
         ) from None
+    _REACHABLE.add(asked)
+
+
+_REACHABLE: set[tuple] = set()
 
 
 def _first_line(exc: BaseException) -> str:

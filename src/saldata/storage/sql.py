@@ -28,7 +28,7 @@ import pyarrow as pa
 from saldata.errors import ConfigError, StoreError
 from saldata.schemas.catalog import TABLES
 from saldata.storage.catalog import catalog_dir, committed_files, read_table
-from saldata.storage.location import is_object
+from saldata.storage.location import check_reachable, is_object
 
 VIEWS = ", ".join(TABLES)
 
@@ -60,6 +60,7 @@ def connect(out: Path) -> ReadOnlyConnection:
     """A read-only connection with the views ``images``, ``tokens``, ``words``, ``fixations`` over ``out``'s catalog."""
     import duckdb
 
+    check_reachable(catalog_dir(out))
     if not catalog_dir(out).is_dir():
         raise StoreError(f"No catalog at {catalog_dir(out)}: is {out} a saldata extraction output?")
     con = duckdb.connect()

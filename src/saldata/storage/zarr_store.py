@@ -19,7 +19,7 @@ import numpy as np
 from saldata.errors import StoreError
 from saldata.faults import fault_point
 from saldata.schemas.store import ARRAYS, STORE_DIRNAME, Geometry
-from saldata.storage.location import as_out, copy_file, is_object, remove_tree, zarr_target
+from saldata.storage.location import as_out, check_reachable, copy_file, is_object, remove_tree, zarr_target
 
 METADATA_FILE = "zarr.json"
 
@@ -57,9 +57,8 @@ def _copy_metadata_in(aside, final) -> None:
     Until that last PUT there is no store (``store_schema_version`` is None), and the aside copy
     stays until the copy is done, so a kill anywhere is redone from it by the next run."""
     remove_tree(final)
-    metadata = sorted((p for p in aside.fs.find(aside.key)), key=lambda key: key == f"{aside.key}/{METADATA_FILE}")
-    for key in metadata:
-        rel = key[len(aside.key) + 1 :]
+    rels = [key.strip("/")[len(aside.key) + 1 :] for key in aside.fs.find(aside.key)]
+    for rel in sorted(rels, key=lambda rel: rel == METADATA_FILE):
         copy_file(aside / rel, final / rel)
     remove_tree(aside)
 
@@ -122,6 +121,7 @@ def open_store(out: Path, mode: str = "r"):
     import zarr
 
     path = store_path(out)
+    check_reachable(path)
     if not path.is_dir():
         raise StoreError(f"No feature store at {path}: is {out} a saldata extraction output?")
     problem = _metadata_problem(path)  # zarr reads array metadata lazily, deep inside later calls
@@ -136,6 +136,7 @@ def open_store(out: Path, mode: str = "r"):
 def store_schema_version(out: Path) -> int | None:
     """The store's schema_version, read from its metadata without opening it (None: no store)."""
     path = store_path(out) / METADATA_FILE
+    check_reachable(path)
     if not path.is_file():
         return None
     problem = _metadata_problem(store_path(out))
