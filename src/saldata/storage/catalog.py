@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from saldata.errors import StoreError
 from saldata.schemas.catalog import CATALOG_DIRNAME, IMAGES, TABLES, TableSpec
-from saldata.storage.location import as_out, is_object
+from saldata.storage.location import as_out, is_object, read_many
 
 
 def catalog_dir(out: Path) -> Path:
@@ -87,10 +87,14 @@ def committed_files(out: Path, name: str) -> list[Path]:
     ]
 
 
-def read_file(path: Path, table: TableSpec) -> pa.Table:
+def read_file(path: Path, table: TableSpec, data: bytes | Exception | None = None) -> pa.Table:
+    """One catalog file as a table; ``data``: its bytes (or why they could not be read), fetched already."""
     try:
-        source = pa.BufferReader(path.read_bytes()) if is_object(path) else path  # one GET, through fsspec
-        return pq.read_table(source, schema=table.schema)
+        if isinstance(data, Exception):
+            raise data
+        if data is None and is_object(path):
+            data = path.read_bytes()  # one GET, through fsspec
+        return pq.read_table(path if data is None else pa.BufferReader(data), schema=table.schema)
     except FileNotFoundError:
         raise StoreError(
             f"{path} is missing although its shard is committed; run saldata verify on the output."
@@ -108,7 +112,8 @@ def read_table(out: Path, name: str) -> pa.Table:
     files = committed_files(out, name)
     if not files:
         return table.schema.empty_table()
-    return pa.concat_tables([read_file(f, table) for f in files])
+    fetched = read_many(files) if is_object(out) else [None] * len(files)  # objects: all at once
+    return pa.concat_tables([read_file(f, table, data) for f, data in zip(files, fetched)])
 
 
 def _committed(out: Path) -> dict[int, set[str] | None]:

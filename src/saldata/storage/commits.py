@@ -37,7 +37,7 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from saldata.storage.location import as_out, copy_file, is_object, remove_tree
+from saldata.storage.location import as_out, copy_file, is_object, read_many, remove_tree
 
 COMMITS_DIRNAME = "commits"
 STAGING_DIRNAME = "staging"
@@ -137,13 +137,17 @@ class CommitLog:
 def read_commit_log(out: Path) -> CommitLog:
     committed, pending, unreadable = {}, {}, {}
     folder = commits_dir(out)
+    paths = []
     for path in sorted(folder.glob("shard-*.json")) if folder.is_dir() else []:
         try:
-            shard = int(path.stem.split("-")[1])
+            paths.append((int(path.stem.split("-")[1]), path))
         except (IndexError, ValueError):
             continue
+    for (shard, path), data in zip(paths, read_many([path for _, path in paths])):
         try:
-            record = CommitRecord.from_json(path.read_text())
+            if isinstance(data, Exception):
+                raise data
+            record = CommitRecord.from_json(data.decode())
             if record.shard != shard:
                 raise ValueError(f"it names shard {record.shard}")
         except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
