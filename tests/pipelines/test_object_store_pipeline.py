@@ -182,10 +182,11 @@ def test_sigkill_then_rerun_into_s3_equals_the_local_disk_run(s3_server, s3_out,
     assert_same_output(local, reference_run)
 
 
-def test_a_kill_inside_an_object_commit_hides_the_shard_until_the_rerun_redoes_it(s3_server, s3_out, s3_demo, tmp_path):
-    """Killed after the first staged objects were copied into place, before the record: readers and
-    verify see the earlier shards only (the copied catalog object is a stray), and the rerun removes
-    it, redoes the shard and ends equal to an undisturbed build."""
+def test_a_kill_inside_an_object_commit_is_rolled_forward_from_its_marker(s3_server, s3_out, s3_demo, tmp_path):
+    """Killed after the first staged objects were copied into place, before the record: readers see
+    no row of the shard (its pending marker outranks everything), verify calls it pending, and the
+    rerun finishes the commit from the staged objects (not redoing the shard), ending equal to an
+    undisturbed build."""
     fs = s3_server.filesystem()
     marker = tmp_path / "fault"
     env = {**os.environ, "SALDATA_FAULT": "commit-move@1=hang", "SALDATA_FAULT_MARKER": str(marker)}
@@ -195,17 +196,22 @@ def test_a_kill_inside_an_object_commit_hides_the_shard_until_the_rerun_redoes_i
     try:
         wait_for(lambda: marker.exists() or proc.poll() is not None, timeout=120, what="the commit fault")
         assert proc.poll() is None, "the build ended before its commit fault"
-        out = saldata.open(s3_out)
-        assert out.images.num_rows == 0  # the first shard's catalog object is in place, its record is not
-        assert fs.exists(f"{_key(s3_out)}/catalog/fixations/shard-00000.parquet")
+        assert fs.exists(f"{_key(s3_out)}/commits/shard-00000.pending.json")
+        assert not fs.exists(f"{_key(s3_out)}/commits/shard-00000.json")
+        assert not fs.exists(f"{_key(s3_out)}/catalog/images/shard-00000.parquet")  # catalog objects go last
+        assert saldata.open(s3_out).images.num_rows == 0
         verify = run_cli(["verify", s3_out])
-        assert "0 committed shards checked" in verify.stdout and "stray" in verify.stdout, verify.stdout
+        assert "0 committed shards checked" in verify.stdout and "pending  shard 0" in verify.stdout, verify.stdout
     finally:
         kill_session(proc.pid)
         proc.wait()  # reaped: a zombie's pid would still look alive
     # Take the dead run's lock over without waiting a minute: its pid is gone on this host.
     rerun = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
+    (journal,) = [key for key in fs.find(f"{_key(s3_out)}/journal") if key.endswith(".jsonl")]
+    start = json.loads(fs.cat_file(journal).decode().splitlines()[0])
+    assert start["event"] == "start" and start["shards"] == [1], "shard 0 was redone, not rolled forward"
+    assert not fs.exists(f"{_key(s3_out)}/commits/shard-00000.pending.json")
     local = tmp_path / "undisturbed"
     fs.get(f"{_key(s3_demo)}/", str(local), recursive=True)
     assert_same_as_local(fs, s3_out, local)

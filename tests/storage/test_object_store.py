@@ -152,3 +152,49 @@ def test_any_fsspec_url_reads_like_a_folder(demo_output_ray_free):
     assert report.intact and report.checked == 2
     fsspec.filesystem("memory").rm_file(f"{url.removeprefix('memory://')}/features.zarr/n_tokens/c/0")
     assert "features.zarr/n_tokens/c/0: missing" in str(verify_output(url).damaged[0])
+
+
+def test_a_conditional_write_retried_after_it_landed_keeps_the_lock(s3_out):
+    """The client retries a timed-out conditional PUT that had in fact landed: the retry is refused
+    (the key changed), but the lock holds this run's token, so the run keeps it."""
+    out = as_out(s3_out)
+    with output_lock(out, "retried", stale_after=2, heartbeat_s=0.2) as lock:
+        body = (out / LOCK_FILE).read_bytes()
+        (out / LOCK_FILE).write_bytes(body + b" ")  # our record, under an etag this run never saw
+        time.sleep(0.6)  # heartbeats since then
+        lock.check()
+        assert not lock.lost and read_lock(out)["run_id"] == "retried"
+    assert read_lock(out) is None
+
+
+def test_status_reads_a_lock_on_a_store_without_conditional_writes(demo_output_ray_free, tmp_path):
+    """Reading needs no conditional writes: status works on memory://, and a lock is read plainly
+    where conditional writes are not wired (fsspec's file:// through ObjectPath, here)."""
+    import secrets
+
+    import fsspec
+
+    from saldata.pipelines.status import output_status
+    from saldata.storage.object_lock import read_object_lock
+
+    url = f"memory://status-{secrets.token_hex(4)}"
+    fsspec.filesystem("memory").put(f"{demo_output_ray_free}/", url.removeprefix("memory://"), recursive=True)
+    assert output_status(url).done == 6
+    plain = ObjectPath("file", str(tmp_path))
+    assert read_object_lock(plain) is None
+    _fake_lock(plain, "elsewhere", 7, age_s=30)
+    info = read_object_lock(plain)
+    assert info["run_id"] == "old-run" and 25 < info["heartbeat_age_s"] < 60
+
+
+def test_local_results_never_go_to_a_url_spelled_as_a_path():
+    from pathlib import Path
+
+    from saldata.storage.paths import refuse_inside, refuse_url
+
+    with pytest.raises(ConfigError, match="looks like a URL"):
+        refuse_url(Path("s3://bucket/export"), "DEST")  # what typer makes of it: s3:/bucket/export
+    with pytest.raises(ConfigError, match="looks like a URL"):
+        refuse_inside(Path("gs://b/q.parquet"), Path("runs/demo"), "--output", "queries")
+    refuse_url(Path("C:/data/out"), "DEST")
+    refuse_url(Path("runs/demo"), "DEST")

@@ -9,6 +9,7 @@ import typer
 
 from saldata.cli.locations import OutArg, StorageOptions, location
 from saldata.errors import SaldataError
+from saldata.storage.paths import refuse_url
 
 LayerOption = Annotated[
     int | None,
@@ -38,6 +39,7 @@ def show(
     from saldata.readers.output import Output
 
     try:
+        refuse_url(output, "--output")
         data = Output(location(out, storage_option))
         row = data.row(image_id)
         if row["status"] != "done":

@@ -30,7 +30,7 @@ from saldata.storage.commits import (
     sweep_staging,
 )
 from saldata.storage.journal import JOURNAL_DIR
-from saldata.storage.location import as_out, remove_tree
+from saldata.storage.location import as_out, is_object, remove_tree
 from saldata.storage.zarr_store import create_store, open_store, store_aside, store_path, store_schema_version
 
 # Attributes that must match for a rerun to add to an existing output.
@@ -62,7 +62,9 @@ def check_output(plan) -> None:
     out = plan.config.out
     version = store_schema_version(out)
     if version is None:
-        if store_path(out).exists() and not store_aside(out).exists():  # (an aside: a store not yet in place)
+        # On an object store the store is copied into place from its aside, zarr.json last: a kill
+        # in that copy leaves a store without zarr.json, which the aside shows to be ours.
+        if store_path(out).exists() and not (is_object(out) and store_aside(out).exists()):
             raise StoreError(
                 f"{store_path(out)} is not a saldata store (no zarr.json); move it away or pass --overwrite."
             )

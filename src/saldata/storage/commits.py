@@ -16,17 +16,20 @@ without ``pending``: a shard is either its old committed files or its new ones, 
 Catalog files enter ``catalog/`` only in step 2, so plain Parquet readers never see a shard
 that is not committed.
 
-On an object store (``storage/location.py``) there is no rename, but a PUT is atomic, so the
-record comes last and is written once (``_commit_objects``):
+On an object store (``storage/location.py``) there is no rename, but a PUT is atomic. The
+shard's record is still written last, and once (``_commit_objects``):
 
-1. delete the shard's old record, if it has one (a redone or retried shard): from here the
-   shard is uncommitted, so no reader mixes its old record with new files;
-2. copy each staged object over its final key (a server-side copy), delete the keys the record
-   says are absent;
-3. PUT the record; then delete the staged objects.
+1. PUT ``commits/shard-NNNNN.pending.json``, the record with ``pending`` set: the same switch as
+   step 1 above (from here the shard IS the staged objects, which stay until step 4);
+2. delete the shard's old record, if any (a redone or retried shard), copy each staged object
+   over its final key (a server-side copy, Zarr files first and catalog files last), delete
+   the keys the record says are absent;
+3. PUT ``commits/shard-NNNNN.json``, the record without ``pending``;
+4. delete the pending marker, then the staged objects.
 
-A kill before 3 leaves a shard without a record: readers skip it, and the next ``extract``
-removes its catalog objects (``verify``'s strays) and redoes it, from scratch.
+A kill anywhere leaves the marker (or the finished record): the next ``extract`` rolls the
+marker forward by redoing 2-4 from the staged objects, so a redone shard's committed rows are
+never dropped and rebuilt. A shard with a marker is pending, not committed, for every reader.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from saldata.schemas.catalog import CATALOG_DIRNAME
 from saldata.storage.location import as_out, copy_file, is_object, read_many, remove_tree
 
 COMMITS_DIRNAME = "commits"
@@ -90,6 +94,14 @@ def record_path(out: Path, shard: int) -> Path:
     return commits_dir(out) / f"shard-{shard:05d}.json"
 
 
+PENDING_SUFFIX = ".pending.json"
+
+
+def pending_marker_path(out: Path, shard: int) -> Path:
+    """An object store's pending record (step 1 of ``_commit_objects``), beside the shard's record."""
+    return commits_dir(out) / f"shard-{shard:05d}{PENDING_SUFFIX}"
+
+
 def staging_root(out: Path) -> Path:
     return as_out(out) / STAGING_DIRNAME
 
@@ -139,21 +151,28 @@ def read_commit_log(out: Path) -> CommitLog:
     folder = commits_dir(out)
     paths = []
     for path in sorted(folder.glob("shard-*.json")) if folder.is_dir() else []:
+        marker = path.name.endswith(PENDING_SUFFIX)
         try:
-            paths.append((int(path.stem.split("-")[1]), path))
-        except (IndexError, ValueError):
+            paths.append((int(path.name.removesuffix(PENDING_SUFFIX if marker else ".json")[6:]), marker, path))
+        except ValueError:
             continue
-    for (shard, path), data in zip(paths, read_many([path for _, path in paths])):
+    for (shard, marker, path), data in zip(paths, read_many([path for *_, path in paths])):
         try:
+            if isinstance(data, FileNotFoundError) and is_object(path):
+                continue  # deleted since the listing (a commit finishing now): absent, not damaged
             if isinstance(data, Exception):
                 raise data
             record = CommitRecord.from_json(data.decode())
             if record.shard != shard:
                 raise ValueError(f"it names shard {record.shard}")
+            if marker and not record.pending:
+                raise ValueError("a pending marker without its staging folder")
         except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
             unreadable[shard] = f"commit record {path} is unreadable ({type(exc).__name__}: {exc})"
             continue
         (pending if record.pending else committed)[shard] = record
+    for shard in pending:  # a marker outranks the record it is replacing
+        committed.pop(shard, None)
     return CommitLog(committed, pending, unreadable)
 
 
@@ -217,23 +236,33 @@ def commit(out: Path, record: CommitRecord, before_switch=None) -> None:
 
 
 def _commit_objects(out, record: CommitRecord, before_switch=None) -> None:
-    """The object-store protocol (module docstring): old record out, files in, new record last, once."""
-    from saldata.faults import fault_point
-
+    """The object-store protocol (module docstring): marker, files in, record last and once, clean-up."""
     if before_switch:
         before_switch()
+    pending_marker_path(out, record.shard).write_bytes(record.to_json().encode())
+    _roll_forward_objects(out, record, before_switch)
+
+
+def _roll_forward_objects(out, record: CommitRecord, before_switch=None) -> None:
+    """Steps 2-4 of the object-store protocol; safe to repeat from its marker after a kill inside them."""
+    from saldata.faults import fault_point
+
     record_path(out, record.shard).unlink(missing_ok=True)
     staged = out / record.pending
-    for moved, (rel, digest) in enumerate(sorted(record.files.items())):
+    # Zarr files first, catalog files last: plain Parquet readers, which know no records, see a
+    # shard's catalog rows only once its arrays are in place.
+    in_order = sorted(record.files.items(), key=lambda item: (item[0].startswith(f"{CATALOG_DIRNAME}/"), item[0]))
+    for moved, (rel, digest) in enumerate(in_order):
         if digest is None:
             (out / rel).unlink(missing_ok=True)
         else:
             copy_file(staged / rel, out / rel)
         fault_point("commit-move", moved)
     if before_switch:
-        before_switch()  # the record is the switch: checked again right before it
+        before_switch()  # the record is what readers believe: checked again right before it
     done = CommitRecord(**{**_fields(record), "pending": None})
     record_path(out, record.shard).write_bytes(done.to_json().encode())
+    pending_marker_path(out, record.shard).unlink(missing_ok=True)
     remove_tree(staged)
 
 
@@ -261,7 +290,10 @@ def finish_pending(out: Path) -> list[int]:
     """Roll every pending record forward (call only while holding the output lock)."""
     log = read_commit_log(out)
     for record in log.pending.values():
-        roll_forward(out, record)
+        if is_object(out):
+            _roll_forward_objects(as_out(out), record)
+        else:
+            roll_forward(out, record)
     return sorted(log.pending)
 
 

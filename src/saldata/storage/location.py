@@ -85,7 +85,7 @@ def read_many(paths: list) -> list[bytes | Exception]:
     if objects:
         fs = objects[0].fs
         fetched = fs.cat([p.key for p in objects], on_error="return") if len(objects) > 1 else {}
-        fetched = {key.strip("/"): value for key, value in fetched.items()}
+        fetched = {objects[0]._as_named(key): value for key, value in fetched.items()}
     found = []
     for path in paths:
         try:
@@ -119,7 +119,7 @@ class ObjectPath:
 
     def __init__(self, protocol: str, key: str, options: dict | None = None):
         self.protocol = protocol
-        self.key = key.strip("/")  # as s3fs names keys; memory:// lists them with a leading "/"
+        self.key = key.rstrip("/")
         self.options = dict(options or {})
         self._fs = None
 
@@ -246,8 +246,13 @@ class ObjectPath:
             names = self.fs.ls(self.key, detail=False)
         except FileNotFoundError:
             return iter(())
-        keys = (name.strip("/") for name in names)
+        keys = (self._as_named(name) for name in names)
         return iter(sorted(self._child(key) for key in keys if key != self.key))
+
+    def _as_named(self, listed: str) -> str:
+        """A listed key spelled as this path spells its own (memory:// lists with a leading "/")."""
+        listed = listed.rstrip("/")
+        return listed if self.key.startswith("/") else listed.lstrip("/")
 
     def glob(self, pattern: str):
         """One level, as saldata uses it (``shard-*.parquet``)."""

@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 
-from saldata.errors import StoreError
+from saldata.errors import ConfigError, StoreError
 from saldata.storage.conditional import Version, Versioned
 from saldata.storage.lock import LOCK_FILE, STALE_AFTER_S, _parse, _unreadable, heartbeat_period, is_stale, refusal
 
@@ -45,8 +45,18 @@ def _info(path, seen: Version) -> dict:
 
 def read_object_lock(out) -> dict | None:
     path = out / LOCK_FILE
-    seen = Versioned.of(path).read()
+    try:
+        seen = Versioned.of(path).read()
+    except ConfigError:  # a store without conditional writes is read plainly: status needs no etag
+        if not path.is_file():
+            return None
+        seen = Version(path.read_bytes(), "", path.stat().st_mtime)
     return _info(path, seen) if seen else None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class ObjectLock:
@@ -73,9 +83,10 @@ class ObjectLock:
         return json.dumps({**self._record, "beat": time.time()}).encode()
 
     def __enter__(self) -> ObjectLock:
+        self._require_conditional_writes()
         deadline = time.monotonic() + _PATIENCE_S
         while time.monotonic() < deadline:
-            self._etag = self._store.create(self._body())
+            self._etag = self._store.create(self._body()) or self._ours()
             if self._etag:
                 break
             seen = self._store.read()
@@ -84,7 +95,7 @@ class ObjectLock:
             info = _info(self.path, seen)
             if not is_stale(info, self.stale_after):
                 raise StoreError(refusal(self.path, info, self.stale_after))
-            self._etag = self._store.replace(self._body(), seen.etag)  # only the version judged stale
+            self._etag = self._store.replace(self._body(), seen.etag) or self._ours()  # only the version judged
             if self._etag:
                 self.took_over = info
                 break
@@ -96,14 +107,39 @@ class ObjectLock:
         self._thread.start()
         return self
 
+    def _ours(self) -> str | None:
+        """The lock's etag if it holds this run's token: a conditional write the client retried after
+        it had landed is refused (the key is no longer what it was), though it did what was asked."""
+        seen = self._store.read()
+        record = _parse(seen.data)[0] if seen else None
+        return seen.etag if record and record.get("token") == self.token else None
+
+    def _require_conditional_writes(self) -> None:
+        """Refuse a store that ignores If-None-Match: there two runs would both own the output.
+
+        One scratch key, created twice: the second create must be refused."""
+        probe = Versioned.of(self.path.with_name(f"{LOCK_FILE}.probe-{self.token}"))
+        try:
+            first, second = probe.create(b"probe"), probe.create(b"probe again")
+        finally:
+            self.path.with_name(f"{LOCK_FILE}.probe-{self.token}").unlink(missing_ok=True)
+        if not first or second:
+            raise StoreError(
+                f"{self.path.parent}: this store ignores conditional writes (If-None-Match), so it cannot keep one "
+                "run per output; extract to a local folder or to a store that honours them (S3, MinIO), then copy."
+            )
+
     def _ownership_problem(self) -> str | None:
         stop = "this run stops writing. Rerun the same command once"
-        seen = self._store.read()
+        try:
+            seen = self._store.read()
+        except Exception as exc:  # no answer from the store: ownership cannot be shown, so do not commit
+            return f"The lock {self.path} cannot be read ({_first_line(exc)}); {stop} the store answers."
         if seen is None:
             return f"The lock {self.path} was removed while this run held it; {stop} no other run is on this output."
-        if seen.etag == self._etag:
-            return None
         record, problem = _parse(seen.data)
+        if seen.etag == self._etag or (record and record.get("token") == self.token):
+            return None
         if record is None:
             return f"The lock {self.path} was replaced by an unreadable object ({problem}); {stop} no run is on it."
         return (
@@ -127,9 +163,10 @@ class ObjectLock:
         while not self._stop.wait(self.heartbeat_s):
             with self._guard:
                 try:
-                    etag = self._store.replace(self._body(), self._etag)
-                except OSError as exc:  # the store did not answer: the next beat tries again
-                    print(f"saldata: the lock heartbeat failed ({exc}); retrying", file=sys.stderr, flush=True)
+                    etag = self._store.replace(self._body(), self._etag) or self._ours()
+                except Exception as exc:  # no answer (the client's errors are not all OSError): beat again
+                    print(f"saldata: the lock heartbeat failed ({_first_line(exc)}); retrying", file=sys.stderr,
+                          flush=True)  # fmt: skip
                     continue
                 if etag:
                     self._etag = etag

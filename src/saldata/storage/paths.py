@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from saldata.errors import ConfigError
+
+
+def refuse_url(path, setting: str) -> None:
+    """ConfigError for a URL where only a local file is written (``s3://b/x`` would become ``./s3:/b/x``)."""
+    if re.match(r"[A-Za-z][A-Za-z0-9+.-]+:/", str(path)):
+        raise ConfigError(
+            f"{setting} {path} looks like a URL; it is written on this machine only. Give a local path, "
+            "then copy the result to the store."
+        )
 
 
 def refuse_inside(path: Path, out: Path, setting: str, writer: str) -> None:
@@ -17,6 +27,7 @@ def refuse_inside(path: Path, out: Path, setting: str, writer: str) -> None:
     """
     from saldata.storage.location import is_object
 
+    refuse_url(path, setting)
     if is_object(out) or is_object(path):
         if str(path) == str(out) or str(path).startswith(str(out).rstrip("/") + "/"):
             raise ConfigError(

@@ -57,7 +57,7 @@ def _copy_metadata_in(aside, final) -> None:
     Until that last PUT there is no store (``store_schema_version`` is None), and the aside copy
     stays until the copy is done, so a kill anywhere is redone from it by the next run."""
     remove_tree(final)
-    rels = [key.strip("/")[len(aside.key) + 1 :] for key in aside.fs.find(aside.key)]
+    rels = [aside._as_named(key)[len(aside.key) + 1 :] for key in aside.fs.find(aside.key)]
     for rel in sorted(rels, key=lambda rel: rel == METADATA_FILE):
         copy_file(aside / rel, final / rel)
     remove_tree(aside)
