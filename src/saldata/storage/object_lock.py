@@ -12,7 +12,9 @@ heartbeat. Every change is a compare-and-swap on the object's etag (``conditiona
 - release deletes the lock only if it is still this run's version.
 
 No rename and no guard file: the store orders the writes, so no interleaving of runs, however
-slow, leaves two owners. ``check()`` (before every commit) reads the lock and compares the token.
+slow, leaves two runs holding the lock. ``check()`` (before a commit's marker and again before its
+record) reads the lock and compares the token; as on a local disk, a run that stalls for
+``stale_after`` between a check and the write after it can still make that one write.
 """
 
 from __future__ import annotations
