@@ -243,15 +243,11 @@ def heartbeat_period(stale_after: float, heartbeat_s: float | None) -> float:
     return beat
 
 
-class OutputLock:
-    """Held for a whole run: refuses a second live run on the same output, takes over a dead one's lock.
+class HeldLock:
+    """What every output lock keeps while a run holds it; ``OutputLock`` and ``ObjectLock`` add how."""
 
-    ``took_over``: the lock this run took over (as ``read_lock`` gives it), else None.
-    ``lost``: True once this run found its lock removed or replaced; ``check()`` then raises for good.
-    """
-
-    def __init__(self, out: Path, run_id: str, stale_after: float = STALE_AFTER_S, heartbeat_s: float | None = None):
-        self.path = Path(out) / LOCK_FILE
+    def __init__(self, path, run_id: str, stale_after: float, heartbeat_s: float | None):
+        self.path = path
         self.run_id = run_id
         self.stale_after = stale_after
         self.heartbeat_s = heartbeat_period(stale_after, heartbeat_s)
@@ -261,6 +257,21 @@ class OutputLock:
         self._lost_reason = ""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    def _lose(self, reason: str) -> None:
+        self._lost_reason = reason
+        self.lost = True
+
+
+class OutputLock(HeldLock):
+    """Held for a whole run: refuses a second live run on the same output, takes over a dead one's lock.
+
+    ``took_over``: the lock this run took over (as ``read_lock`` gives it), else None.
+    ``lost``: True once this run found its lock removed or replaced; ``check()`` then raises for good.
+    """
+
+    def __init__(self, out: Path, run_id: str, stale_after: float = STALE_AFTER_S, heartbeat_s: float | None = None):
+        super().__init__(Path(out) / LOCK_FILE, run_id, stale_after, heartbeat_s)
 
     def __enter__(self) -> OutputLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -344,10 +355,6 @@ class OutputLock:
         finally:
             os.close(fd)
         return None
-
-    def _lose(self, reason: str) -> None:
-        self._lost_reason = reason
-        self.lost = True
 
     def check(self) -> None:
         """Raise ``StoreError`` (one line) unless this run still owns its lock; one small read, so cheap

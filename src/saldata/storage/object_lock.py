@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import socket
 import sys
 import threading
@@ -29,7 +28,7 @@ import time
 
 from saldata.errors import ConfigError, StoreError
 from saldata.storage.conditional import Version, Versioned
-from saldata.storage.lock import LOCK_FILE, STALE_AFTER_S, _parse, _unreadable, heartbeat_period, is_stale, refusal
+from saldata.storage.lock import LOCK_FILE, STALE_AFTER_S, HeldLock, _parse, _unreadable, is_stale, refusal
 
 _PATIENCE_S = 5.0  # takeovers racing other takers settle within a few round trips
 
@@ -61,25 +60,16 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-class ObjectLock:
+class ObjectLock(HeldLock):
     """``OutputLock`` for an object store: same interface (``check``, ``lost``, ``took_over``)."""
 
     def __init__(self, out, run_id: str, stale_after: float = STALE_AFTER_S, heartbeat_s: float | None = None):
-        self.path = out / LOCK_FILE
-        self.run_id = run_id
-        self.stale_after = stale_after
-        self.heartbeat_s = heartbeat_period(stale_after, heartbeat_s)
-        self.token = secrets.token_hex(16)
-        self.took_over: dict | None = None
-        self.lost = False
-        self._lost_reason = ""
+        super().__init__(out / LOCK_FILE, run_id, stale_after, heartbeat_s)
         self._store = Versioned.of(self.path)
         self._etag: str | None = None
         self._record = {"host": socket.gethostname(), "pid": os.getpid(), "run_id": run_id,
                         "started": time.time(), "token": self.token}  # fmt: skip
         self._guard = threading.Lock()  # the heartbeat thread and check() never write at once
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def _body(self) -> bytes:
         return json.dumps({**self._record, "beat": time.time()}).encode()
@@ -148,10 +138,6 @@ class ObjectLock:
             f"The lock {self.path} was taken by run {record['run_id']} (pid {record['pid']} on {record['host']}); "
             f"{stop} that run ends."
         )
-
-    def _lose(self, reason: str) -> None:
-        self._lost_reason = reason
-        self.lost = True
 
     def check(self) -> None:
         """Raise ``StoreError`` unless this run still owns its lock (one GET)."""
