@@ -147,8 +147,10 @@ def test_bad_urls_and_unreachable_stores_are_one_line(s3_server, tmp_path):
 
 
 def _commits(fs, url: str) -> list[str]:
+    """The commit records (not the pending markers of commits in flight)."""
     folder = f"{_key(url)}/commits"
-    return sorted(fs.ls(folder, detail=False)) if fs.exists(folder) else []
+    keys = fs.ls(folder, detail=False) if fs.exists(folder) else []
+    return sorted(key for key in keys if not key.endswith(".pending.json"))
 
 
 def test_sigkill_then_rerun_into_s3_equals_the_local_disk_run(s3_server, s3_out, reference_run, tmp_path):
