@@ -28,3 +28,9 @@ class ImageLoadError(SaldataError, OSError):
 
 class StoreError(SaldataError, OSError):
     """The output store is unusable (wrong schema, write failure)."""
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception in one line: its message's first line, or its type when it has none."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

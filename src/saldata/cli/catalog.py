@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from saldata.cli.locations import OutArg, StorageOptions, location
-from saldata.errors import SaldataError
+from saldata.errors import SaldataError, first_line
 from saldata.storage.paths import refuse_inside
 
 app = typer.Typer(
@@ -84,7 +84,7 @@ def show(out: OutArg, storage_option: StorageOptions = None) -> None:
     except SaldataError as exc:
         _fail(str(exc))
     except duckdb.Error as exc:
-        _fail(f"{_first_line(exc)}; run saldata verify {out} to see what is damaged.")
+        _fail(f"{first_line(exc)}; run saldata verify {out} to see what is damaged.")
     console = Console()
     for name, spec in TABLES.items():
         count = counts[name]
@@ -169,7 +169,3 @@ def _print_table(table, max_rows: int, output: Path | None) -> None:
 def _fail(message: str) -> None:
     typer.secho(f"Error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code=2)
-
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

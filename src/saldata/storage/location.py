@@ -19,7 +19,7 @@ import posixpath
 import shutil
 from pathlib import Path, PurePosixPath
 
-from saldata.errors import ConfigError
+from saldata.errors import ConfigError, first_line
 
 Location = Path  # annotations say ``Path``; an ObjectPath stands in wherever OUT may be a URL
 
@@ -145,7 +145,7 @@ class ObjectPath:
                 # Listings are never cached: another node's commit must show at the next read.
                 self._fs = fsspec.filesystem(self.protocol, use_listings_cache=False, **self.options)
             except ImportError as exc:
-                raise ConfigError(f"{self}: {_first_line(exc).rstrip('.')}.") from None
+                raise ConfigError(f"{self}: {first_line(exc).rstrip('.')}.") from None
             except (ValueError, TypeError) as exc:
                 raise ConfigError(
                     f"{self}: the storage options are not ones {self.protocol}:// takes ({exc})."
@@ -301,21 +301,16 @@ def check_reachable(path) -> None:
             f"{where}: the bucket {bucket} does not exist; create it first (or check its name)."
         ) from None
     except PermissionError as exc:
-        raise ConfigError(f"{where}: access was refused ({_first_line(exc)}); check the credentials.") from None
+        raise ConfigError(f"{where}: access was refused ({first_line(exc)}); check the credentials.") from None
     except Exception as exc:  # the client's own errors (no endpoint, no route, bad options) differ by store
         raise ConfigError(
-            f"{where}: the store cannot be reached ({_first_line(exc)}); check the endpoint "
+            f"{where}: the store cannot be reached ({first_line(exc)}); check the endpoint "
             "(--storage-option endpoint_url=... or AWS_ENDPOINT_URL) and the credentials (AWS_ACCESS_KEY_ID, ...)."
         ) from None
     _REACHABLE.add(asked)
 
 
 _REACHABLE: set[tuple] = set()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 # -- what differs between a folder and an object store ---------------------------------------

@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 
-from saldata.errors import ConfigError, StoreError
+from saldata.errors import ConfigError, StoreError, first_line
 from saldata.storage.conditional import Version, Versioned
 from saldata.storage.lock import LOCK_FILE, STALE_AFTER_S, HeldLock, _parse, _unreadable, is_stale, refusal
 
@@ -53,11 +53,6 @@ def read_object_lock(out) -> dict | None:
             return None
         seen = Version(path.read_bytes(), "", path.stat().st_mtime)
     return _info(path, seen) if seen else None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class ObjectLock(HeldLock):
@@ -126,7 +121,7 @@ class ObjectLock(HeldLock):
         try:
             seen = self._store.read()
         except Exception as exc:  # no answer from the store: ownership cannot be shown, so do not commit
-            return f"The lock {self.path} cannot be read ({_first_line(exc)}); {stop} the store answers."
+            return f"The lock {self.path} cannot be read ({first_line(exc)}); {stop} the store answers."
         if seen is None:
             return f"The lock {self.path} was removed while this run held it; {stop} no other run is on this output."
         record, problem = _parse(seen.data)
@@ -153,7 +148,7 @@ class ObjectLock(HeldLock):
                 try:
                     etag = self._store.replace(self._body(), self._etag) or self._ours()
                 except Exception as exc:  # no answer (the client's errors are not all OSError): beat again
-                    print(f"saldata: the lock heartbeat failed ({_first_line(exc)}); retrying", file=sys.stderr,
+                    print(f"saldata: the lock heartbeat failed ({first_line(exc)}); retrying", file=sys.stderr,
                           flush=True)  # fmt: skip
                     continue
                 if etag:
