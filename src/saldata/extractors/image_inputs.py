@@ -30,7 +30,9 @@ def image_processor(model_dir: Path):
     """The model's image processor, loaded once per process."""
     from transformers import AutoImageProcessor
 
-    return AutoImageProcessor.from_pretrained(model_dir)
+    from saldata.extractors.models import LOCAL_ONLY
+
+    return AutoImageProcessor.from_pretrained(model_dir, **LOCAL_ONLY)
 
 
 def prepare_images(processor, images: list[np.ndarray]) -> list[ImageInputs]:

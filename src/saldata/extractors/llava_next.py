@@ -10,7 +10,7 @@ import numpy as np
 
 from saldata.extractors.capture import StepRecorder, capture_implementation, capture_layers
 from saldata.extractors.image_inputs import ImageInputs, prepare_images
-from saldata.extractors.kv_cache import reserved_cache
+from saldata.extractors.kv_cache import generate_cache_argument, reserved_cache
 from saldata.extractors.layout import ImageTokenLayout, layout_for
 from saldata.extractors.models import ModelSettings, load_model
 from saldata.extractors.prompts import Prompt
@@ -105,7 +105,7 @@ class LlavaNextExtractor:
         recorder = StepRecorder(image_positions, self.capture.heads == "mean", len(self.layers))
         cache = reserved_cache(self.config.text_config, len(prompt_ids), self.capture.max_new_tokens)
         with torch.inference_mode(), capture_layers(self.language_model, self.layers, recorder):
-            out = self.model.generate(**inputs, **self.generation_kwargs, past_key_values=cache)
+            out = self.model.generate(**inputs, **self.generation_kwargs, **{generate_cache_argument(): cache})
         attention, hidden = recorder.stacked()
         generated = out.sequences[:, inputs["input_ids"].shape[1] :]
         base = _select(attention, layout.base_positions)

@@ -3,10 +3,15 @@
 A hub id is first fetched into (or found in) the Hugging Face cache, a random model is built
 into saldata's cache, a directory is used as it is; then one code path loads all three
 with ``AutoProcessor`` and ``LlavaNextForConditionalGeneration.from_pretrained``.
+
+Every load reads the resolved local directory only (``LOCAL_ONLY``) and runs with the Hub's
+kernels off: transformers >= 5.2x swaps layers for binaries it downloads from the Hub unless told
+not to, which fails on an air-gapped node, changes the numbers, and runs code nobody pinned.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +24,18 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 DEVICES = ("auto", "cpu", "cuda")  # cuda:N is accepted too (one GPU of a bare machine)
 ATTENTIONS = ("sdpa", "flash_attention_2")  # kernels the capture can wrap; eager is what it replaces
 HUB_FILES = ["*.json", "*.safetensors", "*.jinja", "*.model", "*.txt", "tokenizer*"]
+HUB_KERNELS = False  # recorded in the store's attributes (``hub_kernels``) as the run's provenance
+# Keyword arguments of every from_pretrained of a resolved directory: nothing is looked up online.
+LOCAL_ONLY = {"local_files_only": True}
+
+
+def disable_hub_kernels() -> None:
+    """Turn off what transformers fetches from the Hub lazily (``lazy_load_kernel``) in this process.
+
+    ``use_kernels=False`` covers a model's own layers; kernels that integrations load on first use
+    read ``USE_HUB_KERNELS`` at that moment, so the variable is set too (Ray workers inherit it).
+    """
+    os.environ["USE_HUB_KERNELS"] = "NO"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,16 +102,29 @@ def load_model(settings: ModelSettings, model_dir: Path, attn_implementation: st
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+    disable_hub_kernels()
     # A device name as device_map loads the weights straight onto it (no copy through host memory).
     placement = settings.device_map or settings.resolved_device()
     try:
-        processor = AutoProcessor.from_pretrained(model_dir)
+        processor = AutoProcessor.from_pretrained(model_dir, **LOCAL_ONLY)
         model = LlavaNextForConditionalGeneration.from_pretrained(
-            model_dir, dtype=settings.resolved_dtype(), attn_implementation=attn_implementation, device_map=placement
+            model_dir,
+            dtype=settings.resolved_dtype(),
+            attn_implementation=attn_implementation,
+            device_map=placement,
+            use_kernels=HUB_KERNELS,
+            **LOCAL_ONLY,
         )
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"Could not load a LLaVA-Next model from {model_dir}: {exc}") from exc
     return model.eval(), processor
+
+
+def load_config(model_dir: Path):
+    """The model's config, read from its directory only."""
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(model_dir, **LOCAL_ONLY)
 
 
 def load_tokenizer(model: str, model_path: str):
@@ -111,7 +141,7 @@ def load_tokenizer(model: str, model_path: str):
     if not (path / "config.json").is_file():
         path = resolve_model_dir(model)
     try:
-        return AutoTokenizer.from_pretrained(path)
+        return AutoTokenizer.from_pretrained(path, **LOCAL_ONLY)
     except (OSError, ValueError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(f"Could not load the tokenizer of {model} from {path}: {first_line}") from exc

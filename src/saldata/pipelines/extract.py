@@ -23,7 +23,7 @@ from saldata import __version__
 from saldata.datasets import ImageSource, list_images
 from saldata.errors import ConfigError, ImageLoadError, ModelLoadError, SaldataError, StoreError
 from saldata.extractors.layout import layout_for
-from saldata.extractors.models import resolve_model_dir
+from saldata.extractors.models import HUB_KERNELS, load_config, resolve_model_dir
 from saldata.extractors.settings import resolve_layers
 from saldata.faults import fault_point
 from saldata.pipelines.config import ExtractConfig
@@ -101,11 +101,10 @@ def sources_digest(sources: list[ImageSource]) -> str:
 def plan_run(config: ExtractConfig, sources: list[ImageSource] | None = None, model_dir: Path | None = None) -> RunPlan:
     """Everything decided before any work: images, shards, resolved model, store geometry. Writes nothing."""
     import transformers
-    from transformers import AutoConfig
 
     sources = list_sources(config) if sources is None else sources
     model_dir = model_dir or resolve_model_dir(config.model.model)
-    model_config = AutoConfig.from_pretrained(model_dir)
+    model_config = load_config(model_dir)
     layout = layout_for(model_config, config.image_size)
     text = model_config.text_config
     layers = resolve_layers(config.capture.layers, text.num_hidden_layers, config.model.model)
@@ -138,6 +137,7 @@ def plan_run(config: ExtractConfig, sources: list[ImageSource] | None = None, mo
         "sources_digest": sources_digest(sources),
         "saldata_version": __version__,
         "transformers_version": transformers.__version__,
+        "hub_kernels": HUB_KERNELS,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     guarded = json.dumps([attributes[key] for key in GUARDED_ATTRIBUTES], sort_keys=True)

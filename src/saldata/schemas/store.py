@@ -145,5 +145,6 @@ ROOT_ATTRIBUTES: tuple[str, ...] = (
     "config_digest",
     "saldata_version",
     "transformers_version",
+    "hub_kernels",
     "created",
 )
