@@ -103,7 +103,8 @@ def run_with_progress(
     plan, warnings: list[str], *, overwrite: bool = False, retry_failed: bool = False, console: Console | None = None
 ) -> None:
     """Run a plan that passed pre-flight (``pipelines/preflight.py``), with a live bar and a summary."""
-    from saldata.pipelines.extract import run_extraction, start_actors
+    from saldata.pipelines.extract import run_extraction
+    from saldata.pipelines.ray_runtime import start_actors
 
     config = plan.config
     console = console or Console(stderr=True)

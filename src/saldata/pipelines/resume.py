@@ -91,8 +91,8 @@ def already_complete(config) -> bool:
     pre-flight does), every shard committed, and every file intact. Any doubt answers False, and
     the full path (pre-flight, then the run) decides. A changed source image raises, as there.
     """
-    from saldata.pipelines.extract import list_sources, sources_digest
     from saldata.pipelines.plan import plan_shards
+    from saldata.pipelines.sources import list_sources, sources_digest
     from saldata.pipelines.verify import verify_output
     from saldata.storage.lock import is_stale, read_lock
 
