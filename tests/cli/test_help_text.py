@@ -140,12 +140,14 @@ def test_plan_counts_shards_and_images(monkeypatch, tmp_path, shards, shard_size
     from saldata.extractors.models import ModelSettings
     from saldata.pipelines import extract
     from saldata.pipelines.config import ExtractConfig
+    from saldata.pipelines.host_memory import MapsBudget
     from saldata.schemas.store import Geometry
     from saldata.storage import catalog
 
     config = ExtractConfig(dataset="demo", out=tmp_path, model=ModelSettings("tiny-random"), shard_size=shard_size)
     geometry = Geometry(n_images, 4, 8, 2, (2, 2), (4, 4), (28, 28))
-    plan = extract.RunPlan(config, [None] * shards, tmp_path / "model", geometry, {"layers": [1]})
+    budget = MapsBudget.plan(geometry, shard_size, 10**12, given=True)
+    plan = extract.RunPlan(config, [None] * shards, tmp_path / "model", geometry, {"layers": [1]}, budget)
     monkeypatch.setattr(extract, "plan_run", lambda config: plan)
     monkeypatch.setattr(catalog, "committed_shards", lambda out: set(range(committed)))
     console = Console(file=io.StringIO(), width=200)

@@ -19,6 +19,7 @@ from saldata.extractors.prompts import PROMPT_PRESETS
 from saldata.extractors.random_models import RANDOM_MODELS
 from saldata.extractors.settings import DEFAULT_MAX_NEW_TOKENS, HEADS_MODES
 from saldata.pipelines.config import DEFAULT_IMAGE_SIZE, DEFAULT_PREFETCH_SHARDS, DEFAULT_SHARD_SIZE, format_size
+from saldata.pipelines.host_memory import DEFAULT_SHARE
 
 PANEL_DATA, PANEL_MODEL, PANEL_CAPTURE, PANEL_RUN = "Data", "Model", "Capture", "Run"
 
@@ -199,6 +200,15 @@ def extract(
     num_actors: Annotated[
         int | None, typer.Option(help="Model actors; default one per GPU (one on CPU).", rich_help_panel=PANEL_RUN)
     ] = None,
+    host_memory: Annotated[
+        str,
+        typer.Option(
+            help="Host memory the captured maps may take per model actor, e.g. 32GB: the shard being made and "
+            f"the shards being written count against it. auto: {DEFAULT_SHARE:.0%} of the node's available memory "
+            "over its model actors. --dry-run shows the arithmetic.",
+            rich_help_panel=PANEL_RUN,
+        ),
+    ] = "auto",
     storage_option: StorageOptions = None,
 ) -> None:
     """Run a vision-language model over a dataset and store tokens, hidden states and attention maps.
@@ -241,6 +251,7 @@ def extract(
             prefetch_shards=prefetch_shards,
             image_processor_on=image_processor_on.value,
             fail_fast=fail_fast,
+            host_memory=host_memory,
         )
         if dry_run:
             print_plan(config)

@@ -90,6 +90,32 @@ def print_plan(config: ExtractConfig, console: Console | None = None) -> None:
     console.print(
         "Float16 maps compress with blosc-zstd; padding rows past each image's n_tokens compress to almost nothing."
     )
+    print_host_memory(plan.maps_budget, config, console)
+
+
+def print_host_memory(budget, config: ExtractConfig, console: Console) -> None:
+    """The host-memory arithmetic of one model actor (pipelines/host_memory.py), and whether it fits."""
+    from saldata.errors import ConfigError
+    from saldata.pipelines.host_memory import DEFAULT_SHARE
+
+    source = "--host-memory" if budget.given else f"default: {DEFAULT_SHARE:.0%} of available memory per model actor"
+    per_array = ", ".join(f"{name} {human_bytes(n)}" for name, n in budget.per_image.items())
+    batch = config.batch_size if config.batch_size != "auto" else "auto"
+    console.print(
+        f"Host memory per model actor ({source}): {human_bytes(budget.budget)}\n"
+        f"  maps per image: {per_array} = {human_bytes(budget.image_bytes)}\n"
+        f"  images per batch: {batch} (a batch's maps are copied from the device into its shard's block: "
+        "no host memory of their own)\n"
+        "  batches in flight: 1 per model actor (its maps reach the block before the next batch starts)\n"
+        f"  shard block: {plural(budget.shard_size, 'image')} x {human_bytes(budget.image_bytes)} = "
+        f"{human_bytes(budget.shard_bytes)}, one in the model actor\n"
+        f"  shards in flight (model done, being written): {budget.shards_in_flight}\n"
+        f"  peak: (1 + {budget.shards_in_flight}) x {human_bytes(budget.shard_bytes)} = {human_bytes(budget.peak)}"
+    )
+    try:
+        budget.check()
+    except ConfigError as exc:
+        console.print(f"  does not fit: {exc}")
 
 
 def _layer_list(layers: list[int]) -> str:

@@ -42,23 +42,52 @@ def capture_implementation(base: str = "sdpa") -> str:
 
 
 @dataclass(slots=True)
-class StepRecorder:
-    """Collects, per decoding step and captured layer, the last-row attention and hidden state.
+class CaptureBuffers:
+    """Where a batch's captured rows go: (batch, steps, layers, [heads,] ...) tensors reserved for the
+    whole generation, written by step index. Their dtype is the dtype they are kept in (the store's
+    float16 in the pipeline), so a batch's maps never exist in float32 outside one step's work."""
 
-    ``image_positions`` (batch, n_image_tokens) selects the key columns to keep, so only the
-    image part of each row leaves the attention call. ``attention[p]`` and ``hidden[p]`` hold
-    the steps of the layer at position ``p`` of the layer axis.
+    hidden: torch.Tensor  # (batch, steps, layers, hidden)
+    attn_base: torch.Tensor  # (batch, steps, layers, heads, n_base)
+    attn_highres: torch.Tensor  # (batch, steps, layers, heads, n_highres)
+
+    @classmethod
+    def empty(cls, shapes: dict[str, tuple[int, ...]], dtype, device) -> CaptureBuffers:
+        return cls(**{name: torch.empty(shape, dtype=dtype, device=device) for name, shape in shapes.items()})
+
+    def items(self):
+        return (("hidden", self.hidden), ("attn_base", self.attn_base), ("attn_highres", self.attn_highres))
+
+    def clear_rows_from(self, rows: torch.Tensor) -> None:
+        """Set every step at or past ``rows[b]`` to 0 (the store's fill value): steps a finished image
+        ran on while others generated, and steps never reached when generation stopped early."""
+        steps = self.hidden.shape[1]
+        past = torch.arange(steps, device=rows.device)[None, :] >= rows[:, None]  # (batch, steps)
+        for _, tensor in self.items():
+            tensor.masked_fill_(past.view(*past.shape, *(1,) * (tensor.dim() - 2)), 0)
+
+
+@dataclass(slots=True)
+class StepRecorder:
+    """Writes, per decoding step and captured layer, the last-row attention and hidden state.
+
+    ``image_positions`` (batch, n_image_tokens) selects the key columns to keep, and
+    ``base_index`` / ``highres_index`` pick each grid's cells among them (the layout's positions).
+    Each row is written at its step's index into ``buffers``: no per-step lists, no host work.
     """
 
     image_positions: torch.Tensor
+    base_index: torch.Tensor
+    highres_index: torch.Tensor
     mean_heads: bool
-    n_layers: int = 1
-    attention: list[list[torch.Tensor]] = field(init=False)  # one list of steps per layer
-    hidden: list[list[torch.Tensor]] = field(init=False)
+    buffers: CaptureBuffers
+    attention_steps: list[int] = field(init=False)  # rows written so far, per layer position
+    hidden_steps: list[int] = field(init=False)
 
     def __post_init__(self):
-        self.attention = [[] for _ in range(self.n_layers)]
-        self.hidden = [[] for _ in range(self.n_layers)]
+        layers = self.buffers.hidden.shape[2]
+        self.attention_steps = [0] * layers
+        self.hidden_steps = [0] * layers
 
     def record_attention(self, position: int, query, key, attention_mask, scaling) -> None:
         batch, heads, _, head_dim = query.shape
@@ -81,20 +110,24 @@ class StepRecorder:
         image_probs = probs.gather(-1, index)
         if self.mean_heads:
             image_probs = image_probs.mean(dim=1, keepdim=True)
-        self.attention[position].append(image_probs)
+        step = self._next(self.attention_steps, position)
+        self.buffers.attn_base[:, step, position].copy_(image_probs.index_select(-1, self.base_index))
+        self.buffers.attn_highres[:, step, position].copy_(image_probs.index_select(-1, self.highres_index))
 
     def hidden_hook(self, position: int):
         def record_hidden(module, args, output) -> None:
             hidden = output[0] if isinstance(output, tuple) else output
-            self.hidden[position].append(hidden[:, -1, :].float())
+            step = self._next(self.hidden_steps, position)
+            self.buffers.hidden[:, step, position].copy_(hidden[:, -1, :].float())
 
         return record_hidden
 
-    def stacked(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(batch, steps, layers, heads, n_image_tokens) attention and (batch, steps, layers, hidden) states."""
-        attention = torch.stack([torch.stack(steps, dim=1) for steps in self.attention], dim=2)
-        hidden = torch.stack([torch.stack(steps, dim=1) for steps in self.hidden], dim=2)
-        return attention, hidden
+    def _next(self, counts: list[int], position: int) -> int:
+        step = counts[position]
+        if step >= self.buffers.hidden.shape[1]:
+            raise RuntimeError(f"generate ran more than the {step} steps reserved for the capture")
+        counts[position] = step + 1
+        return step
 
 
 class capture_layers:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from saldata.extractors.capture import StepRecorder, capture_implementation, capture_layers
+from saldata.extractors.capture import CaptureBuffers, StepRecorder, capture_implementation, capture_layers
 from saldata.extractors.image_inputs import ImageInputs, prepare_images
 from saldata.extractors.kv_cache import generate_cache_argument, reserved_cache
 from saldata.extractors.layout import ImageTokenLayout, layout_for
@@ -22,20 +22,31 @@ from saldata.extractors.words import token_offsets
 class TokenCapture:
     """One image's generation: n generated tokens (EOS excluded) and their per-token arrays, one row
     per captured layer after the token axis. When generation ended with EOS, the arrays hold one
-    more row, n, for the step that produced it (``eos_id``)."""
+    more row, n, for the step that produced it (``eos_id``).
+
+    The arrays are views into the batch's maps (see ``LlavaNextExtractor.__call__``); the pipeline
+    ships those maps whole and drops the views (``without_maps``)."""
 
     token_ids: np.ndarray  # (n,) int32
     tokens: list[str]  # each token decoded on its own
     text: str
     offsets: list[tuple[int, int]]  # each token's character span in ``text``
-    hidden: np.ndarray  # (n [+ 1], layers, hidden) float32
-    attn_base: np.ndarray  # (n [+ 1], layers, heads, base_rows, base_cols) float32
-    attn_highres: np.ndarray  # (n [+ 1], layers, heads, highres_rows, highres_cols) float32
+    hidden: np.ndarray | None  # (n [+ 1], layers, hidden)
+    attn_base: np.ndarray | None  # (n [+ 1], layers, heads, base_rows, base_cols)
+    attn_highres: np.ndarray | None  # (n [+ 1], layers, heads, highres_rows, highres_cols)
     eos_id: int | None = None  # the EOS token generation ended with; None: it ran to --max-new-tokens
 
     @property
     def ended_with_eos(self) -> bool:
         return self.eos_id is not None
+
+    @property
+    def rows(self) -> int:
+        """Rows of the per-token arrays that hold data: the tokens, and the EOS step when there was one."""
+        return len(self.token_ids) + self.ended_with_eos
+
+    def without_maps(self) -> TokenCapture:
+        return replace(self, hidden=None, attn_base=None, attn_highres=None)
 
 
 class LlavaNextExtractor:
@@ -78,10 +89,26 @@ class LlavaNextExtractor:
     def layout(self, image_size: tuple[int, int]) -> ImageTokenLayout:
         return layout_for(self.config, image_size)
 
-    def __call__(self, images: list[np.ndarray] | list[ImageInputs]) -> tuple[list[TokenCapture], float]:
+    def map_shapes(self, layout: ImageTokenLayout) -> dict[str, tuple[int, ...]]:
+        """Each captured array's shape for one image, as the store holds it: (steps, layers, ...)."""
+        steps, layers = self.capture.max_new_tokens, len(self.layers)
+        return {
+            "hidden": (steps, layers, self.hidden_size),
+            "attn_base": (steps, layers, self.heads, *layout.base_grid),
+            "attn_highres": (steps, layers, self.heads, *layout.highres_grid),
+        }
+
+    def __call__(
+        self, images: list[np.ndarray] | list[ImageInputs], out: dict[str, np.ndarray] | None = None
+    ) -> tuple[list[TokenCapture], float]:
         """Captures for a batch of images of one size, and the batch's seconds.
 
-        Images are HxWx3 uint8 arrays, or ``ImageInputs`` already made by a CPU worker.
+        Images are HxWx3 uint8 arrays, or ``ImageInputs`` already made by a CPU worker. ``out``
+        holds the batch's maps, (batch, *map_shapes) per array, in the dtype they are kept in (the
+        store's float16 in the pipeline; float32 when None, then allocated here). Every step at or
+        past an image's last row is 0, the store's fill value. On a GPU the maps are captured into
+        device buffers of that dtype and copied into ``out`` once per batch; on a CPU the capture
+        writes into ``out`` itself.
         """
         torch = self._torch
         start = time.perf_counter()
@@ -92,6 +119,8 @@ class LlavaNextExtractor:
             raise ValueError(f"A batch must hold images of one size, got {sorted(sizes)}")
         height, width = sizes.pop()
         layout = self.layout((width, height))
+        if out is None:
+            out = {name: np.empty((len(images), *shape), np.float32) for name, shape in self.map_shapes(layout).items()}
         prompt_ids = torch.as_tensor(self._prompt_ids(height, width))
         inputs = {
             "input_ids": prompt_ids.repeat(len(images), 1).to(self.device),
@@ -101,16 +130,34 @@ class LlavaNextExtractor:
             ),
             "image_sizes": torch.tensor([[height, width]] * len(images), device=self.device),
         }
-        image_positions = self._image_positions(inputs["input_ids"], layout)
-        recorder = StepRecorder(image_positions, self.capture.heads == "mean", len(self.layers))
+        host = _flat_grids({name: torch.from_numpy(array) for name, array in out.items()})
+        on_host = self.device.type == "cpu"
+        buffers = (
+            CaptureBuffers(**host)
+            if on_host
+            else CaptureBuffers.empty({n: t.shape for n, t in host.items()}, host["hidden"].dtype, self.device)
+        )
+        recorder = StepRecorder(
+            self._image_positions(inputs["input_ids"], layout),
+            torch.as_tensor(layout.base_positions.ravel(), device=self.device),
+            torch.as_tensor(layout.highres_positions.ravel(), device=self.device),
+            self.capture.heads == "mean",
+            buffers,
+        )
         cache = reserved_cache(self.config.text_config, len(prompt_ids), self.capture.max_new_tokens)
         with torch.inference_mode(), capture_layers(self.language_model, self.layers, recorder):
-            out = self.model.generate(**inputs, **self.generation_kwargs, **{generate_cache_argument(): cache})
-        attention, hidden = recorder.stacked()
-        generated = out.sequences[:, inputs["input_ids"].shape[1] :]
-        base = _select(attention, layout.base_positions)
-        highres = _select(attention, layout.highres_positions)
-        captures = self._split(generated.cpu().numpy(), hidden.cpu().numpy(), base.cpu().numpy(), highres.cpu().numpy())
+            result = self.model.generate(**inputs, **self.generation_kwargs, **{generate_cache_argument(): cache})
+            generated = result.sequences[:, inputs["input_ids"].shape[1] :].cpu().numpy()
+            ends = [self._end(ids) for ids in generated]
+            buffers.clear_rows_from(torch.tensor([n + (eos is not None) for n, eos in ends], device=self.device))
+            if not on_host:  # the one device-to-host copy of the batch's maps
+                for name, tensor in buffers.items():
+                    host[name].copy_(tensor, non_blocking=host[name].is_pinned())
+                torch.cuda.synchronize(self.device)
+        captures = [
+            self._capture(ids, n, eos, {k: v[row] for k, v in out.items()})
+            for row, (ids, (n, eos)) in enumerate(zip(generated, ends))
+        ]
         return captures, time.perf_counter() - start
 
     def _prompt_ids(self, height: int, width: int) -> np.ndarray:
@@ -137,33 +184,28 @@ class LlavaNextExtractor:
             )
         return is_image.nonzero()[:, 1].view(input_ids.shape[0], layout.n_tokens)
 
-    def _split(self, generated, hidden, base, highres) -> list[TokenCapture]:
+    def _end(self, ids: np.ndarray) -> tuple[int, int | None]:
+        """(tokens before EOS, the EOS id or None when generation ran to --max-new-tokens)."""
+        n = next((i for i, t in enumerate(ids) if int(t) in self.eos_ids), len(ids))
+        return n, (int(ids[n]) if n < len(ids) else None)
+
+    def _capture(self, ids: np.ndarray, n: int, eos_id: int | None, maps: dict[str, np.ndarray]) -> TokenCapture:
         tokenizer = self.processor.tokenizer
-        captures = []
-        for row, ids in enumerate(generated):
-            n = next((i for i, t in enumerate(ids) if int(t) in self.eos_ids), len(ids))
-            eos_id = int(ids[n]) if n < len(ids) else None
-            rows = n + (eos_id is not None)  # the EOS step's maps are kept, its token is not text
-            ids = ids[:n].astype(np.int32)
-            text = tokenizer.decode(ids.tolist(), skip_special_tokens=True)
-            captures.append(
-                TokenCapture(
-                    token_ids=ids,
-                    tokens=[tokenizer.decode([int(t)]) for t in ids],
-                    text=text,
-                    offsets=token_offsets(tokenizer, ids.tolist(), text),
-                    hidden=hidden[row, :rows],
-                    attn_base=base[row, :rows],
-                    attn_highres=highres[row, :rows],
-                    eos_id=eos_id,
-                )
-            )
-        return captures
+        rows = n + (eos_id is not None)  # the EOS step's maps are kept, its token is not text
+        ids = ids[:n].astype(np.int32)
+        text = tokenizer.decode(ids.tolist(), skip_special_tokens=True)
+        return TokenCapture(
+            token_ids=ids,
+            tokens=[tokenizer.decode([int(t)]) for t in ids],
+            text=text,
+            offsets=token_offsets(tokenizer, ids.tolist(), text),
+            hidden=maps["hidden"][:rows],
+            attn_base=maps["attn_base"][:rows],
+            attn_highres=maps["attn_highres"][:rows],
+            eos_id=eos_id,
+        )
 
 
-def _select(attention, positions: np.ndarray):
-    """(..., n_image) -> (..., rows, cols) at the layout's positions."""
-    import torch
-
-    index = torch.as_tensor(positions.ravel(), device=attention.device)
-    return attention.index_select(-1, index).unflatten(-1, positions.shape)
+def _flat_grids(maps: dict) -> dict:
+    """Attention maps with each grid flattened to one axis of cells (views, as the capture writes them)."""
+    return {name: t if name == "hidden" else t.flatten(start_dim=4) for name, t in maps.items()}

@@ -12,6 +12,7 @@ from saldata.extractors.image_inputs import PLACES
 from saldata.extractors.models import ModelSettings
 from saldata.extractors.prompts import Prompt, resolve_prompt
 from saldata.extractors.settings import CaptureSettings
+from saldata.pipelines.host_memory import parse_bytes
 
 DEFAULT_IMAGE_SIZE = (640, 480)
 DEFAULT_SHARD_SIZE = 64
@@ -51,9 +52,14 @@ class ExtractConfig:
     fail_fast: bool = False  # stop at the first image that fails (its shard is committed first)
     prefetch_shards: int = DEFAULT_PREFETCH_SHARDS  # per model actor; 1 = no overlap of decoding and model
     image_processor_on: str = "auto"  # workers, actor, or auto: workers when the model is on a GPU
+    # Bytes the maps may take on the host per model actor (pipelines/host_memory.py); None: the default share
+    host_memory: int | str | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "batch_size", parse_batch_size(self.batch_size))  # "4" from a CLI is 4
+        object.__setattr__(self, "host_memory", parse_bytes(self.host_memory))
+        if self.host_memory is not None and self.host_memory < 1:
+            raise ConfigError("--host-memory must be more than 0 bytes.")
         if self.shard_size < 1:
             raise ConfigError("--shard-size must be at least 1.")
         if self.limit is not None and self.limit < 1:

@@ -26,6 +26,7 @@ from saldata.extractors.models import HUB_KERNELS, load_config, resolve_model_di
 from saldata.extractors.settings import resolve_layers
 from saldata.faults import fault_point
 from saldata.pipelines.config import ExtractConfig
+from saldata.pipelines.host_memory import MapsBudget
 from saldata.pipelines.live_progress import ProgressRecorder, RunProgress
 from saldata.pipelines.plan import Shard, ShardWork, plan_shards
 from saldata.pipelines.ray_failures import RayFailure
@@ -49,6 +50,7 @@ class RunPlan:
     model_dir: Path
     geometry: Geometry
     attributes: dict
+    maps_budget: MapsBudget  # the host memory the maps may take per model actor, and what it allows
 
     @property
     def n_images(self) -> int:
@@ -124,7 +126,8 @@ def plan_run(config: ExtractConfig, sources: list[ImageSource] | None = None, mo
     }
     guarded = json.dumps([attributes[key] for key in GUARDED_ATTRIBUTES], sort_keys=True)
     attributes["config_digest"] = hashlib.sha256(guarded.encode()).hexdigest()[:16]
-    return RunPlan(config, plan_shards(sources, config.shard_size), model_dir, geometry, attributes)
+    budget = MapsBudget.for_run(config, geometry)  # checked by pre-flight; a dry run shows it either way
+    return RunPlan(config, plan_shards(sources, config.shard_size), model_dir, geometry, attributes, budget)
 
 
 def run_extraction(
@@ -174,6 +177,9 @@ def run_extraction(
             committed_before=len(state.committed),
             damaged=sorted(state.damaged),
             retry_failed=retry_failed,
+            host_memory=plan.maps_budget.budget,
+            shard_maps_bytes=plan.maps_budget.shard_bytes,
+            shards_in_flight=plan.maps_budget.shards_in_flight,
         )
         done = failed = committed_images = 0
         actor_stats: list[dict] = []

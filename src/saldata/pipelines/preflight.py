@@ -1,7 +1,7 @@
 """Everything a run can check before Ray starts, in a couple of seconds.
 
 A mistake found here is one line and exit code 2, instead of a Ray traceback after 20 s of
-start-up: the layer against the model's config, the attention kernel, the device, the output
+start-up: the layer against the model's config, the host memory the maps need, the attention kernel, the device, the output
 folder (not a file, writable, room for the planned bytes), a live run on it, and the resume
 guards (settings, schema version, source images).
 """
@@ -27,6 +27,7 @@ def preflight(config: ExtractConfig, overwrite: bool) -> tuple:
     check_out_folder(config.out)
     check_not_in_use(config.out)  # before the model's config is read: a refusal takes a second
     plan = plan_run(config)  # also checks --layer against the model's config
+    plan.maps_budget.check()
     if not overwrite:
         check_output(plan)
     return plan, space_warnings(plan)

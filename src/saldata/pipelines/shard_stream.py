@@ -58,13 +58,16 @@ def stream_shards(
     write_task = ray.remote(num_cpus=0.5, max_retries=0)(stage_shard)
     attempts: dict[tuple, int] = {}
     # Up to `ahead` shards are loaded or queued before the model; writes trail it by up to
-    # WRITE_LAG x ahead more (8B maps can take longer to compress than to make).
-    ahead = config.prefetch_shards * len(actors)
+    # WRITE_LAG x ahead more (8B maps can take longer to compress than to make), as far as the host
+    # memory budget allows: each shard submitted and not yet staged may hold its maps in the object store.
+    most = plan.maps_budget.shards_in_flight * len(actors)
+    ahead = min(config.prefetch_shards * len(actors), most)
+    most = min(most, ahead * (1 + WRITE_LAG))
     todo = list(work)
     queued: dict = {}  # the model's result for each shard not yet through it
     inflight = live.writes  # each shard's write, until it lands; the caller releases what is left
     while todo or inflight:
-        while todo and len(queued) < ahead and len(inflight) < ahead * (1 + WRITE_LAG):
+        while todo and len(queued) < ahead and len(inflight) < most:
             item = todo.pop(0)
             loaded = load_task.remote(item, config.image_size, processor_dir)
             outcomes = actors[item.shard.index % len(actors)].process.remote(loaded)

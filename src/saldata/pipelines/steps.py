@@ -21,7 +21,7 @@ from saldata.datasets.ground_truth import GT_NONE, GroundTruth, load_ground_trut
 from saldata.extractors.image_inputs import image_processor, prepare_images
 from saldata.extractors.words import group_words
 from saldata.faults import fault_point
-from saldata.pipelines.model_actor import ImageOutcome
+from saldata.pipelines.model_actor import ImageOutcome, ModelOutput
 from saldata.pipelines.plan import Shard, ShardWork
 from saldata.pipelines.preprocess import LoadedImage, load_image
 from saldata.schemas.catalog import FIXATIONS, IMAGES, STATUS_DONE, STATUS_FAILED, TOKENS, WORDS
@@ -91,7 +91,7 @@ def _prepare(image: LoadedImage, processor) -> None:
 def stage_shard(
     out: Path,
     work: ShardWork,
-    outcomes: list[ImageOutcome],
+    output: ModelOutput,
     geometry: Geometry,
     prompt_id: str,
     run_id: str,
@@ -101,7 +101,7 @@ def stage_shard(
     """Write the shard's files into its staging folder and digest them; the driver commits."""
     yield_cpu_to_model()
     start = time.perf_counter()
-    shard = work.shard
+    shard, outcomes = work.shard, output.outcomes
     # Each attempt stages apart: a lost attempt's worker can never write into its retry's files.
     staging = staging_dir(out, shard.index, f"{run_id}-{attempt}")
     truths = [ground_truth(o, geometry.image_size) for o in outcomes]
@@ -111,7 +111,7 @@ def stage_shard(
     if work.retry:
         rows = merge_with_committed(out, shard.index, rows)
         sources = _merge_sources(out, shard.index, sources)
-    stage_rows(out, staging, shard.start, shard.stop, shard_block(outcomes, truths, geometry), retried)
+    stage_rows(out, staging, shard.start, shard.stop, shard_block(output, truths, geometry), retried)
     wanted = stage_tables(staging, shard.index, rows) + shard_file_relpaths(out, shard.index)
     files = digest_staged(staging, wanted)
     fault_point("shard-staged", shard.index)
@@ -160,10 +160,18 @@ def ground_truth(outcome: ImageOutcome, size: tuple[int, int]) -> GroundTruth:
     return load_ground_truth(outcome.image.source, outcome.image.orig_size, size)
 
 
-def shard_block(outcomes: list[ImageOutcome], truths: list[GroundTruth], geometry: Geometry) -> dict[str, np.ndarray]:
-    """Padded arrays for the shard's rows; failed images keep the fill values."""
+def shard_block(output: ModelOutput, truths: list[GroundTruth], geometry: Geometry) -> dict[str, np.ndarray]:
+    """The shard's rows of every array; failed images keep the fill values.
+
+    The maps are the model actor's block as the object store holds it: written from there, never
+    copied (a heavy capture's shard is gigabytes)."""
+    outcomes = output.outcomes
+    maps = output.maps or {}
     block = {
-        spec.name: np.full((len(outcomes), *spec.shape(geometry)[1:]), spec.fill_value, spec.dtype) for spec in ARRAYS
+        spec.name: maps[spec.name]
+        if spec.name in maps
+        else np.full((len(outcomes), *spec.shape(geometry)[1:]), spec.fill_value, spec.dtype)
+        for spec in ARRAYS
     }
     for row, (outcome, truth) in enumerate(zip(outcomes, truths)):
         if truth.saliency is not None:
@@ -173,14 +181,11 @@ def shard_block(outcomes: list[ImageOutcome], truths: list[GroundTruth], geometr
         cap = outcome.capture
         if cap is None:
             continue
-        n, rows = len(cap.token_ids), len(cap.hidden)  # rows = n + 1 when the EOS step is kept
+        n = len(cap.token_ids)
         block["token_ids"][row, :n] = cap.token_ids
         if cap.ended_with_eos:
             block["token_ids"][row, n] = cap.eos_id
         block["n_tokens"][row] = n
-        block["hidden"][row, :rows] = cap.hidden
-        block["attn_base"][row, :rows] = cap.attn_base
-        block["attn_highres"][row, :rows] = cap.attn_highres
     return block
 
 
