@@ -36,9 +36,11 @@ class PeakMemory:
     weights' file pages), and peak memory in use on GPU 0 (NVML: what the card has handed out,
     allocator caches included)."""
 
-    def __init__(self, pid: int, interval: float = 0.1):
+    def __init__(self, pid: int, interval: float = 0.1, pss: bool = False):
         self.root = psutil.Process(pid)
-        self.tree_peak = self.process_peak = self.anon_peak = self.gpu_peak = 0
+        self.tree_peak = self.process_peak = self.anon_peak = self.gpu_peak = self.pss_peak = 0
+        self.pss = pss  # also the tree's proportional set size (shared pages split among their mappers)
+        self.cpu_seconds: dict[int, float] = {}  # user + system seconds of each process, last seen
         self._gpu = _nvml_handle()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, args=(interval,))
@@ -48,12 +50,17 @@ class PeakMemory:
         while not self._stop.is_set():
             try:
                 procs = [self.root, *self.root.children(recursive=True)]
-                rss = []
+                rss, pss = [], []
                 for p in procs:
                     with contextlib.suppress(psutil.Error):
                         rss.append(p.memory_info().rss)
+                        times = p.cpu_times()
+                        self.cpu_seconds[p.pid] = times.user + times.system
+                        if self.pss:
+                            pss.append(p.memory_full_info().pss)
                     self.anon_peak = max(self.anon_peak, _anonymous_rss(p.pid))
                 self.tree_peak = max(self.tree_peak, sum(rss))
+                self.pss_peak = max(self.pss_peak, sum(pss))
                 self.process_peak = max(self.process_peak, max(rss, default=0))
             except psutil.Error:
                 pass
@@ -87,10 +94,10 @@ def _nvml_handle():
         return None
 
 
-def timed_process(cmd: list[str], env=None) -> dict:
+def timed_process(cmd: list[str], env=None, pss: bool = False) -> dict:
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    memory = PeakMemory(proc.pid)
+    memory = PeakMemory(proc.pid, pss=pss)
     log, _ = proc.communicate()
     memory.stop()
     if proc.returncode != 0:
@@ -101,6 +108,8 @@ def timed_process(cmd: list[str], env=None) -> dict:
         "process_peak": memory.process_peak,
         "anonymous_peak": memory.anon_peak,
         "gpu_peak": memory.gpu_peak,
+        "pss_peak": memory.pss_peak,
+        "cpu_seconds": sum(memory.cpu_seconds.values()),
         "log": log,
     }
 
@@ -197,7 +206,11 @@ def capture_overhead(model: str, new_tokens: int, batch: int, repeats: int, devi
     def run_plain(cache=None):
         with torch.inference_mode():
             plain.generate(
-                **inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, **{generate_cache_argument(): cache}
+                **inputs,
+                max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens,
+                do_sample=False,
+                **{generate_cache_argument(): cache},
             )
 
     def run_plain_reserved():
@@ -249,7 +262,7 @@ def prefill_flops(model_dir: Path) -> dict:
     return {"parameters": params, "prompt_tokens": tokens, "flops_per_image": 2.0 * params * tokens}
 
 
-def run_saldata(images: Path, out: Path, args, extra=()) -> dict:
+def run_saldata(images: Path, out: Path, args, extra=(), pss: bool = False) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     cmd = [
         sys.executable,
@@ -275,7 +288,7 @@ def run_saldata(images: Path, out: Path, args, extra=()) -> dict:
         args.dtype,
         *extra,
     ]
-    result = timed_process(cmd)
+    result = timed_process(cmd, pss=pss)
     events = [json.loads(x) for x in next((out / "journal").glob("*.jsonl")).read_text().splitlines()]
     result["actor_busy_fraction"] = events[-1].get("actor_busy_fraction")
     commits = [e for e in events if e["event"] == "commit"]

@@ -94,3 +94,20 @@ def test_layer_cost_benchmark_runs_and_reports_its_ratios(tmp_path, tiny_model_d
     assert timing["all_over_one"] > 0 and timing["runs_per_layer_over_all"] > 0
     assert 0 < store["mean"]["attention_bytes"] < store["all"]["attention_bytes"]
     assert "all layers in one pass / one layer" in proc.stdout
+
+
+@pytest.mark.slow
+def test_host_memory_benchmark_runs_and_holds_the_small_budget_to_the_same_arrays(tmp_path, tiny_model_dir):
+    """benchmarks/bench_host_memory.py end to end on 2 images of tiny-random; no timing or memory asserted."""
+    work = tmp_path / "host-memory"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_host_memory.py"), "--model", "tiny-random"]
+    cmd += ["--images", "2", "--new-tokens", "2", "--shard-size", "1", "--workdir", str(work)]
+    cmd += ["--json", str(work / "figures.json")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
+    figures = json.loads((work / "figures.json").read_text())
+    assert figures["low_budget_same_arrays"] is True
+    assert figures["maps_per_image_bytes"] == 2 * 2 * (64 + 4 * (24 * 24 + 36 * 48)) * 2  # 2 tokens, 2 layers
+    for kind in ("one_layer", "all_layers", "all_layers_low_budget"):
+        assert figures[kind]["pss_peak"] > 0 and figures[kind]["cpu_seconds"] > 0
+    assert "arrays equal to the unbounded run: True" in proc.stdout

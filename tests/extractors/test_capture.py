@@ -235,3 +235,32 @@ def test_every_layer_of_mid_random_matches_eager_generate(saldata_cache):
     reference = _load_eager(model_dir)
     images = images_of_size(SIZES["640x480"], n=1)
     assert_capture_matches(model_dir, reference, images, SIZES["640x480"], "all", "all")
+
+
+@pytest.mark.parametrize("heads", ["all", "mean"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_device_buffers_and_host_arrays_capture_the_same_bits(sharp_model_dir, heads, dtype):
+    """The GPU's path (capture into device buffers holding both grids, one copy out per batch) run on
+    the CPU equals the CPU's path (capture straight into the caller's arrays) bit for bit, in the
+    store's float16 as in float32; rows past each image's last row are the fill value 0, also in
+    arrays that held other data before (the model actor reuses its block)."""
+    images = images_of_size(SIZES["640x480"], n=3)
+    extractors = {}
+    for device_buffers in (True, False):
+        extractor = make_extractor(sharp_model_dir, layers="all", heads=heads)
+        extractor.device_buffers = device_buffers
+        free, _ = extractor(images)
+        eos = int(free[0].token_ids[2])  # the images stop where this token first comes, if it does
+        extractor.eos_ids = {eos}
+        extractor.generation_kwargs["eos_token_id"] = [eos]
+        extractors[device_buffers] = extractor
+    shapes = extractors[True].map_shapes(extractors[True].layout((640, 480)))
+    outs = {key: {n: np.full((len(images), *s), 7, dtype) for n, s in shapes.items()} for key in extractors}
+    captures = {key: extractor(images, out=outs[key])[0] for key, extractor in extractors.items()}
+    assert [c.rows for c in captures[True]] == [c.rows for c in captures[False]]
+    assert captures[True][0].rows == 3  # stopped at EOS, whose step is kept
+    for name in shapes:
+        np.testing.assert_array_equal(outs[True][name], outs[False][name], err_msg=name)
+        for row, cap in enumerate(captures[True]):
+            assert not np.any(outs[True][name][row, cap.rows :]), name
+            assert np.all(np.isfinite(outs[True][name][row, : cap.rows]))

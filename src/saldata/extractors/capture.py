@@ -45,25 +45,49 @@ def capture_implementation(base: str = "sdpa") -> str:
 class CaptureBuffers:
     """Where a batch's captured rows go: (batch, steps, layers, [heads,] ...) tensors reserved for the
     whole generation, written by step index. Their dtype is the dtype they are kept in (the store's
-    float16 in the pipeline), so a batch's maps never exist in float32 outside one step's work."""
+    float16 in the pipeline), so a batch's maps never exist in float32 outside one step's work.
+
+    ``cells`` holds both grids side by side, base cells first, so a step's attention is one gather
+    and one copy per layer; ``attn_base`` and ``attn_highres`` are its two halves. On a CPU the
+    halves may instead be the caller's own arrays (``cells`` is then None) and a step writes both.
+    """
 
     hidden: torch.Tensor  # (batch, steps, layers, hidden)
     attn_base: torch.Tensor  # (batch, steps, layers, heads, n_base)
     attn_highres: torch.Tensor  # (batch, steps, layers, heads, n_highres)
+    cells: torch.Tensor | None = None  # (batch, steps, layers, heads, n_base + n_highres)
 
     @classmethod
-    def empty(cls, shapes: dict[str, tuple[int, ...]], dtype, device) -> CaptureBuffers:
-        return cls(**{name: torch.empty(shape, dtype=dtype, device=device) for name, shape in shapes.items()})
+    def on_device(cls, shapes: dict[str, tuple[int, ...]], dtype, device) -> CaptureBuffers:
+        """Buffers for ``shapes`` (as the host arrays, grids flattened), the two grids in one tensor."""
+        n_base = shapes["attn_base"][-1]
+        cells = torch.empty(
+            (*shapes["attn_base"][:-1], n_base + shapes["attn_highres"][-1]), dtype=dtype, device=device
+        )
+        hidden = torch.empty(shapes["hidden"], dtype=dtype, device=device)
+        return cls(hidden, cells[..., :n_base], cells[..., n_base:], cells)
 
     def items(self):
         return (("hidden", self.hidden), ("attn_base", self.attn_base), ("attn_highres", self.attn_highres))
+
+    def write_attention(self, step: int, position: int, cells: torch.Tensor) -> None:
+        """One step's attention of one layer over both grids' cells, (batch, heads, n_base + n_highres)."""
+        if self.cells is not None:
+            self.cells[:, step, position].copy_(cells)
+            return
+        n_base = self.attn_base.shape[-1]
+        self.attn_base[:, step, position].copy_(cells[..., :n_base])
+        self.attn_highres[:, step, position].copy_(cells[..., n_base:])
 
     def clear_rows_from(self, rows: torch.Tensor) -> None:
         """Set every step at or past ``rows[b]`` to 0 (the store's fill value): steps a finished image
         ran on while others generated, and steps never reached when generation stopped early."""
         steps = self.hidden.shape[1]
         past = torch.arange(steps, device=rows.device)[None, :] >= rows[:, None]  # (batch, steps)
-        for _, tensor in self.items():
+        for tensor in (
+            self.hidden,
+            *((self.cells,) if self.cells is not None else (self.attn_base, self.attn_highres)),
+        ):
             tensor.masked_fill_(past.view(*past.shape, *(1,) * (tensor.dim() - 2)), 0)
 
 
@@ -71,14 +95,13 @@ class CaptureBuffers:
 class StepRecorder:
     """Writes, per decoding step and captured layer, the last-row attention and hidden state.
 
-    ``image_positions`` (batch, n_image_tokens) selects the key columns to keep, and
-    ``base_index`` / ``highres_index`` pick each grid's cells among them (the layout's positions).
-    Each row is written at its step's index into ``buffers``: no per-step lists, no host work.
+    ``cell_positions`` (batch, n_base + n_highres) are the key positions of the base grid's cells
+    then the high-res grid's (the layout's cells among the image tokens, padding and newline
+    tokens left out). Each row is written at its step's index into ``buffers``: no per-step
+    lists, no host work.
     """
 
-    image_positions: torch.Tensor
-    base_index: torch.Tensor
-    highres_index: torch.Tensor
+    cell_positions: torch.Tensor
     mean_heads: bool
     buffers: CaptureBuffers
     attention_steps: list[int] = field(init=False)  # rows written so far, per layer position
@@ -106,13 +129,10 @@ class StepRecorder:
             else:
                 scores = scores + mask
         probs = torch.softmax(scores, dim=-1, dtype=torch.float32)
-        index = self.image_positions[:, None, :].expand(batch, heads, -1)
-        image_probs = probs.gather(-1, index)
+        cells = probs.gather(-1, self.cell_positions[:, None, :].expand(batch, heads, -1))
         if self.mean_heads:
-            image_probs = image_probs.mean(dim=1, keepdim=True)
-        step = self._next(self.attention_steps, position)
-        self.buffers.attn_base[:, step, position].copy_(image_probs.index_select(-1, self.base_index))
-        self.buffers.attn_highres[:, step, position].copy_(image_probs.index_select(-1, self.highres_index))
+            cells = cells.mean(dim=1, keepdim=True)
+        self.buffers.write_attention(self._next(self.attention_steps, position), position, cells)
 
     def hidden_hook(self, position: int):
         def record_hidden(module, args, output) -> None:

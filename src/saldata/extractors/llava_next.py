@@ -52,7 +52,16 @@ class TokenCapture:
 class LlavaNextExtractor:
     """Loads the model once; each call runs one batch of same-size RGB images through ``generate``."""
 
-    def __init__(self, model_dir: Path, model: ModelSettings, capture: CaptureSettings, prompt: Prompt):
+    def __init__(
+        self,
+        model_dir: Path,
+        model: ModelSettings,
+        capture: CaptureSettings,
+        prompt: Prompt,
+        device_buffers: bool | None = None,
+    ):
+        """``device_buffers``: capture into buffers on the model's device and copy them out once per
+        batch (None: on a GPU); else straight into the caller's arrays (only where the device is the host)."""
         import torch
 
         self.capture = capture
@@ -83,6 +92,9 @@ class LlavaNextExtractor:
             return_dict_in_generate=True,
         )
         self.device = self.model.get_input_embeddings().weight.device
+        self.device_buffers = self.device.type != "cpu" if device_buffers is None else device_buffers
+        if not self.device_buffers and self.device.type != "cpu":
+            raise ValueError("The capture can write into host arrays only when the model runs on the CPU.")
         self._prompt_cache: dict[tuple[int, int], np.ndarray] = {}
         self._torch = torch
 
@@ -131,18 +143,15 @@ class LlavaNextExtractor:
             "image_sizes": torch.tensor([[height, width]] * len(images), device=self.device),
         }
         host = _flat_grids({name: torch.from_numpy(array) for name, array in out.items()})
-        on_host = self.device.type == "cpu"
         buffers = (
-            CaptureBuffers(**host)
-            if on_host
-            else CaptureBuffers.empty({n: t.shape for n, t in host.items()}, host["hidden"].dtype, self.device)
+            CaptureBuffers.on_device({n: t.shape for n, t in host.items()}, host["hidden"].dtype, self.device)
+            if self.device_buffers
+            else CaptureBuffers(**host)
         )
+        cells = np.concatenate([layout.base_positions.ravel(), layout.highres_positions.ravel()])
+        image_positions = self._image_positions(inputs["input_ids"], layout)
         recorder = StepRecorder(
-            self._image_positions(inputs["input_ids"], layout),
-            torch.as_tensor(layout.base_positions.ravel(), device=self.device),
-            torch.as_tensor(layout.highres_positions.ravel(), device=self.device),
-            self.capture.heads == "mean",
-            buffers,
+            image_positions[:, torch.as_tensor(cells, device=self.device)], self.capture.heads == "mean", buffers
         )
         cache = reserved_cache(self.config.text_config, len(prompt_ids), self.capture.max_new_tokens)
         with torch.inference_mode(), capture_layers(self.language_model, self.layers, recorder):
@@ -150,10 +159,11 @@ class LlavaNextExtractor:
             generated = result.sequences[:, inputs["input_ids"].shape[1] :].cpu().numpy()
             ends = [self._end(ids) for ids in generated]
             buffers.clear_rows_from(torch.tensor([n + (eos is not None) for n, eos in ends], device=self.device))
-            if not on_host:  # the one device-to-host copy of the batch's maps
+            if self.device_buffers:  # the one device-to-host copy of the batch's maps
                 for name, tensor in buffers.items():
                     host[name].copy_(tensor, non_blocking=host[name].is_pinned())
-                torch.cuda.synchronize(self.device)
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)
         captures = [
             self._capture(ids, n, eos, {k: v[row] for k, v in out.items()})
             for row, (ids, (n, eos)) in enumerate(zip(generated, ends))
