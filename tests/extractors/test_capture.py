@@ -264,3 +264,29 @@ def test_device_buffers_and_host_arrays_capture_the_same_bits(sharp_model_dir, h
         for row, cap in enumerate(captures[True]):
             assert not np.any(outs[True][name][row, cap.rows :]), name
             assert np.all(np.isfinite(outs[True][name][row, : cap.rows]))
+
+
+def test_the_wrapped_kernel_sees_its_own_implementation_name(tiny_model_dir):
+    """transformers' flash path looks its kernel up by ``module.config._attn_implementation``; under the
+    capture that must still name the wrapped kernel, or transformers 5.2x fetches a Hub 'kernel' named
+    after the capture. A probe kernel (sdpa underneath) records what it is shown."""
+    from transformers import AttentionInterface, LlavaNextForConditionalGeneration
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+
+    from saldata.extractors.capture import capture_implementation
+
+    seen = []
+
+    def probe(module, query, key, value, attention_mask, *args, **kwargs):
+        seen.append((module.config._attn_implementation, module.layer_idx, module.is_causal))
+        return sdpa_attention_forward(module, query, key, value, attention_mask, *args, **kwargs)
+
+    AttentionInterface.register("saldata_test_probe", probe)
+    AttentionMaskInterface.register("saldata_test_probe", ALL_MASK_ATTENTION_FUNCTIONS._global_mapping["sdpa"])
+    name = capture_implementation("saldata_test_probe")
+    model = LlavaNextForConditionalGeneration.from_pretrained(tiny_model_dir, attn_implementation=name).eval()
+    assert model.config.text_config._attn_implementation == name
+    with torch.inference_mode():
+        model.model.language_model(input_ids=torch.tensor([[1, 2, 3]]))
+    assert seen == [("saldata_test_probe", layer, True) for layer in range(len(model.model.language_model.layers))]

@@ -34,11 +34,37 @@ def capture_implementation(base: str = "sdpa") -> str:
         if slot is not None:
             recorder, position = slot
             recorder.record_attention(position, query, key, attention_mask, kwargs.get("scaling"))
-        return base_forward(module, query, key, value, attention_mask, *args, **kwargs)
+        return base_forward(_AsImplementation(module, base), query, key, value, attention_mask, *args, **kwargs)
 
     AttentionInterface.register(name, attention)
     AttentionMaskInterface.register(name, ALL_MASK_ATTENTION_FUNCTIONS._global_mapping[base])
     return name
+
+
+class _AsImplementation:
+    """An attention module as the wrapped kernel must see it: under the kernel's own implementation
+    name. transformers' flash path looks its kernel up by ``module.config._attn_implementation``,
+    which names the capture; unknown there, it would be fetched from the Hub as a kernel repo."""
+
+    __slots__ = ("_module", "config")
+
+    def __init__(self, module, implementation: str):
+        self._module = module
+        self.config = _ConfigAs(module.config, implementation)
+
+    def __getattr__(self, name):
+        return getattr(self._module, name)
+
+
+class _ConfigAs:
+    __slots__ = ("_config", "_attn_implementation")
+
+    def __init__(self, config, implementation: str):
+        self._config = config
+        self._attn_implementation = implementation
+
+    def __getattr__(self, name):
+        return getattr(self._config, name)
 
 
 @dataclass(slots=True)

@@ -117,6 +117,8 @@ def load_model(settings: ModelSettings, model_dir: Path, attn_implementation: st
         )
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"Could not load a LLaVA-Next model from {model_dir}: {exc}") from exc
+    if model.use_kernels != HUB_KERNELS:  # what the store's hub_kernels attribute says of every run
+        raise ModelLoadError(f"transformers loaded {model_dir} with hub kernels on despite use_kernels=False.")
     return model.eval(), processor
 
 

@@ -24,6 +24,8 @@ def ensure_ray(address: str | None) -> None:
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    # A private Ray reports nothing home (air-gapped nodes: README "Air-gapped clusters").
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     # Every result saldata needs it gets; the ones left unread are those of work dropped on
     # purpose (the writes of a killed actor after Ctrl-C), and Ray's report of them is noise.
     os.environ.setdefault("RAY_IGNORE_UNHANDLED_ERRORS", "1")
