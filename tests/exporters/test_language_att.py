@@ -392,3 +392,18 @@ def test_a_written_file_without_resolution_takes_the_image_size(tmp_path):
     assert dropped == 1 and scipy.io.loadmat(written)["resolution"].tolist() == [[100, 200]]
     np.testing.assert_array_equal(salicon_fixations(str(written)).xy, [[9, 9], [4, 5], [6, 7]])
     assert fixation_map(written).shape == (100, 200)
+
+
+@pytest.mark.parametrize("size", [(320, 240), (23, 17), (700, 500)])  # (width, height): down, odd, up
+def test_the_loaders_resize_is_bilinear_with_half_pixel_centres(size):
+    """trainer_loader's stand-in for cv2.resize (INTER_LINEAR) against torch's bilinear resize with
+    half-pixel centres and no antialiasing, which computes the same samples."""
+    import torch
+    import torch.nn.functional as F
+
+    from tests.exporters.trainer_loader import cv2_resize_linear
+
+    values = np.random.default_rng(0).random((480, 640))
+    width, height = size
+    expected = F.interpolate(torch.from_numpy(values)[None, None], (height, width), mode="bilinear")[0, 0].numpy()
+    np.testing.assert_allclose(cv2_resize_linear(values, width, height), expected, rtol=0, atol=1e-12)
