@@ -69,7 +69,7 @@ def run_without_ray(config: ExtractConfig) -> None:
         for item in work:
             output = actor.process(load_shard(item, config.image_size))
             staged = stage_shard(
-                config.out, item, output, plan.geometry, config.prompt.id, RUN_ID, plan.attributes["config_digest"]
+                config.out, item, output, plan.geometry, config.prompt, RUN_ID, plan.attributes["config_digest"]
             )
             commit_staged(config.out, staged, lock)
             summary = staged.summary

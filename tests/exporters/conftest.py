@@ -12,11 +12,27 @@ import zarr
 from tests.datasets.formats import make_salicon
 from tests.ray_free_run import build
 
-# A SALICON-layout fixture: three val images with ground truth, one whose ground truth is missing.
+# A SALICON-layout fixture: three val images with ground truth, one whose ground truth is missing,
+# and (SALICON_OFF_FRAME) two with fixations outside the frame.
 SALICON_SUBJECTS = [np.array([[100, 200], [320, 240], [640, 480]]), np.array([[1, 1]]), np.zeros((0, 2))]
 SALICON_STEMS = ("COCO_val2014_000000000139", "COCO_val2014_000000000285", "COCO_val2014_000000000632")
 SALICON_WITHOUT_TRUTH = "COCO_val2014_000000000724"
 SALICON_TRAIN_STEMS = ("COCO_train2014_000000000009", "COCO_train2014_000000000025")
+# Val images whose fixations leave the 640x480 frame, as the real data's do (1-based (x, y) per subject):
+# the trainer's loader indexes past its map (IndexError) or wraps round (at 0, or negative).
+SALICON_OFF_FRAME = {
+    "COCO_val2014_000000000776": [  # whole and non-negative: uint16, as SALICON stores them
+        np.array([[100, 200], [644, 300], [0, 5], [320, 481], [640, 480], [1, 1]]),  # 3 off: x 644, x 0, y 481
+        np.array([[650, 10], [20, 30]]),  # 1 off: one point stays, a lone pair
+        np.array([[5, 0]]),  # 1 off (y 0): none stays
+        np.zeros((0, 2)),
+    ],
+    "COCO_val2014_000000000785": [  # a negative coordinate: stored as float64
+        np.array([[-2, 10], [10, 20], [30, 40]]),  # 1 off
+        np.array([[700, 500], [600, 400], [1, 480]]),  # 1 off
+    ],
+}
+SALICON_OFF_FRAME_DROPPED = 7
 
 
 def pick_eos(token_ids: np.ndarray) -> tuple[int, int, int]:
@@ -49,6 +65,7 @@ def late_eos_output(tmp_path_factory, tiny_model_dir, demo_output_ray_free):
 def salicon_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("salicon")
     make_salicon(root, {stem: SALICON_SUBJECTS for stem in (*SALICON_STEMS, SALICON_WITHOUT_TRUTH)})
+    make_salicon(root, SALICON_OFF_FRAME)
     (root / "maps" / "val" / f"{SALICON_WITHOUT_TRUTH}.png").unlink()
     (root / "fixations" / "val" / f"{SALICON_WITHOUT_TRUTH}.mat").unlink()
     make_salicon(root, dict.fromkeys(SALICON_TRAIN_STEMS, SALICON_SUBJECTS), split="train")

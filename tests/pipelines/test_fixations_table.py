@@ -14,6 +14,7 @@ import pyarrow as pa
 import pytest
 
 from saldata.datasets import list_images
+from saldata.extractors.prompts import resolve_prompt
 from saldata.pipelines.model_actor import ImageOutcome
 from saldata.pipelines.plan import Shard
 from saldata.pipelines.preprocess import load_image
@@ -37,7 +38,7 @@ def catalog(dataset: str, root, split, size):
     sources = list_images(dataset, root, split)
     outcomes = [ImageOutcome(load_image(i, s, size), None, 0.0, "no model in this test") for i, s in enumerate(sources)]
     truths = [ground_truth(o, size) for o in outcomes]
-    rows = catalog_rows(Shard(0, 0, tuple(sources)), outcomes, truths, "describe")
+    rows = catalog_rows(Shard(0, 0, tuple(sources)), outcomes, truths, resolve_prompt("describe"))
     pa.Table.from_pylist(rows["fixations"], schema=FIXATIONS.schema)  # what stage_tables writes: types hold
     return outcomes, truths, rows
 

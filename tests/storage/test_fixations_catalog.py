@@ -16,6 +16,7 @@ from PIL import Image
 
 import saldata
 from saldata.datasets import list_images
+from saldata.extractors.prompts import resolve_prompt
 from saldata.pipelines.model_actor import ImageOutcome
 from saldata.pipelines.plan import Shard
 from saldata.pipelines.preprocess import load_image
@@ -141,7 +142,9 @@ def test_a_dataset_without_fixations_has_an_empty_queryable_view(tmp_path):
         Image.new("RGB", (64, 48), (i * 90, 40, 40)).save(folder / f"{i}.png")
     sources = list_images(f"folder:{folder}", None, None)
     outcomes = [ImageOutcome(load_image(i, s, (64, 48)), None, 0.0, "no model here") for i, s in enumerate(sources)]
-    rows = catalog_rows(Shard(0, 0, tuple(sources)), outcomes, [ground_truth(o, (64, 48)) for o in outcomes], "x")
+    rows = catalog_rows(
+        Shard(0, 0, tuple(sources)), outcomes, [ground_truth(o, (64, 48)) for o in outcomes], resolve_prompt("x", "x")
+    )
     out = tmp_path / "out"
     stage_tables(out, 0, rows)  # written in place: a catalog of committed shards without records
     assert rows["fixations"] == [] and (out / "catalog" / "fixations" / "shard-00000.parquet").is_file()

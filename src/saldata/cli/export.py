@@ -59,6 +59,14 @@ def export(
             help="language-att: also link the images, saliency maps and SALICON fixation files the trainer reads.",
         ),
     ] = False,
+    require_eos: Annotated[
+        bool,
+        typer.Option(
+            "--require-eos",
+            help="language-att: mark an image whose generation did not end with EOS invalid in salicon_valid.json "
+            "(its last row is a real word, cut short, which the trainer's language_parsing would label EOS).",
+        ),
+    ] = False,
     storage_option: StorageOptions = None,
 ) -> None:
     """Write OUT's committed shards in another tool's layout, one thread per store shard, resumable.
@@ -70,10 +78,12 @@ def export(
     from saldata.exporters import EXPORTERS, ExportSettings
     from saldata.readers.output import Output
 
+    if require_eos and format is not Format.language_att:
+        _fail(f"--require-eos does not apply to --format {format.value}; leave it out.")
     catch_signals()
     progress = _progress()
     try:
-        settings = ExportSettings(layer, tuple(split) if split else None, grid, unit, annotations)
+        settings = ExportSettings(layer, tuple(split) if split else None, grid, unit, annotations, require_eos)
         exporter = EXPORTERS[format.value](Output(location(out, storage_option)), dest, settings)
         task = progress.add_task("export", total=None)
         with progress:

@@ -15,7 +15,7 @@ from saldata.errors import SaldataError
 from saldata.extractors.batching import AUTO
 from saldata.extractors.image_inputs import PLACES
 from saldata.extractors.models import ATTENTIONS, DEFAULT_MODEL, DEVICES, DTYPES
-from saldata.extractors.prompts import PROMPT_PRESETS
+from saldata.extractors.prompts import PRESET_MAX_NEW_TOKENS, PROMPT_PRESETS
 from saldata.extractors.random_models import RANDOM_MODELS
 from saldata.extractors.settings import DEFAULT_MAX_NEW_TOKENS, HEADS_MODES
 from saldata.pipelines.config import DEFAULT_IMAGE_SIZE, DEFAULT_PREFETCH_SHARDS, DEFAULT_SHARD_SIZE, format_size
@@ -38,7 +38,15 @@ def _listed(values) -> str:
     return f"{', '.join(rest)} or {last}" if rest else last
 
 
-Preset = _choices("Preset", PROMPT_PRESETS)
+def _preset_budgets() -> str:
+    """'256 for --preset a or b': the presets with a --max-new-tokens default of their own, from the registry."""
+    by_budget: dict[int, list[str]] = {}
+    for name, budget in PRESET_MAX_NEW_TOKENS.items():
+        by_budget.setdefault(budget, []).append(name)
+    return "; ".join(f"{budget} for --preset {_listed(names)}" for budget, names in by_budget.items())
+
+
+Preset = _choices("preset", PROMPT_PRESETS)
 Heads = _choices("Heads", HEADS_MODES)
 ImageProcessorOn = _choices("ImageProcessorOn", PLACES)
 DType = _choices("dtype", DTYPES)
@@ -102,14 +110,27 @@ def extract(
         str,  # not a choice type: ModelSettings says why eager is refused, in one line
         typer.Option(help=f"Attention kernel the capture wraps: {_listed(ATTENTIONS)}.", rich_help_panel=PANEL_MODEL),
     ] = ATTENTIONS[0],
-    preset: Annotated[Preset, typer.Option(help="Prompt preset.", rich_help_panel=PANEL_CAPTURE)] = Preset.describe,
+    preset: Annotated[
+        Preset,
+        typer.Option(
+            help=f"Prompt preset: {_listed(PROMPT_PRESETS)} (language-att*: the language-driven saliency "
+            "research's questions, word for word).",
+            show_choices=False,  # listed in the sentence: a wide type column squeezes the help
+            rich_help_panel=PANEL_CAPTURE,
+        ),
+    ] = Preset.describe,
     prompt: Annotated[
         str | None, typer.Option(help="Custom prompt text (overrides --preset).", rich_help_panel=PANEL_CAPTURE)
     ] = None,
     max_new_tokens: Annotated[
-        int,
-        typer.Option(help="Tokens to generate at most (greedy; stops at EOS).", rich_help_panel=PANEL_CAPTURE),
-    ] = DEFAULT_MAX_NEW_TOKENS,
+        int | None,
+        typer.Option(
+            help=f"Tokens to generate at most (greedy; stops at EOS). Default {DEFAULT_MAX_NEW_TOKENS}; "
+            f"{_preset_budgets()}.",
+            show_default=False,
+            rich_help_panel=PANEL_CAPTURE,
+        ),
+    ] = None,
     layer: Annotated[
         int | None,
         typer.Option(
@@ -220,13 +241,14 @@ def extract(
     from saldata.cli.interrupt import Interrupted, catch_signals, hold_signals, interrupted_line, stop_local_ray
     from saldata.cli.progress import nothing_to_do, print_plan, run_with_progress
     from saldata.extractors.models import ModelSettings
-    from saldata.extractors.prompts import resolve_prompt
+    from saldata.extractors.prompts import resolve_max_new_tokens, resolve_prompt
     from saldata.extractors.settings import CaptureSettings, layer_choice
     from saldata.pipelines.config import ExtractConfig, parse_size
     from saldata.pipelines.preflight import preflight
     from saldata.pipelines.resume import already_complete
 
     try:
+        chosen_prompt = resolve_prompt(preset.value, prompt)
         config = ExtractConfig(
             dataset=dataset,
             out=location(out, storage_option),
@@ -240,10 +262,10 @@ def extract(
             capture=CaptureSettings(
                 layers=layer_choice(layer, layers),
                 heads=heads.value,
-                max_new_tokens=max_new_tokens,
+                max_new_tokens=resolve_max_new_tokens(chosen_prompt, max_new_tokens),
                 force_new_tokens=force_new_tokens,
             ),
-            prompt=resolve_prompt(preset.value, prompt),
+            prompt=chosen_prompt,
             batch_size=batch_size,
             shard_size=shard_size,
             address=address,

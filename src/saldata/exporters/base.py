@@ -53,6 +53,7 @@ class ExportSettings:
     grid: str | None = None
     unit: str | None = None
     annotations: bool = False
+    require_eos: bool = False  # language-att: an image that did not end with EOS is marked invalid
 
 
 @dataclass(slots=True)

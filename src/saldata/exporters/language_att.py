@@ -6,7 +6,8 @@ folder (its ``--language_path``):
 - ``hidden_state/{split}/<id>.npy``: (rows, D) hidden states;
 - ``attention/{split}/<id>.npy``: ``np.save`` of a dict, ``base`` (rows, H, 24, 24) and ``patch``
   (rows, H, R, C): raw attention of every head, not normalised (the loader normalises);
-- ``caption.json``: ``{split: {id: {"merged_token": text, "raw_token": [one string per row]}}}``;
+- ``caption.json``: ``{split: {id: {"merged_token": text, "raw_token": [one string per row],
+  "ended_with_eos": bool}}}`` (the trainer reads the first two; the third is saldata's);
 - ``salicon_valid.json``: ``{split: {"<id>.npy": bool}}``; it loads the files marked true and
   fails (KeyError) on a file it finds without a key.
 
@@ -15,6 +16,14 @@ names each row's token (EOS included), ``merged_token`` is the text of tokens 1 
 (EOS is never text). Arrays keep the store's dtype (float16). An image with no rows (fewer than
 two tokens and no EOS) still gets its files, of zero rows, and is marked false: the trainer
 cannot train on it.
+
+The last row of an image that ended with EOS (``images.ended_with_eos``) is the step that
+produced EOS, as in the research. An image that ran to ``--max-new-tokens`` without EOS has no
+such row: its last row is the step that produced its last generated token, a real word (often
+cut mid-description), and ``raw_token``'s last string is that word, never an EOS that was not
+generated. caption.json says which is which (``ended_with_eos``), and the export counts the images
+without EOS. The trainer's ``language_parsing`` mode labels every image's last row EOS; with
+``--require-eos`` the images without one are marked false, so it never labels a word EOS.
 """
 
 from __future__ import annotations
@@ -64,7 +73,10 @@ class LanguageAttExporter(Exporter):
         self.refuse("--unit", settings.unit)
 
     def settings_record(self) -> dict:
-        return {"layer": self.layer}
+        record = {"layer": self.layer}
+        if self.settings.require_eos:  # only when given: a DEST exported before the option keeps its record
+            record["require-eos"] = True
+        return record
 
     def rows(self) -> list[dict]:
         rows = self.done_rows()
@@ -106,11 +118,14 @@ class LanguageAttExporter(Exporter):
             text_ids = ids[: max(0, row["n_tokens"] - wanted.start)]  # EOS is never text, special token or not
             name = trainer_id(row["image_id"])
             split = fragments.setdefault(row["split"], {"captions": {}, "valid": {}})
+            ended = bool(row["ended_with_eos"])
             split["captions"][name] = {
                 "merged_token": tokenizer.decode(text_ids, skip_special_tokens=True),
                 "raw_token": token_strings(tokenizer, ids),
+                "ended_with_eos": ended,
             }
-            split["valid"][f"{name}.npy"] = row["gt_status"] == GT_OK and len(ids) > 0
+            valid = row["gt_status"] == GT_OK and len(ids) > 0 and (ended or not self.settings.require_eos)
+            split["valid"][f"{name}.npy"] = valid
         notes = []
         if self.settings.annotations:
             from saldata.exporters.annotations import link_annotations
@@ -129,7 +144,24 @@ class LanguageAttExporter(Exporter):
         ]
         files = {CAPTION_FILE: json_bytes(captions), VALID_FILE: json_bytes(valid)}  # VALID_FILE last: it lists files
         n_images = sum(len(marks) for marks in valid.values())
-        return files, self._trainer_notes(n_images, lengths, sorted(fragments))
+        cut = sum(entry.get("ended_with_eos") is False for entries in captions.values() for entry in entries.values())
+        return files, [*self._trainer_notes(n_images, lengths, sorted(fragments)), self._eos_note(cut, n_images)]
+
+    def _eos_note(self, cut: int, n_images: int) -> str:
+        if not cut:
+            return (
+                f"every image ended with EOS: its last row is the step that produced EOS (as {TRAINER_SCRIPT} assumes)"
+            )
+        what = (
+            f"{cut} of {n_images} images did not end with EOS (they ran to --max-new-tokens): their last row is a "
+            "real word, not EOS (caption.json: ended_with_eos false)"
+        )
+        if self.settings.require_eos:
+            return f"{what}; --require-eos marked them false in {VALID_FILE}"
+        return (
+            f"{what}; the trainer's language_parsing labels every image's last row EOS: export with --require-eos "
+            f"to mark them false in {VALID_FILE}"
+        )
 
     def _trainer_notes(self, n_images: int, lengths: list[int], splits: list[str]) -> list[str]:
         group, attrs = self.output.group, self.output.attrs
@@ -139,7 +171,8 @@ class LanguageAttExporter(Exporter):
         anno = dest if self.settings.annotations else "SALICON_PATH"
         notes = [
             f"{len(lengths)} of {n_images} images in {self.dest} valid (splits {', '.join(splits)}; done, with "
-            f"ground truth and at least one row; {VALID_FILE} marks the others false)",
+            f"ground truth and at least one row{', ended with EOS' if self.settings.require_eos else ''}; "
+            f"{VALID_FILE} marks the others false)",
         ]
         if lengths:
             notes.append(

@@ -77,7 +77,7 @@ def stream_shards(
                 item,
                 outcomes,
                 plan.geometry,
-                config.prompt.id,
+                config.prompt,
                 run_id,
                 plan.attributes["config_digest"],
                 attempts.get(_key(item), 1),

@@ -19,6 +19,7 @@ import numpy as np
 
 from saldata.datasets.ground_truth import GT_NONE, GroundTruth, load_ground_truth
 from saldata.extractors.image_inputs import image_processor, prepare_images
+from saldata.extractors.prompts import Prompt
 from saldata.extractors.words import group_words
 from saldata.faults import fault_point
 from saldata.pipelines.model_actor import ImageOutcome, ModelOutput
@@ -93,7 +94,7 @@ def stage_shard(
     work: ShardWork,
     output: ModelOutput,
     geometry: Geometry,
-    prompt_id: str,
+    prompt: Prompt,
     run_id: str,
     config_digest: str,
     attempt: int = 1,
@@ -105,7 +106,7 @@ def stage_shard(
     # Each attempt stages apart: a lost attempt's worker can never write into its retry's files.
     staging = staging_dir(out, shard.index, f"{run_id}-{attempt}")
     truths = [ground_truth(o, geometry.image_size) for o in outcomes]
-    rows = catalog_rows(shard, outcomes, truths, prompt_id)
+    rows = catalog_rows(shard, outcomes, truths, prompt)
     sources = [_source_entry(o) for o in outcomes]
     retried = [o.image.idx - shard.start for o in outcomes] if work.retry else None
     if work.retry:
@@ -190,7 +191,7 @@ def shard_block(output: ModelOutput, truths: list[GroundTruth], geometry: Geomet
 
 
 def catalog_rows(
-    shard: Shard, outcomes: list[ImageOutcome], truths: list[GroundTruth], prompt_id: str
+    shard: Shard, outcomes: list[ImageOutcome], truths: list[GroundTruth], prompt: Prompt
 ) -> dict[str, list[dict]]:
     """The shard's rows of every catalog table, keyed by table name."""
     images, tokens, words, fixations = [], [], [], []
@@ -217,7 +218,8 @@ def catalog_rows(
                 "gt_error": truth.error,
                 "n_fixations": truth.n_fixations,
                 "n_fixations_clipped": truth.n_fixations_clipped,
-                "prompt_id": prompt_id,
+                "prompt_id": prompt.id,
+                "prompt_text": prompt.text,
                 "load_s": im.load_s,
                 "model_s": outcome.model_s,
             }

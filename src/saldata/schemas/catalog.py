@@ -76,6 +76,13 @@ IMAGES = TableSpec(
             nullable=True,
         ),
         Column("prompt_id", pa.string(), "Prompt preset name, or 'custom'."),
+        Column(
+            "prompt_text",
+            pa.string(),
+            "The prompt's full text, as the model was asked it (the preset's, or --prompt TEXT). Null in outputs "
+            "written before it was recorded.",
+            nullable=True,
+        ),
         Column("load_s", pa.float64(), "Seconds spent decoding and resizing the image."),
         Column("model_s", pa.float64(), "Seconds of model time, the batch's time split evenly."),
     ),
