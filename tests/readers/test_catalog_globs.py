@@ -31,7 +31,8 @@ def read(out: Path, rel: str):
     """What a plain reader gets: DuckDB for a Parquet glob, pyarrow for a folder."""
     path = out / "catalog" / rel
     if rel.endswith(".parquet"):
-        return duckdb.sql(f"SELECT * FROM read_parquet('{path}')").arrow().read_all()
+        # materialised by DuckDB: a streamed reader may raise DuckDB's error as pyarrow's OSError
+        return duckdb.sql(f"SELECT * FROM read_parquet('{path}')").to_arrow_table()
     return pq.read_table(path)
 
 

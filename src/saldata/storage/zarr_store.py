@@ -19,7 +19,7 @@ import numpy as np
 
 from saldata.errors import StoreError
 from saldata.faults import fault_point
-from saldata.schemas.store import ARRAYS, SHARD_ARRAYS, STORE_DIRNAME, Geometry, creation_values
+from saldata.schemas.store import ARRAYS, SHARD_ARRAYS, STORE_DIRNAME, STRING, Geometry, creation_values
 from saldata.storage.location import as_out, check_reachable, copy_file, is_object, remove_tree, zarr_target
 
 METADATA_FILE = "zarr.json"
@@ -99,7 +99,7 @@ def _create_arrays(path: Path, geometry: Geometry, shard_size: int, attributes: 
             shape=shape,
             chunks=chunks,
             shards=shards,
-            dtype=spec.dtype,
+            dtype=str if spec.dtype == STRING else spec.dtype,  # zarr 3.0 knows the string type by str only
             fill_value=spec.fill_value,
             dimension_names=spec.dims,
             filters=[TransposeCodec(order=order)] if (order := token_last(spec.dims)) else [],
