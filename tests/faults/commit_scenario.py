@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from saldata.schemas.catalog import IMAGES, TOKENS, WORDS
-from saldata.schemas.store import ARRAYS, STORE_SCHEMA_VERSION, Geometry
+from saldata.schemas.store import SHARD_ARRAYS, STORE_SCHEMA_VERSION, Geometry
 from saldata.storage.catalog import merge_with_committed, stage_tables
 from saldata.storage.commits import (
     CommitRecord,
@@ -37,10 +37,12 @@ SHARD_SIZE = 2
 def block_for(shard: int, rows: list[int], version: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(1000 * version + shard)
     block = {}
-    for spec in ARRAYS:
-        values = (rng.random((SHARD_SIZE, *spec.shape(GEOMETRY)[1:])) * 50).astype(spec.dtype)
+    for spec in SHARD_ARRAYS:
+        values = (rng.random((SHARD_SIZE, *spec.shape(GEOMETRY)[1:])) * 50).astype(spec.numpy_dtype())
         block[spec.name] = values[rows]
     block["n_tokens"][:] = 1  # what the catalog rows say, so saldata verify finds them consistent
+    block["token_mask"][:] = np.arange(GEOMETRY.max_tokens) < 1
+    block["image_id"][:] = [f"im{shard * SHARD_SIZE + r}" for r in rows]
     block["token_ids"][:, 0] = version
     return block
 

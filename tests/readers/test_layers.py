@@ -19,10 +19,15 @@ PER_TOKEN = ("hidden", "attn_base", "attn_highres")
 
 @pytest.fixture
 def schema3_output(demo_output_ray_free, tmp_path):
-    """The demo output as schema 3 wrote it: layer 1 only, no layer axis, attribute ``layer``."""
+    """The demo output as schema 3 wrote it: layer 1 only, no layer axis, attribute ``layer``; no
+    image_id, token_mask or layer arrays, no ``coordinates`` attribute."""
     out = tmp_path / "v3"
     shutil.copytree(demo_output_ray_free, out)
     group = zarr.open_group(out / "features.zarr", mode="r+")
+    for name in ("image_id", "token_mask", "layer"):
+        del group[name]
+    for _, array in group.arrays():
+        array.attrs.pop("coordinates", None)
     for spec in ARRAYS:
         if spec.name not in PER_TOKEN:
             continue
@@ -52,7 +57,14 @@ def test_a_schema3_store_reads_like_layer_1_of_the_schema4_store(demo_output_ray
     item_old, item_new = SaliencyDataset(schema3_output)[2], SaliencyDataset(demo_output_ray_free, layer=1)[2]
     for key in ("hidden", "attn_base", "attn_highres"):
         np.testing.assert_array_equal(item_old[key].numpy(), item_new[key].numpy())
-    assert old.to_xarray()["hidden"].dims == ("image", "token", "hidden_dim")
+    old_ds, new_ds = old.to_xarray(), new.to_xarray().sel(layer=1)
+    assert old_ds["hidden"].dims == ("image", "token", "hidden_dim") and "layer" not in old_ds.coords
+    for name in PER_TOKEN:  # padding NaN in both, from the mask each makes
+        np.testing.assert_array_equal(old_ds[name].values, new_ds[name].values)
+    picked = old_ds.sel(image_id="COCO_val2014_000000000002")
+    np.testing.assert_array_equal(
+        picked["hidden"].values, new_ds.sel(image_id="COCO_val2014_000000000002")["hidden"].values
+    )
 
 
 @pytest.mark.filterwarnings("ignore:Consolidated metadata:UserWarning")

@@ -9,6 +9,7 @@ README proves nothing.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -108,7 +109,10 @@ def test_every_array_row_gives_its_dtype_shape_and_fill(spec):
     assert row["dtype"] == spec.dtype
     shape = [s.strip() for s in row["shape"].strip("()").split(",") if s.strip()]
     assert shape == [DIM_SYMBOLS[d] for d in spec.dims]
-    assert float(row["fill"]) == spec.fill_value
+    fill = json.loads(row["fill"])  # as JSON writes it: 0, -1, false, ""
+    assert fill == spec.fill_value, (row["fill"], spec.fill_value)
+    for kind in (str, bool):  # "" is no 0, and false no 0 either
+        assert isinstance(fill, kind) == isinstance(spec.fill_value, kind), (row["fill"], spec.fill_value)
 
 
 def test_dimension_names_sentence_lists_every_dimension():

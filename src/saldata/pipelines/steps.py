@@ -26,7 +26,7 @@ from saldata.pipelines.model_actor import ImageOutcome, ModelOutput
 from saldata.pipelines.plan import Shard, ShardWork
 from saldata.pipelines.preprocess import LoadedImage, load_image
 from saldata.schemas.catalog import FIXATIONS, IMAGES, STATUS_DONE, STATUS_FAILED, TOKENS, WORDS
-from saldata.schemas.store import ARRAYS, Geometry
+from saldata.schemas.store import SHARD_ARRAYS, Geometry
 from saldata.storage.catalog import merge_with_committed, stage_tables
 from saldata.storage.commits import CommitRecord, digest_staged, staging_dir
 from saldata.storage.zarr_store import shard_file_relpaths, stage_rows
@@ -162,7 +162,8 @@ def ground_truth(outcome: ImageOutcome, size: tuple[int, int]) -> GroundTruth:
 
 
 def shard_block(output: ModelOutput, truths: list[GroundTruth], geometry: Geometry) -> dict[str, np.ndarray]:
-    """The shard's rows of every array; failed images keep the fill values.
+    """The shard's rows of every array on the image axis; failed images keep the fill values (but their
+    ``image_id``: the source is known whatever the model did).
 
     The maps are the model actor's block as the object store holds it: written from there, never
     copied (a heavy capture's shard is gigabytes)."""
@@ -171,10 +172,11 @@ def shard_block(output: ModelOutput, truths: list[GroundTruth], geometry: Geomet
     block = {
         spec.name: maps[spec.name]
         if spec.name in maps
-        else np.full((len(outcomes), *spec.shape(geometry)[1:]), spec.fill_value, spec.dtype)
-        for spec in ARRAYS
+        else np.full((len(outcomes), *spec.shape(geometry)[1:]), spec.fill_value, spec.numpy_dtype())
+        for spec in SHARD_ARRAYS
     }
     for row, (outcome, truth) in enumerate(zip(outcomes, truths)):
+        block["image_id"][row] = outcome.image.source.image_id
         if truth.saliency is not None:
             block["saliency_map"][row] = truth.saliency
         if truth.fixations is not None:
@@ -187,6 +189,7 @@ def shard_block(output: ModelOutput, truths: list[GroundTruth], geometry: Geomet
         if cap.ended_with_eos:
             block["token_ids"][row, n] = cap.eos_id
         block["n_tokens"][row] = n
+        block["token_mask"][row, : n + bool(cap.ended_with_eos)] = True
     return block
 
 

@@ -3,8 +3,12 @@
 ``verify_output`` is what ``saldata verify`` prints and what a resume uses to find the shards
 it must redo. A shard is damaged when a file its record names is missing, has another size or
 checksum, exists where the record says it must not, or when its catalog rows disagree with the
-store (images.n_tokens, the tokens and words rows, the stored token ids) or with each other
-(an image's fixations rows against its images.n_fixations).
+store (images.n_tokens, the tokens and words rows, the stored token ids, image_id and
+token_mask) or with each other (an image's fixations rows against its images.n_fixations).
+
+A file written with the store and never again (the ``layer`` array's) belongs to no shard: it is
+checked against the root attributes it was written from, and a damaged one stops the check with
+one line naming it, as a corrupt ``zarr.json`` does.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from saldata.schemas.store import STORE_SCHEMA_VERSION, TOKEN_PAD
 from saldata.storage.catalog import catalog_dir, read_file, shard_file, shard_relpath
 from saldata.storage.commits import CommitRecord, digest_file, read_commit_log
 from saldata.storage.location import as_out
-from saldata.storage.zarr_store import open_store, store_schema_version
+from saldata.storage.zarr_store import creation_array_problems, open_store, store_schema_version
 
 
 @dataclass(slots=True)
@@ -49,6 +53,9 @@ def verify_output(out: Path, quick: bool = False) -> VerifyReport:
         )
     log = read_commit_log(out)
     group = open_store(out)
+    problems = creation_array_problems(out, group)
+    if problems:
+        raise StoreError(f"{problems[0]}; write it back with zarr, or re-extract with --overwrite.")
     report = VerifyReport(out, checked=len(log.committed), pending=sorted(log.pending))
     for shard, why in log.unreadable.items():
         report.damaged[shard] = [why]
@@ -114,6 +121,9 @@ def check_rows(out: Path, group, record: CommitRecord) -> list[str]:
         return problems
     n_stored = group["n_tokens"][record.start : record.stop]
     ids_stored = group["token_ids"][record.start : record.stop]
+    # absent from stores written before them (None): nothing to check
+    image_ids = group["image_id"][record.start : record.stop] if "image_id" in group else None
+    masks = group["token_mask"][record.start : record.stop] if "token_mask" in group else None
     tokens_of: dict[int, list[int]] = {}
     for row in sorted(tables[TOKENS.name], key=lambda r: (r["idx"], r["position"])):
         tokens_of.setdefault(row["idx"], []).append(row["token_id"])
@@ -129,11 +139,23 @@ def check_rows(out: Path, group, record: CommitRecord) -> list[str]:
             problems.append(f"image {i}: the tokens table disagrees with the store's token_ids")
         elif (eos_problem := _eos_row_problem(row, ids_stored[i - record.start])) is not None:
             problems.append(f"image {i}: {eos_problem}")
+        elif masks is not None and masks[i - record.start].tolist() != _token_mask(row, masks.shape[1]):
+            problems.append(f"image {i}: token_mask disagrees with n_tokens {n} and ended_with_eos")
+        if image_ids is not None and str(image_ids[i - record.start]) != row["image_id"]:
+            problems.append(
+                f"image {i}: image_id {row['image_id']!r} in the catalog, {str(image_ids[i - record.start])!r} in the store"
+            )
         if words_past_end.get(i):
             problems.append(f"image {i}: {words_past_end[i]} words point past its {n} tokens")
         if has_fixations and fixations_of.get(i, 0) != (row["n_fixations"] or 0):
             problems.append(f"image {i}: {fixations_of.get(i, 0)} fixations rows, n_fixations {row['n_fixations']}")
     return problems
+
+
+def _token_mask(row: dict, max_tokens: int) -> list[bool]:
+    """The rows of an image that hold data: its tokens, then the EOS step where generation ended with it."""
+    rows = row["n_tokens"] + bool(row.get("ended_with_eos"))
+    return [t < rows for t in range(max_tokens)]
 
 
 def _eos_row_problem(row: dict, token_ids) -> str | None:

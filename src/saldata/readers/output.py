@@ -2,6 +2,12 @@
 
 Dask chunks are one Zarr shard along the image axis (a whole shard file is read at once, the
 unit the store was written in) and whole along every other axis. Nothing is read until asked.
+
+``to_xarray`` gives what plain ``xarray.open_zarr`` gives (the ``image_id`` and ``layer``
+coordinates) and adds: an index on ``image_id`` (``.sel(image_id=...)``), padding rows of the
+per-token float arrays as NaN (``token_mask``), the shard chunks above, and a ``split``
+coordinate; for a store written before ``image_id``, ``token_mask`` and ``layer`` were stored, it
+makes them from the catalog and the attributes, so every output reads the same way.
 """
 
 from __future__ import annotations
@@ -15,9 +21,9 @@ import numpy as np
 import pyarrow as pa
 
 from saldata.errors import ConfigError, StoreError
-from saldata.readers.layers import StoredLayers
+from saldata.readers.layers import PER_TOKEN_ARRAYS, StoredLayers
 from saldata.schemas.catalog import STATUS_DONE
-from saldata.schemas.store import STORE_SCHEMA_VERSION
+from saldata.schemas.store import ARRAY_SPECS, COORDINATE_ARRAYS, IMAGE_COORDINATE, STORE_SCHEMA_VERSION
 from saldata.storage.catalog import read_table
 from saldata.storage.location import as_out
 from saldata.storage.zarr_store import open_store
@@ -92,22 +98,54 @@ class Output:
             arrays[name] = da.from_zarr(array, chunks=(shard, *array.shape[1:]))
         return arrays
 
-    def to_xarray(self):
-        """An ``xarray.Dataset`` with named dimensions and ``image_id``/``split`` coordinates on ``image``."""
+    def to_xarray(self, mask: bool = True):
+        """An ``xarray.Dataset``: named dimensions, chunks of one store shard along ``image``,
+        ``image_id`` (indexed: ``.sel(image_id=...)``), ``split`` and ``layer`` coordinates, and a
+        ``token_mask``. With ``mask``, rows of hidden, attn_base and attn_highres that hold no data
+        (``~token_mask``) are NaN, so reductions over ``token`` count only real steps."""
         try:
             import xarray as xr
         except ImportError:
             raise ConfigError("to_xarray needs xarray: pip install 'saldata[xarray]'") from None
-        variables = {name: (self.group[name].metadata.dimension_names, array) for name, array in self.arrays.items()}
+        variables = {
+            name: (self.group[name].metadata.dimension_names, array)
+            for name, array in self.arrays.items()
+            if name not in COORDINATE_ARRAYS
+        }
         n = self.group["n_tokens"].shape[0]
-        image_id = np.full(n, "", dtype=object)
+        rows = self.images.select(["idx", "image_id", "split", "ended_with_eos"]).to_pydict()
         split = np.full(n, "", dtype=object)
-        rows = self.images.select(["idx", "image_id", "split"]).to_pydict()
-        image_id[rows["idx"]], split[rows["idx"]] = rows["image_id"], rows["split"]
-        coords = {"image_id": ("image", image_id), "split": ("image", split)}
+        split[rows["idx"]] = rows["split"]
+        coords = {IMAGE_COORDINATE: ("image", self._image_ids(rows)), "split": ("image", split)}
         if self.layers.has_axis:  # select with .sel(layer=decoder_layer)
-            coords["layer"] = ("layer", list(self.layers.layers))
-        return xr.Dataset(variables, coords=coords, attrs=self.attrs)
+            coords["layer"] = ("layer", np.asarray(self.layers.layers, dtype=ARRAY_SPECS["layer"].dtype))
+        if "token_mask" not in variables:  # a store written before it: the same rows, from n_tokens and the catalog
+            variables["token_mask"] = (("image", "token"), self._token_mask(rows))
+        ds = xr.Dataset(variables, coords=coords, attrs=self.attrs).set_xindex(IMAGE_COORDINATE)
+        if mask:
+            for name in PER_TOKEN_ARRAYS:
+                if name in ds:
+                    ds[name] = ds[name].where(ds["token_mask"])
+        return ds
+
+    def _image_ids(self, rows: dict) -> np.ndarray:
+        """Each row's image id: the store's ``image_id``, or the catalog's in a store written before it."""
+        if IMAGE_COORDINATE in self.group:
+            return np.asarray(self.group[IMAGE_COORDINATE][:], dtype=object)
+        ids = np.full(self.group["n_tokens"].shape[0], "", dtype=object)
+        ids[rows["idx"]] = rows["image_id"]
+        return ids
+
+    def _token_mask(self, rows: dict):
+        """``token_mask`` as the writer makes it: rows below n_tokens, and row n_tokens where the
+        catalog says generation ended with EOS (never, in a catalog older than that column)."""
+        import dask.array as da
+
+        n_tokens = self.arrays["n_tokens"]
+        eos = np.zeros(n_tokens.shape[0], dtype=n_tokens.dtype)
+        eos[rows["idx"]] = [bool(e) for e in rows["ended_with_eos"]]
+        valid = n_tokens + da.from_array(eos, chunks=n_tokens.chunks)
+        return da.arange(self.group["token_ids"].shape[1]) < valid[:, None]
 
     # -- selections ------------------------------------------------------------------------
     def select(
@@ -188,10 +226,16 @@ class Selection:
 
     @property
     def arrays(self) -> dict:
-        return {name: array[self.idx] for name, array in self.output.arrays.items()}
+        """Every array on the image axis at the selected rows (``layer`` has no image axis)."""
+        arrays = self.output.arrays.items()
+        return {name: array[self.idx] for name, array in arrays if _dims(self.output.group[name])[:1] == ("image",)}
 
     def __len__(self) -> int:
         return self.images.num_rows
+
+
+def _dims(array) -> tuple[str, ...]:
+    return tuple(array.metadata.dimension_names or ())
 
 
 def _literal(value: str) -> str:

@@ -14,7 +14,16 @@ EOS (``images.ended_with_eos``), row ``n_tokens`` holds the step that produced i
 ``token_ids`` = the EOS id; otherwise rows from ``n_tokens`` on are padding.
 
 Layer convention: the per-token arrays have a ``layer`` axis right after ``token``; position
-``p`` on it holds decoder layer ``attrs["layers"][p]`` (0-based, ascending).
+``p`` on it holds decoder layer ``attrs["layers"][p]`` (0-based, ascending), which the ``layer``
+array holds too.
+
+Coordinates: ``image_id`` (on ``image``) and ``layer`` (on ``layer``, named like its dimension) are
+the store's coordinate arrays. Every other array on ``image`` names ``image_id`` in its CF
+``coordinates`` attribute, so xarray makes both coordinates and every other array a data variable.
+
+Padding: ``token_mask`` is true where a row of the per-token arrays holds data (rows below
+``n_tokens``, and row ``n_tokens`` where generation ended with EOS); the fill values of the other
+rows (0.0, a legitimate attention value) are never data.
 """
 
 from __future__ import annotations
@@ -26,6 +35,8 @@ import numpy as np
 STORE_SCHEMA_VERSION = 4  # schemas/history.py says what each version changed
 STORE_DIRNAME = "features.zarr"
 TOKEN_PAD = -1
+STRING = "string"  # Zarr v3's variable-length UTF-8 data type
+IMAGE_COORDINATE = "image_id"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,14 +76,25 @@ class ArraySpec:
     name: str
     dims: tuple[str, ...]
     dtype: str
-    fill_value: int | float
+    fill_value: int | float | bool | str
     doc: str
 
     def shape(self, geometry: Geometry) -> tuple[int, ...]:
         return tuple(geometry.size(d) for d in self.dims)
 
     def numpy_dtype(self) -> np.dtype:
-        return np.dtype(self.dtype)
+        """The dtype of the values a writer hands to Zarr (Python strings for a string array)."""
+        return np.dtype(object) if self.dtype == STRING else np.dtype(self.dtype)
+
+    @property
+    def per_image(self) -> bool:
+        """Rows on the image axis, each shard's written by its one writer; else written once, with the store."""
+        return self.dims[0] == "image"
+
+    def attributes(self) -> dict:
+        """The array's Zarr attributes: its doc, and the CF ``coordinates`` of an array on ``image``."""
+        coordinates = self.per_image and self.name != IMAGE_COORDINATE
+        return {"doc": self.doc, **({"coordinates": IMAGE_COORDINATE} if coordinates else {})}
 
 
 ARRAYS: tuple[ArraySpec, ...] = (
@@ -84,6 +106,14 @@ ARRAYS: tuple[ArraySpec, ...] = (
         "Generated token ids, then the EOS id at row n_tokens when generation ended with it, padded with -1.",
     ),
     ArraySpec("n_tokens", ("image",), "int32", 0, "Number of valid rows in the per-token arrays."),
+    ArraySpec(
+        "token_mask",
+        ("image", "token"),
+        "bool",
+        False,
+        "True where a row of the per-token arrays holds data: rows < n_tokens, and row n_tokens where generation "
+        "ended with EOS; the other rows are padding.",
+    ),
     ArraySpec(
         "hidden",
         ("image", "token", "layer", "hidden_dim"),  # not "hidden": xarray would make the array a coordinate
@@ -119,9 +149,25 @@ ARRAYS: tuple[ArraySpec, ...] = (
         0,
         "Ground-truth fixations at the stored image size: 1 where any subject fixated, else 0.",
     ),
+    ArraySpec(
+        IMAGE_COORDINATE,
+        ("image",),
+        STRING,
+        "",
+        "Each image's id (images.image_id), for every image of a committed shard, failed ones too; '' elsewhere.",
+    ),
+    ArraySpec(
+        "layer",  # named like its dimension: xarray makes it the layer axis' index
+        ("layer",),
+        "int32",
+        -1,
+        "The decoder layer (0-based) at each position of the layer axis; written when the store is created.",
+    ),
 )
 
 ARRAY_SPECS: dict[str, ArraySpec] = {spec.name: spec for spec in ARRAYS}
+SHARD_ARRAYS: tuple[ArraySpec, ...] = tuple(spec for spec in ARRAYS if spec.per_image)  # one file per shard
+COORDINATE_ARRAYS: tuple[str, ...] = (IMAGE_COORDINATE, "layer")
 
 # Root attributes every store carries; the writer fills all of them and resume compares
 # the ones that must match between runs.
@@ -148,3 +194,15 @@ ROOT_ATTRIBUTES: tuple[str, ...] = (
     "hub_kernels",
     "created",
 )
+
+
+def creation_values(attributes: dict, layers: int | None = None) -> dict[str, np.ndarray]:
+    """What the arrays written at the store's creation hold: ``layer``, the ``layers`` attribute
+    (``layers``: how many the geometry captures, checked). Nothing where the attributes name no
+    layers: the array keeps its fill, -1."""
+    if "layers" not in attributes:
+        return {}
+    values = np.asarray(attributes["layers"], dtype=ARRAY_SPECS["layer"].dtype)
+    if layers is not None and values.shape != (layers,):
+        raise ValueError(f"the layers attribute {attributes['layers']} does not name {layers} captured layers")
+    return {"layer": values}

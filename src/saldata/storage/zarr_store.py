@@ -5,7 +5,8 @@ one layer with one chunk read, and Zarr-sharded along the image axis with the ru
 so a run shard and a Zarr shard file coincide: one writer per file, ever. A worker writes its shard's files into the
 shard's staging folder (a copy of the store's metadata); the commit moves them into place.
 Every chunk ends with a CRC-32C (Zarr v3's core ``crc32c`` codec), so any Zarr reader
-detects a flipped byte.
+detects a flipped byte. An array without an image axis (``layer``) is one chunk, written with the
+store and never again; ``saldata verify`` checks it against the root attributes it comes from.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 
 from saldata.errors import StoreError
 from saldata.faults import fault_point
-from saldata.schemas.store import ARRAYS, STORE_DIRNAME, Geometry
+from saldata.schemas.store import ARRAYS, SHARD_ARRAYS, STORE_DIRNAME, STRING, Geometry, creation_values
 from saldata.storage.location import as_out, check_reachable, copy_file, is_object, remove_tree, zarr_target
 
 METADATA_FILE = "zarr.json"
@@ -85,22 +86,28 @@ def _create_arrays(path: Path, geometry: Geometry, shard_size: int, attributes: 
     compressor = BloscCodec(cname="zstd", clevel=4, shuffle="shuffle")
     group = zarr.open_group(zarr_target(path, "w"), mode="w", zarr_format=3)
     group.attrs.update(attributes)
+    values = creation_values(attributes, geometry.layers)
     for spec in ARRAYS:
         shape = spec.shape(geometry)
-        chunks = tuple(1 if dim in ("image", "layer") else n for dim, n in zip(spec.dims, shape))
-        shards = (max(1, min(shard_size, shape[0])), *shape[1:])
-        group.create_array(
+        if spec.per_image:
+            chunks = tuple(1 if dim in ("image", "layer") else n for dim, n in zip(spec.dims, shape))
+            shards = (max(1, min(shard_size, shape[0])), *shape[1:])
+        else:  # written once, now: one chunk
+            chunks, shards = shape, None
+        array = group.create_array(
             spec.name,
             shape=shape,
             chunks=chunks,
             shards=shards,
-            dtype=spec.dtype,
+            dtype=str if spec.dtype == STRING else spec.dtype,  # zarr 3.0 knows the string type by str only
             fill_value=spec.fill_value,
             dimension_names=spec.dims,
             filters=[TransposeCodec(order=order)] if (order := token_last(spec.dims)) else [],
             compressors=[compressor, Crc32cCodec()],
-            attributes={"doc": spec.doc},
+            attributes=spec.attributes(),
         )
+        if spec.name in values:
+            array[...] = values[spec.name]
         fault_point("store-array-created", spec.name, path)
 
 
@@ -159,10 +166,10 @@ def _metadata_problem(path: Path) -> str | None:
 
 
 def shard_file_relpaths(out: Path, shard_index: int) -> list[str]:
-    """Each array's Zarr shard file of run shard ``shard_index``, relative to OUT."""
+    """Each array's Zarr shard file of run shard ``shard_index``, relative to OUT (arrays on the image axis)."""
     group = open_store(out)
     paths = []
-    for spec in ARRAYS:
+    for spec in SHARD_ARRAYS:
         array = group[spec.name]
         key = array.metadata.encode_chunk_key((shard_index,) + (0,) * (array.ndim - 1))
         paths.append(f"{STORE_DIRNAME}/{spec.name}/{key}")
@@ -170,7 +177,7 @@ def shard_file_relpaths(out: Path, shard_index: int) -> list[str]:
 
 
 def stage_rows(out: Path, staging: Path, start: int, stop: int, block: dict[str, np.ndarray], rows=None) -> None:
-    """Write rows ``start..stop`` of every array into a metadata copy of the store under ``staging``.
+    """Write rows ``start..stop`` of every array on the image axis into a metadata copy of the store under ``staging``.
 
     ``rows`` (positions within the shard) limits the new values to those rows; the others are
     copied from the committed store (a --retry-failed rewrite writes whole shard files).
@@ -190,3 +197,24 @@ def stage_rows(out: Path, staging: Path, start: int, stop: int, block: dict[str,
             values = whole
         staged[name][start:stop] = values
         fault_point("store-array", name, target / name)
+
+
+def creation_array_problems(out: Path, group) -> list[str]:
+    """Why an array written with the store (``layer``) no longer holds what the root attributes say;
+    [] when it does. Such a file belongs to no shard, so no commit record names it: it is checked
+    against the attributes it was written from, as every reader of it would see it."""
+    problems = []
+    for name, expected in creation_values(dict(group.attrs)).items():
+        if name not in group:  # a store written before the array existed
+            continue
+        array = group[name]
+        rel = f"{STORE_DIRNAME}/{name}/{array.metadata.encode_chunk_key((0,) * array.ndim)}"
+        try:
+            stored = array[...]
+        except Exception as exc:  # a chunk that fails its own checksum, or cannot be read at all
+            problems.append(f"{rel} cannot be read ({type(exc).__name__}: {exc})")
+            continue
+        if stored.tolist() != expected.tolist():
+            state = "is missing" if not (as_out(out) / rel).is_file() else f"holds {stored.tolist()}"
+            problems.append(f"{rel} {state}; it must hold {expected.tolist()}, the root attribute layers")
+    return problems
