@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-CATALOG_SCHEMA_VERSION = 4  # schemas/history.py says what each version changed
+CATALOG_SCHEMA_VERSION = 5  # schemas/history.py says what each version changed
 CATALOG_DIRNAME = "catalog"
 
 STATUS_DONE = "done"

@@ -29,6 +29,11 @@ SCHEMA_HISTORY: tuple[tuple[int, int, str], ...] = (
         "layer axis after the token axis of hidden, attn_base and attn_highres (--layers: many layers in one pass); root attribute layers (the captured decoder layers, 0-based, in axis order) replaces layer, and n_decoder_layers is added; chunks hold one layer; the fixations table (one row per fixation point: idx, subject, fixation_index, x, y at the stored size, orig_x, orig_y as in the file, duration_ms, duplicates kept); the EOS step kept at row n_tokens of the per-token arrays, and "
         "images.ended_with_eos",
     ),
+    (
+        5,
+        5,
+        "the coordinate arrays image_id (string, on image, named by every other array on image in its CF coordinates attribute) and layer (int32, the decoder layer at each layer-axis position, written when the store is created), and token_mask (bool, true where a row of the per-token arrays holds data); saldata verify checks layer against the root attribute layers, and image_id and token_mask against the catalog; root attribute hub_kernels (false: the model ran on its own layers, never on kernels fetched from the Hub); images.prompt_text (the prompt's full text, beside prompt_id; null in outputs written before it)",
+    ),
 )
 
 
