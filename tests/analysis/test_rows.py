@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from saldata.analysis import rows
@@ -54,3 +56,17 @@ def test_an_unknown_convention_is_refused_naming_the_choices():
         check_convention("first")
     with pytest.raises(ConfigError):
         image_rows("eos", 3, True)
+
+
+@pytest.mark.parametrize("command", ["evaluate", "export"])
+def test_both_commands_offer_every_convention(command):
+    from typer.testing import CliRunner
+
+    from saldata.cli.main import app
+
+    result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", result.output)  # CI may force colour on help
+    text = " ".join(plain.replace("│", " ").split())
+    assert result.exit_code == 0 and "--rows" in text
+    for name in ROW_CONVENTIONS:
+        assert f"{name} (" in text, (name, text)
