@@ -11,6 +11,7 @@ import shutil
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -292,3 +293,25 @@ def test_evaluate_every_layer_of_mid_random(saldata_cache, demo_root, tmp_path):
     x, y = fixations(out, idx)
     assert row["nss"] == pytest.approx(by_hand_nss(prediction, x, y), abs=1e-9)
     assert "best layer by NSS" in text
+
+
+def test_an_output_with_no_row_under_the_convention_is_one_line(demo_output_ray_free, tmp_path):
+    """Every description one token long without EOS: the research's rows are empty, every token's are not."""
+    out = tmp_path / "out"
+    shutil.copytree(demo_output_ray_free, out)
+    for shard in (out / "catalog" / "images").glob("*.parquet"):
+        images = pq.read_table(shard)
+        n_tokens = images.schema.get_field_index("n_tokens")
+        ones = pa.array([1] * images.num_rows, pa.int32())
+        pq.write_table(images.set_column(n_tokens, images.schema.field(n_tokens), ones), shard)
+    code, text = invoke("evaluate", out, "--layers", "0")
+    assert code == 2 and "Traceback" not in text and len(text.strip().splitlines()) == 1, text
+    assert "none of the 6 done images with ground truth has a row under --rows research" in text
+    code, text = invoke("evaluate", out, "--layers", "0", "--rows", "all-tokens")
+    assert code == 0, text
+    table = pq.read_table(out / "eval" / "metrics.parquet").to_pylist()
+    group = zarr.open_group(out / "features.zarr", mode="r")
+    (row,) = [r for r in table if r["idx"] == 2 and r["unit"] == "description"]
+    small = group["attn_highres"][2, 0, 0].astype(np.float64).mean(axis=0)  # row 0 alone
+    x, y = fixations(out, 2)
+    assert row["nss"] == pytest.approx(by_hand_nss(upsampled(small, group["saliency_map"].shape[1:]), x, y), abs=1e-9)

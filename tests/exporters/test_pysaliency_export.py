@@ -124,19 +124,26 @@ def test_fixations_and_ground_truth_are_the_catalog_s_in_the_stimuli_s_pixels(sa
     with np.load(dest / "fixations.npz") as f:
         arrays = {name: f[name] for name in f.files}
     assert sorted(arrays) == ["n", "subject", "t", "with_ground_truth", "x", "y"]
-    assert arrays["with_ground_truth"].tolist() == [s in SALICON_STEMS for s in stems]
+    assert arrays["with_ground_truth"].tolist() == [r["gt_status"] == "ok" for r in rows]
     assert SALICON_WITHOUT_TRUTH in stems and set(SALICON_STEMS) <= set(stems)
+    assert not arrays["with_ground_truth"][stems.index(SALICON_WITHOUT_TRUTH)]
+    catalog = output.fixations.to_pylist()
     for i, stem in enumerate(stems):
         mine = arrays["n"] == i
-        if stem not in SALICON_STEMS:
+        if not arrays["with_ground_truth"][i]:
             assert not mine.any() and not (dest / "ground_truth" / f"{stem}.png").exists()
             continue
-        # Subject 0: (100, 200), (320, 240), (640, 480); subject 1: (1, 1); subject 2: none.
-        assert arrays["x"][mine].tolist() == [99.0, 319.0, 639.0, 0.0]
-        assert arrays["y"][mine].tolist() == [199.0, 239.0, 479.0, 0.0]
-        assert arrays["t"][mine].tolist() == [0.0, 1.0, 2.0, 0.0]  # the order within the subject
-        assert arrays["subject"][mine].tolist() == [0, 0, 0, 1]
+        if stem in SALICON_STEMS:
+            # Subject 0: (100, 200), (320, 240), (640, 480); subject 1: (1, 1); subject 2: none.
+            assert arrays["x"][mine].tolist() == [99.0, 319.0, 639.0, 0.0]
+            assert arrays["y"][mine].tolist() == [199.0, 239.0, 479.0, 0.0]
+            assert arrays["t"][mine].tolist() == [0.0, 1.0, 2.0, 0.0]  # the order within the subject
+            assert arrays["subject"][mine].tolist() == [0, 0, 0, 1]
         idx = rows[i]["idx"]
+        points = sorted((p for p in catalog if p["idx"] == idx), key=lambda p: (p["subject"], p["fixation_index"]))
+        assert arrays["x"][mine].tolist() == [p["x"] for p in points]  # every image: the catalog's, in its frame
+        assert arrays["y"][mine].tolist() == [p["y"] for p in points]
+        assert ((arrays["x"][mine] < 640) & (arrays["y"][mine] < 480)).all()  # points off the frame come clipped
         with Image.open(dest / "ground_truth" / f"{stem}.png") as truth:
             assert truth.mode == "L"
             np.testing.assert_array_equal(np.asarray(truth), output.group["saliency_map"][idx])
