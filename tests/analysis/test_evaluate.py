@@ -1,13 +1,17 @@
 """``saldata evaluate`` on the demo output: every row's numbers recomputed from the raw store and
 catalog with torch's interpolate and the metric definitions, constructed maps with known scores,
-and the CLI's outputs (Parquet, figure, summary)."""
+the row convention shared with ``--format pysaliency``, and the CLI's outputs (Parquet, figure,
+summary)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import duckdb
 import numpy as np
+import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -54,28 +58,67 @@ def evaluated(demo_output_ray_free, tmp_path_factory):
     return out, text, pq.read_table(out / "eval" / "metrics.parquet")
 
 
+def research_rows(n_tokens: int, ended_with_eos: bool) -> range:
+    """Written here from the README's statement: every decoding step but the first, the EOS step (row
+    n_tokens) included where the image ended with EOS."""
+    return range(1, max(1, n_tokens + (1 if ended_with_eos else 0)))
+
+
 def test_rows_are_every_image_layer_and_unit_with_the_documented_columns(evaluated):
-    out, _, table = evaluated
+    out, text, table = evaluated
     assert table.schema.names == METRICS.names
     images = duckdb.sql(
         f"SELECT idx, image_id FROM read_parquet('{out}/catalog/images/*.parquet') "
         "WHERE status = 'done' AND gt_status = 'ok' ORDER BY idx"
     ).fetchall()
+    # Under the research's rows a word made only of token 0 has no row, so no map: not scored.
     n_words = dict(
-        duckdb.sql(f"SELECT idx, count(*) FROM read_parquet('{out}/catalog/words/*.parquet') GROUP BY idx").fetchall()
+        duckdb.sql(
+            f"SELECT idx, count(*) FROM read_parquet('{out}/catalog/words/*.parquet') WHERE last_position >= 1 "
+            "GROUP BY idx"
+        ).fetchall()
     )
+    only_token_0 = duckdb.sql(
+        f"SELECT count(*) FROM read_parquet('{out}/catalog/words/*.parquet') WHERE last_position = 0"
+    ).fetchall()[0][0]
     assert len(images) == 6
     rows = table.to_pylist()
     for idx, image_id in images:
         mine = [r for r in rows if r["idx"] == idx]
         assert {r["image_id"] for r in mine} == {image_id}
         centre = [r for r in mine if r["unit"] == "centre_bias"]
-        assert len(centre) == 1 and centre[0]["layer"] is None and centre[0]["head"] == -1
+        assert len(centre) == 1 and centre[0]["layer"] == -1 and centre[0]["head"] == -1
+        assert centre[0]["word_index"] == -1 and centre[0]["word"] is None
         for layer in (0, 1):
             at = [r for r in mine if r["layer"] == layer]
             assert sum(r["unit"] == "description" for r in at) == 1
             assert sum(r["unit"] == "word" for r in at) == n_words.get(idx, 0)
     assert {r["head"] for r in rows} == {-1}  # no --per-head
+    assert only_token_0, "the demo must have a word made only of token 0"
+    assert f"not scored, having no row under --rows research: 0 images, {only_token_0} words" in text
+
+
+def test_integer_columns_read_as_integers_in_pandas(evaluated):
+    out, _, _ = evaluated
+    frame = pd.read_parquet(out / "eval" / "metrics.parquet")
+    for column in ("idx", "layer", "head", "word_index"):
+        assert pd.api.types.is_integer_dtype(frame[column]), (column, frame[column].dtype)
+    assert set(frame.loc[frame.unit == "centre_bias", "layer"]) == {-1}
+    assert set(frame.loc[frame.unit != "word", "word_index"]) == {-1}
+    assert (frame.loc[frame.unit == "word", "word_index"] >= 0).all()
+
+
+def test_the_file_records_how_it_was_scored(evaluated):
+    out, _, _ = evaluated
+    metadata = pq.read_schema(out / "eval" / "metrics.parquet").metadata
+    assert metadata[b"saldata.metrics_version"] == b"2"
+    assert json.loads(metadata[b"saldata.evaluation"]) == {
+        "blur_px": 0.0,
+        "grid": "highres",
+        "layers": [0, 1],
+        "per_head": False,
+        "rows": "research",
+    }
 
 
 def test_description_and_word_scores_match_a_recomputation_from_the_store(evaluated):
@@ -91,12 +134,16 @@ def test_description_and_word_scores_match_a_recomputation_from_the_store(evalua
         truth = group["saliency_map"][idx].astype(np.float64)
         words = duckdb.sql(
             f"SELECT word_index, first_position, last_position FROM read_parquet('{out}/catalog/words/*.parquet') "
-            f"WHERE idx = {idx} ORDER BY word_index LIMIT 2"
+            f"WHERE idx = {idx} AND last_position >= 1 ORDER BY word_index LIMIT 2"
         ).fetchall()
+        eos = duckdb.sql(
+            f"SELECT ended_with_eos FROM read_parquet('{out}/catalog/images/*.parquet') WHERE idx = {idx}"
+        ).fetchall()[0][0]
+        rows_ = research_rows(n, eos)
         for position, layer in ((0, 0), (1, 1)):
-            per_token = group["attn_highres"][idx, :n, position].astype(np.float64).mean(axis=1)
-            units = [("description", None, per_token.mean(axis=0))]
-            units += [("word", w, per_token[a : b + 1].sum(axis=0)) for w, a, b in words]
+            per_token = group["attn_highres"][idx, : rows_.stop, position].astype(np.float64).mean(axis=1)
+            units = [("description", -1, per_token[rows_.start :].mean(axis=0))]
+            units += [("word", w, per_token[max(a, rows_.start) : b + 1].sum(axis=0)) for w, a, b in words]
             for unit, word_index, small in units:
                 (row,) = [
                     r
@@ -110,6 +157,7 @@ def test_description_and_word_scores_match_a_recomputation_from_the_store(evalua
                 # upsampled map changes which pixels tie (~1e-6): scored on numpy's upsampling (itself
                 # checked against torch in test_metrics.py), it must agree exactly
                 same_upsampling = metrics.upsample_bilinear(small, (height, width))
+                assert row["auc"] == pytest.approx(metrics.auc(same_upsampling, x, y), abs=1e-12)
                 assert row["auc_judd"] == pytest.approx(metrics.auc_judd(same_upsampling, x, y), abs=1e-12)
                 assert row["kld"] == pytest.approx(metrics.kld(prediction, truth), abs=1e-9)
                 assert row["sim"] == pytest.approx(metrics.sim(prediction, truth), abs=1e-12)
@@ -149,12 +197,13 @@ def test_a_constant_map_scores_chance_and_a_map_on_the_fixations_scores_high(dem
     code, text = invoke("evaluate", out, "--layers", "0", "--grid", "highres")
     assert code == 0, text
     table = pq.read_table(out / "eval" / "metrics.parquet").to_pylist()
-    assert {r["layer"] for r in table} == {0, None}
+    assert {r["layer"] for r in table} == {0, -1}
     for r in (r for r in table if r["idx"] == flat_idx and r["layer"] == 0):
-        assert (r["nss"], r["auc_judd"], r["cc"]) == (0.0, 0.5, 0.0), r
+        assert (r["nss"], r["auc"], r["auc_judd"], r["cc"]) == (0.0, 0.5, 0.5, 0.0), r
     (centre,) = [r for r in table if r["idx"] == peaked_idx and r["unit"] == "centre_bias"]
     (described,) = [r for r in table if r["idx"] == peaked_idx and r["unit"] == "description"]
     assert described["nss"] > 2 and described["nss"] > centre["nss"]
+    assert described["auc"] > 0.9 and described["auc"] > centre["auc"]
     assert described["auc_judd"] > 0.9 and described["auc_judd"] > centre["auc_judd"]
 
 
@@ -176,10 +225,10 @@ def test_per_head_blur_and_base_grid(demo_output_ray_free, tmp_path):
     assert code == 0, text
     table = pq.read_table(out / "eval" / "metrics.parquet").to_pylist()
     assert {r["head"] for r in table if r["unit"] == "description"} == {-1, 0, 1, 2, 3}
-    assert {r["layer"] for r in table} == {1, None}
+    assert {r["layer"] for r in table} == {1, -1}
     group = zarr.open_group(out / "features.zarr", mode="r")
     n = int(group["n_tokens"][0])
-    small = group["attn_base"][0, :n, 1, 2].astype(np.float64).mean(axis=0)
+    small = group["attn_base"][0, 1:n, 1, 2].astype(np.float64).mean(axis=0)  # research rows: 1..n-1
     prediction = metrics.blur(upsampled(small, group["saliency_map"].shape[1:]), 8)
     (row,) = [r for r in table if r["idx"] == 0 and r["unit"] == "description" and r["head"] == 2]
     x, y = fixations(out, 0)
@@ -197,6 +246,7 @@ def test_per_head_blur_and_base_grid(demo_output_ray_free, tmp_path):
         (["--grid", "middle"], "--grid must be 'highres' or 'base'"),
         (["--blur", "1e9"], "--blur 1000000000 px is wider than the 640x480 images"),
         (["--blur", "-1"], "--blur must be a number of pixels >= 0"),
+        (["--rows", "first"], "--rows must be one of research, all-tokens, not 'first'"),
     ],
 )
 def test_bad_options_are_one_line(demo_output_ray_free, args, says):
@@ -216,7 +266,7 @@ def test_only_committed_shards_are_scored_and_a_rerun_replaces_the_file(demo_out
     code, text = invoke("evaluate", out, "--layers", "0")
     assert code == 0, text
     second = pq.read_table(out / "eval" / "metrics.parquet")
-    assert set(second.column("layer").to_pylist()) == {0, None}
+    assert set(second.column("layer").to_pylist()) == {0, -1}
     assert sorted(p.name for p in (out / "eval").iterdir()) == ["layers.png", "metrics.parquet"]
 
 
@@ -229,13 +279,39 @@ def test_evaluate_every_layer_of_mid_random(saldata_cache, demo_root, tmp_path):
     code, text = invoke("evaluate", out)
     assert code == 0, text
     table = pq.read_table(out / "eval" / "metrics.parquet").to_pylist()
-    assert {r["layer"] for r in table} == set(range(8)) | {None}
+    assert {r["layer"] for r in table} == set(range(8)) | {-1}
     group = zarr.open_group(out / "features.zarr", mode="r")
     idx, layer = 3, 5
     n = int(group["n_tokens"][idx])
-    small = group["attn_highres"][idx, :n, layer].astype(np.float64).mean(axis=(0, 1))
+    eos = duckdb.sql(
+        f"SELECT ended_with_eos FROM read_parquet('{out}/catalog/images/*.parquet') WHERE idx = {idx}"
+    ).fetchall()[0][0]
+    rows = research_rows(n, eos)
+    small = group["attn_highres"][idx, : rows.stop, layer][rows.start :].astype(np.float64).mean(axis=(0, 1))
     prediction = upsampled(small, group["saliency_map"].shape[1:])
     (row,) = [r for r in table if r["idx"] == idx and r["layer"] == layer and r["unit"] == "description"]
     x, y = fixations(out, idx)
     assert row["nss"] == pytest.approx(by_hand_nss(prediction, x, y), abs=1e-9)
     assert "best layer by NSS" in text
+
+
+def test_an_output_with_no_row_under_the_convention_is_one_line(demo_output_ray_free, tmp_path):
+    """Every description one token long without EOS: the research's rows are empty, every token's are not."""
+    out = tmp_path / "out"
+    shutil.copytree(demo_output_ray_free, out)
+    for shard in (out / "catalog" / "images").glob("*.parquet"):
+        images = pq.read_table(shard)
+        n_tokens = images.schema.get_field_index("n_tokens")
+        ones = pa.array([1] * images.num_rows, pa.int32())
+        pq.write_table(images.set_column(n_tokens, images.schema.field(n_tokens), ones), shard)
+    code, text = invoke("evaluate", out, "--layers", "0")
+    assert code == 2 and "Traceback" not in text and len(text.strip().splitlines()) == 1, text
+    assert "none of the 6 done images with ground truth has a row under --rows research" in text
+    code, text = invoke("evaluate", out, "--layers", "0", "--rows", "all-tokens")
+    assert code == 0, text
+    table = pq.read_table(out / "eval" / "metrics.parquet").to_pylist()
+    group = zarr.open_group(out / "features.zarr", mode="r")
+    (row,) = [r for r in table if r["idx"] == 2 and r["unit"] == "description"]
+    small = group["attn_highres"][2, 0, 0].astype(np.float64).mean(axis=0)  # row 0 alone
+    x, y = fixations(out, 2)
+    assert row["nss"] == pytest.approx(by_hand_nss(upsampled(small, group["saliency_map"].shape[1:]), x, y), abs=1e-9)

@@ -11,6 +11,7 @@ from saldata.analysis.metrics import (
     CENTRE_BIAS_SIGMA_FRACTION,
     KLD_EPSILON,
     MetricInputError,
+    auc,
     auc_judd,
     blur,
     cc,
@@ -147,9 +148,9 @@ def test_x_is_column_and_y_is_row(one_hot_3x5):
     assert nss(one_hot_3x5, x, y) == pytest.approx(SQRT14, rel=1e-12)
     assert nss(one_hot_3x5, y, x) == pytest.approx(-1 / SQRT14, rel=1e-12)
     # AUC: the hot pixel outranks 14 of 15 pixels and ties itself: (14 + 0.5) / 15.
-    assert auc_judd(one_hot_3x5, x, y) == pytest.approx(14.5 / 15, rel=1e-12)
+    assert auc(one_hot_3x5, x, y) == pytest.approx(14.5 / 15, rel=1e-12)
     # Swapped, a 0 ties 14 pixels and outranks none: 7 / 15.
-    assert auc_judd(one_hot_3x5, y, x) == pytest.approx(7 / 15, rel=1e-12)
+    assert auc(one_hot_3x5, y, x) == pytest.approx(7 / 15, rel=1e-12)
 
 
 def test_nss_of_a_constant_map_is_zero():
@@ -166,11 +167,39 @@ def test_auc_hand_computed_with_ties():
     # 2/6 * 1/4 + 1/6 * 1/2 + 2/6 * 3/4 + 1/6 * 1 = 1/12 + 1/12 + 3/12 + 2/12 = 7/12.
     # Ties dropped (strict >) would give 5/12, ties counted in full 9/12.
     values = np.array([[1.0, 2.0, 2.0], [3.0, 4.0, 4.0]])
-    assert auc_judd(values, np.array([1.5, 2.5]), np.array([0.5, 1.5])) == pytest.approx(7 / 12, rel=1e-12)
+    assert auc(values, np.array([1.5, 2.5]), np.array([0.5, 1.5])) == pytest.approx(7 / 12, rel=1e-12)
+
+
+def test_auc_judd_hand_computed_on_the_same_map():
+    # pysaliency's AUC_Judd on the map above: positives the fixated values [2, 4]; negatives the
+    # unfixated pixels only, [1, 2, 3, 4] (row 0: 1, 2 at col 2; row 1: 3, 4 at col 1). Thresholds
+    # max + 1 = 5, the fixated values 4 and 2, then the minimum 1; at each, (share of negatives >= t,
+    # share of positives >= t): (0, 0), (0, 0), (1/4, 1/2), (3/4, 1), (1, 1). Trapezoids:
+    # 1/4 * 1/4 + 1/2 * 3/4 + 1/4 * 1 = 1/16 + 6/16 + 4/16 = 11/16 (auc, all pixels at every threshold: 7/12).
+    values = np.array([[1.0, 2.0, 2.0], [3.0, 4.0, 4.0]])
+    assert auc_judd(values, np.array([1.5, 2.5]), np.array([0.5, 1.5])) == pytest.approx(11 / 16, rel=1e-12)
+
+
+def test_auc_judd_counts_duplicate_fixations_and_drops_fixated_pixels_from_the_negatives():
+    # Map [[0, 1, 2, 3]]; fixations at x = 3 twice and x = 0 once: positives [3, 3, 0], negatives the
+    # unfixated [1, 2]. Thresholds 4, 3, 3, 0, 0: points (0, 0), (0, 0), (0, 2/3), (0, 2/3), (1, 1),
+    # (1, 1): area 1 * (2/3 + 1) / 2 = 5/6. Counted once, x = 3 would give (0, 1/2) and 3/4; with the
+    # fixated pixels left among the negatives (auc's all pixels), another number again.
+    values = np.array([[0.0, 1.0, 2.0, 3.0]])
+    x, y = np.array([3.2, 3.7, 0.5]), np.array([0.1, 0.9, 0.5])
+    assert auc_judd(values, x, y) == pytest.approx(5 / 6, rel=1e-12)
+    assert auc_judd(values, x[1:], y[1:]) == pytest.approx(3 / 4, rel=1e-12)
 
 
 def test_auc_of_a_constant_map_is_one_half():
-    assert auc_judd(np.full((4, 6), 2.0), np.array([0.0, 5.9, 3.0]), np.array([0.0, 3.9, 2.0])) == 0.5
+    x, y = np.array([0.0, 5.9, 3.0]), np.array([0.0, 3.9, 2.0])
+    assert auc(np.full((4, 6), 2.0), x, y) == 0.5
+    assert auc_judd(np.full((4, 6), 2.0), x, y) == 0.5
+
+
+def test_auc_judd_is_undefined_when_every_pixel_is_fixated():
+    with pytest.raises(MetricInputError, match="every pixel is fixated"):
+        auc_judd(np.array([[1.0, 2.0]]), np.array([0.0, 1.0]), np.array([0.0, 0.0]))
 
 
 def test_map_peaked_on_the_fixations_beats_the_centre_bias():
@@ -180,7 +209,7 @@ def test_map_peaked_on_the_fixations_beats_the_centre_bias():
     fixated = np.zeros((height, width))
     np.add.at(fixated, (np.floor(y).astype(int), np.floor(x).astype(int)), 1.0)
     peaked = blur(fixated, 1.0)
-    assert auc_judd(peaked, x, y) > 0.99
+    assert auc(peaked, x, y) > 0.99 and auc_judd(peaked, x, y) > 0.99
     assert nss(peaked, x, y) > 5
     assert nss(peaked, x, y) > nss(centre_bias(height, width), x, y)
 
@@ -253,7 +282,7 @@ def test_all_zero_map_counts_as_uniform():
         ([1.0, 2.0], [1.0], "different numbers"),
     ],
 )
-@pytest.mark.parametrize("metric", [nss, auc_judd])
+@pytest.mark.parametrize("metric", [nss, auc, auc_judd])
 def test_fixation_metrics_reject_bad_fixations(metric, x, y, message, one_hot_3x5):
     with pytest.raises(MetricInputError, match=message):
         metric(one_hot_3x5, np.array(x), np.array(y))

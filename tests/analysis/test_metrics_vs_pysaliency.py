@@ -4,10 +4,11 @@ pysaliency calls ``np.trapz``, gone in numpy 2.4, so it cannot share this enviro
 ``SALDATA_PYSALIENCY_PYTHON`` at a Python that has it (numpy < 2.4), e.g.::
 
     python -m venv /tmp/pysal-venv
-    /tmp/pysal-venv/bin/pip install "numpy<2" pysaliency torch "setuptools<81"
-    SALDATA_PYSALIENCY_PYTHON=/tmp/pysal-venv/bin/python pytest tests/analysis
+    /tmp/pysal-venv/bin/pip install "numpy<2.4" pysaliency torch "setuptools<81"
+    SALDATA_PYSALIENCY_PYTHON=/tmp/pysal-venv/bin/python pytest tests/analysis tests/exporters
 
-(pysaliency's package imports torch and pkg_resources, hence the last two.)
+(pysaliency's package imports torch and pkg_resources, hence the last two; a CPU build of torch
+does.) tests/exporters/test_pysaliency_export.py scores a whole export with it the same way.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from saldata.analysis.metrics import auc_judd, blur, cc, centre_bias, kld, nss, sim, upsample_bilinear
+from saldata.analysis.metrics import auc, auc_judd, blur, cc, centre_bias, kld, nss, sim, upsample_bilinear
 
 REFERENCE_PYTHON = os.environ.get("SALDATA_PYSALIENCY_PYTHON")
 REFERENCE_SCRIPT = Path(__file__).with_name("pysaliency_reference.py")
@@ -55,6 +56,10 @@ def _cases() -> list[dict[str, np.ndarray]]:
     add(np.full((8, 11), 0.5), rng.random((8, 11)), *_fixations(rng, 8, 11, 6))  # constant prediction
     edge_x, edge_y = np.array([0.0, 8.999, 8.5, 0.2]), np.array([39.999, 0.0, 39.0, 20.5])
     add(rng.random((40, 9)) ** 3, rng.random((40, 9)), edge_x, edge_y)  # tall image, edge pixels
+    x, y = _fixations(rng, 10, 12, 8)
+    lowest = rng.random((10, 12))
+    lowest[int(y[0]), int(x[0])] = -1.0  # a fixated pixel below every other: AUC-Judd's last threshold
+    add(lowest, rng.random((10, 12)), x, y)
     return cases
 
 
@@ -78,7 +83,8 @@ def test_metrics_match_pysaliency(tmp_path):
         pred, gt, x, y = case["pred"], case["gt"], case["x"], case["y"]
         ours = {
             "nss": nss(pred, x, y),
-            "auc_uniform_all": auc_judd(pred, x, y),
+            "auc_uniform_all": auc(pred, x, y),  # pysaliency's AUC
+            "auc_judd_method": auc_judd(pred, x, y),  # pysaliency's AUC_Judd(jitter=False)
             "cc": cc(pred, gt),
             "kld": kld(pred, gt),
             "sim": sim(pred, gt),

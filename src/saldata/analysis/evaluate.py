@@ -5,6 +5,10 @@ description's mean map, each word's summed map; head-averaged, or per head), are
 the stored image size (``metrics.upsample_bilinear``), optionally blurred, and scored with the
 saliency benchmark's metrics against the image's fixation points (the catalog's ``fixations``
 table) and its stored saliency map. A centre-bias map is scored beside them on the same images.
+The store rows a unit is made of follow one convention (``analysis/rows.py``; ``--rows``): by
+default the research's, rows 1 to n_tokens - 1 and the EOS step, where a word keeps its tokens'
+rows but token 0 and the EOS row belongs to the description only. An image with no rows, and a
+word with none, are not scored (``Unscored`` counts them).
 One dask task per store shard reads that shard's rows and returns its scores.
 """
 
@@ -19,19 +23,23 @@ import numpy as np
 import pyarrow as pa
 
 from saldata.analysis import metrics
+from saldata.analysis.rows import ROWS_RESEARCH, check_convention, image_rows, word_rows
 from saldata.datasets.ground_truth import GT_OK
 from saldata.errors import ConfigError, StoreError
 from saldata.readers.output import GRIDS, Output
 from saldata.schemas.catalog import STATUS_DONE
 from saldata.schemas.evaluation import (
     EVAL_DIRNAME,
+    FIXATION_METRICS,
     HEAD_MEAN,
     METRIC_NAMES,
-    METRICS,
     METRICS_FILE,
+    NO_LAYER,
+    NO_WORD,
     UNIT_CENTRE_BIAS,
     UNIT_DESCRIPTION,
     UNIT_WORD,
+    metrics_schema,
 )
 from saldata.storage.location import as_out
 
@@ -44,8 +52,10 @@ class EvalSettings:
     per_head: bool = False
     grid: str = "highres"
     blur_px: float = 0.0
+    rows: str = ROWS_RESEARCH  # the row convention (analysis/rows.py): research or all-tokens
 
     def __post_init__(self):
+        check_convention(self.rows)
         if self.grid not in GRIDS:
             raise ConfigError(f"--grid must be 'highres' or 'base', not {self.grid!r}.")
         if not math.isfinite(self.blur_px) or self.blur_px < 0:
@@ -58,7 +68,7 @@ class ImageTruth:
 
     idx: int
     image_id: str
-    n_tokens: int
+    rows: range  # the store rows its units are made of (analysis/rows.py), never empty
     x: np.ndarray  # fixation points, stored-image pixels, 0-based; duplicates kept
     y: np.ndarray
     saliency: np.ndarray | None = None  # (height, width) float64, read by the shard's task (not all at once)
@@ -72,14 +82,23 @@ class Undefined:
     first: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class Unscored:
+    """What the row convention leaves without a map: images and words with no rows, so no row in the table."""
+
+    images: int = 0  # done images with ground truth and no rows (e.g. under research: one token and no EOS)
+    words: int = 0  # words of scored images made only of rows the convention drops (under research: token 0)
+
+
 def score(prediction: np.ndarray, truth: ImageTruth, problems: list[str]) -> dict[str, float | None]:
     """Every metric of one map already at the image's size; an undefined one is None, and says why."""
     scores: dict[str, float | None] = {}
+    ranked = {"sorted_values": np.sort(prediction, axis=None)}  # one sort for both AUCs
     for name in METRIC_NAMES:
         function = getattr(metrics, name)
         try:
-            if name in ("nss", "auc_judd"):
-                scores[name] = function(prediction, truth.x, truth.y)
+            if name in FIXATION_METRICS:
+                scores[name] = function(prediction, truth.x, truth.y, **(ranked if name.startswith("auc") else {}))
             else:
                 scores[name] = function(prediction, truth.saliency)
         except metrics.MetricInputError as exc:
@@ -88,14 +107,14 @@ def score(prediction: np.ndarray, truth: ImageTruth, problems: list[str]) -> dic
     return scores
 
 
-def layer_maps(output: Output, array, idx: int, n_tokens: int, layer: int) -> np.ndarray:
-    """One image's token maps at one layer, float64 (n, heads, rows, cols): what its units are made of."""
-    return np.asarray(output.layers.rows(array, idx, n_tokens, layer), dtype=np.float64)
+def layer_maps(output: Output, array, idx: int, rows: range, layer: int) -> np.ndarray:
+    """One image's maps of store rows ``rows`` at one layer, float64 (len(rows), heads, grid rows, grid cols)."""
+    return np.asarray(output.layers.rows(array, idx, rows.stop, layer), dtype=np.float64)[rows.start :]
 
 
-def description_map(per_token: np.ndarray) -> np.ndarray:
-    """The ``description`` unit: the mean of the image's token maps (n, rows, cols)."""
-    return per_token.mean(axis=0)
+def description_map(per_row: np.ndarray) -> np.ndarray:
+    """The ``description`` unit: the mean of the maps of the image's rows (n, grid rows, grid cols)."""
+    return per_row.mean(axis=0)
 
 
 def on_image(small: np.ndarray, size: tuple[int, int], blur_px: float = 0.0) -> np.ndarray:
@@ -103,15 +122,19 @@ def on_image(small: np.ndarray, size: tuple[int, int], blur_px: float = 0.0) -> 
     return metrics.blur(metrics.upsample_bilinear(small, size), blur_px)
 
 
-def unit_maps(maps: np.ndarray, words: list[dict], per_head: bool):
-    """(head, unit, word, map) for one layer's token maps ``maps`` (n, heads, rows, cols)."""
+def unit_maps(maps: np.ndarray, rows: range, words: list[dict], per_head: bool):
+    """(head, unit, word, map) for one layer's maps ``maps`` of store rows ``rows`` (len(rows), heads, ...).
+
+    A word's map is the sum of the maps of its rows (``word_rows``); ``words`` must all have rows.
+    """
     heads = [(HEAD_MEAN, maps.mean(axis=1))]
     if per_head:
         heads += [(h, maps[:, h]) for h in range(maps.shape[1])]
-    for head, per_token in heads:
-        yield head, UNIT_DESCRIPTION, None, description_map(per_token)
+    for head, per_row in heads:
+        yield head, UNIT_DESCRIPTION, None, description_map(per_row)
         for w in words:
-            yield head, UNIT_WORD, w, per_token[w["first_position"] : w["last_position"] + 1].sum(axis=0)
+            kept = word_rows(rows, w["first_position"], w["last_position"])
+            yield head, UNIT_WORD, w, per_row[kept.start - rows.start : kept.stop - rows.start].sum(axis=0)
 
 
 def shard_scores(
@@ -126,30 +149,30 @@ def shard_scores(
         truth = replace(truth, saliency=np.asarray(output.group["saliency_map"][truth.idx], dtype=np.float64))
         size = truth.saliency.shape
         centre = metrics.blur(metrics.centre_bias(*size), settings.blur_px)
-        rows.append(_row(truth, None, HEAD_MEAN, UNIT_CENTRE_BIAS, None, score(centre, truth, problems)))
+        rows.append(_row(truth, NO_LAYER, HEAD_MEAN, UNIT_CENTRE_BIAS, None, score(centre, truth, problems)))
         for layer in layers:
-            maps = layer_maps(output, array, truth.idx, truth.n_tokens, layer)
-            for head, unit, word, small in unit_maps(maps, words.get(truth.idx, []), settings.per_head):
+            maps = layer_maps(output, array, truth.idx, truth.rows, layer)
+            for head, unit, word, small in unit_maps(maps, truth.rows, words.get(truth.idx, []), settings.per_head):
                 prediction = on_image(small, size, settings.blur_px)
                 rows.append(_row(truth, layer, head, unit, word, score(prediction, truth, problems)))
     return rows, problems
 
 
-def _row(truth: ImageTruth, layer, head: int, unit: str, word: dict | None, scores: dict) -> dict:
+def _row(truth: ImageTruth, layer: int, head: int, unit: str, word: dict | None, scores: dict) -> dict:
     return {
         "idx": truth.idx,
         "image_id": truth.image_id,
         "layer": layer,
         "head": head,
         "unit": unit,
-        "word_index": None if word is None else word["word_index"],
+        "word_index": NO_WORD if word is None else word["word_index"],
         "word": None if word is None else word["word"],
         **scores,
     }
 
 
-def evaluate(output: Output, settings: EvalSettings) -> tuple[pa.Table, Undefined]:
-    """Score every committed, done image with ground truth; one dask task per store shard."""
+def evaluate(output: Output, settings: EvalSettings) -> tuple[pa.Table, Undefined, Unscored]:
+    """Score every committed, done image with ground truth and rows; one dask task per store shard."""
     import dask
 
     layers = _chosen_layers(output, settings)
@@ -162,8 +185,8 @@ def evaluate(output: Output, settings: EvalSettings) -> tuple[pa.Table, Undefine
         raise ConfigError(
             f"--blur {settings.blur_px:.0f} px is wider than the {width}x{height} images; give at most {max(width, height)}."
         )
-    truths = _image_truths(output)
-    words = _words_by_image(output)
+    truths, images_without_rows = _image_truths(output, settings.rows)
+    words, words_without_rows = _words_with_rows(output, truths)
     shard_size = int(output.attrs["shard_size"])
     by_shard: dict[int, list[ImageTruth]] = {}
     for truth in truths:
@@ -172,8 +195,24 @@ def evaluate(output: Output, settings: EvalSettings) -> tuple[pa.Table, Undefine
     results = dask.compute(*tasks, scheduler="threads", num_workers=os.cpu_count()) if tasks else []
     rows = [row for part_rows, _ in results for row in part_rows]
     problems = [p for _, part_problems in results for p in part_problems]
-    table = pa.Table.from_pylist(rows, schema=METRICS.schema)
-    return table, Undefined(len(problems), problems[0] if problems else None)
+    record = settings_record(settings, layers)
+    table = pa.Table.from_pylist(rows, schema=metrics_schema(record))
+    return (
+        table,
+        Undefined(len(problems), problems[0] if problems else None),
+        Unscored(images_without_rows, words_without_rows),
+    )
+
+
+def settings_record(settings: EvalSettings, layers: tuple[int, ...]) -> dict:
+    """What ``metrics.parquet`` records of how it was scored (its schema metadata, ``saldata.evaluation``)."""
+    return {
+        "rows": settings.rows,
+        "grid": settings.grid,
+        "blur_px": settings.blur_px,
+        "per_head": settings.per_head,
+        "layers": list(layers),
+    }
 
 
 def _chosen_layers(output: Output, settings: EvalSettings) -> tuple[int, ...]:
@@ -182,16 +221,17 @@ def _chosen_layers(output: Output, settings: EvalSettings) -> tuple[int, ...]:
     return tuple(sorted({output.layers.resolve(layer) for layer in settings.layers}))
 
 
-def _image_truths(output: Output) -> list[ImageTruth]:
-    """Ground truth of every done image that has it: fixation points from the catalog, the stored saliency map."""
+def _image_truths(output: Output, convention: str) -> tuple[list[ImageTruth], int]:
+    """Ground truth of every done image that has it and has rows under ``convention`` (fixation points from
+    the catalog; the stored saliency map is read later, by the shard's task), and how many had no rows."""
     if output.attrs["schema_version"] < FIXATIONS_SINCE:
         raise StoreError(
             f"{output.path} (schema_version {output.attrs['schema_version']}) has no fixations table; re-extract it "
             "with this saldata (--overwrite) to evaluate it."
         )
     images = output.sql(
-        f"SELECT idx, image_id, n_tokens FROM images WHERE status = '{STATUS_DONE}' AND gt_status = '{GT_OK}' "
-        "AND n_tokens > 0 ORDER BY idx"
+        f"SELECT idx, image_id, n_tokens, ended_with_eos FROM images WHERE status = '{STATUS_DONE}' "
+        f"AND gt_status = '{GT_OK}' ORDER BY idx"
     ).to_pylist()
     if not images:
         raise StoreError(
@@ -203,17 +243,34 @@ def _image_truths(output: Output) -> list[ImageTruth]:
     x, y = points.column("x").to_numpy(), points.column("y").to_numpy()
     truths = []
     for image in images:
+        rows = image_rows(convention, image["n_tokens"], image["ended_with_eos"])
+        if not rows:
+            continue
         lo, hi = np.searchsorted(idx, image["idx"], "left"), np.searchsorted(idx, image["idx"], "right")
-        truths.append(ImageTruth(image["idx"], image["image_id"], image["n_tokens"], x[lo:hi], y[lo:hi]))
-    return truths
+        truths.append(ImageTruth(image["idx"], image["image_id"], rows, x[lo:hi], y[lo:hi]))
+    if not truths:
+        raise StoreError(
+            f"{output.path}: none of the {len(images)} done images with ground truth has a row under --rows "
+            f"{convention} (research: tokens 1 on and the EOS step; all-tokens: every token), so there is nothing "
+            "to score."
+        )
+    return truths, len(images) - len(truths)
 
 
-def _words_by_image(output: Output) -> dict[int, list[dict]]:
+def _words_with_rows(output: Output, truths: list[ImageTruth]) -> tuple[dict[int, list[dict]], int]:
+    """The words of each scored image that keep at least one row, and how many of those images' words keep none."""
+    rows_of = {truth.idx: truth.rows for truth in truths}
     words: dict[int, list[dict]] = {}
+    dropped = 0
     query = "SELECT idx, word_index, word, first_position, last_position FROM words ORDER BY idx, word_index"
     for w in output.sql(query).to_pylist():
-        words.setdefault(w["idx"], []).append(w)
-    return words
+        if w["idx"] not in rows_of:
+            continue
+        if word_rows(rows_of[w["idx"]], w["first_position"], w["last_position"]):
+            words.setdefault(w["idx"], []).append(w)
+        else:
+            dropped += 1
+    return words, dropped
 
 
 def write_metrics(out: Path, table: pa.Table) -> Path:
@@ -245,7 +302,7 @@ BEST_BY = "nss"  # the benchmark's headline metric names the best layer
 def summarise(table: pa.Table) -> tuple[list[Level], Level]:
     """Mean and standard error of each metric by layer (description maps, heads averaged), and the centre bias."""
     columns = table.to_pydict()
-    groups: dict[int | None, list[int]] = {}
+    groups: dict[int | None, list[int]] = {}  # by layer; None: the centre bias
     for i, (unit, head, layer) in enumerate(zip(columns["unit"], columns["head"], columns["layer"])):
         if head == HEAD_MEAN and unit in (UNIT_DESCRIPTION, UNIT_CENTRE_BIAS):
             groups.setdefault(layer if unit == UNIT_DESCRIPTION else None, []).append(i)

@@ -14,6 +14,7 @@ PANEL = (300, 220)  # each metric's panel: (width, height)
 MARGIN = (44, 26, 12, 34)  # left, top, right, bottom inside a panel
 LABELS = {
     "nss": "NSS",
+    "auc": "AUC",
     "auc_judd": "AUC-Judd",
     "cc": "CC",
     "kld": "KLD (lower is better)",

@@ -1,7 +1,7 @@
 """Saliency metrics with the saliency benchmark's (pysaliency's) definitions, in numpy.
 
 An attention map is first brought to the stored image size (``upsample_bilinear``, optionally
-``blur``), then scored against the image's fixations (``nss``, ``auc_judd``) and its stored
+``blur``), then scored against the image's fixations (``nss``, ``auc``, ``auc_judd``) and its stored
 ground-truth saliency map (``cc``, ``kld``, ``sim``). ``centre_bias`` is the baseline every
 model should beat.
 
@@ -110,24 +110,64 @@ def nss(saliency_map: np.ndarray, x: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean((values[rows, cols] - values.mean()) / values.std()))
 
 
-def auc_judd(saliency_map: np.ndarray, x: np.ndarray, y: np.ndarray) -> float:
-    """Area under the ROC curve: fixated pixels as positives, all pixels as negatives.
+def auc(saliency_map: np.ndarray, x: np.ndarray, y: np.ndarray, sorted_values: np.ndarray | None = None) -> float:
+    """Area under the ROC curve: fixated pixels as positives, all pixels as negatives (pysaliency's ``AUC``).
 
     Every saliency value is a threshold and the curve is integrated with the trapezoid rule,
     which is pysaliency's ``general_roc(positives, all_pixels, judd=0)`` (its ``AUC`` with
-    ``nonfixations="uniform", thresholds="all"``). That area equals the probability that a
-    fixated pixel outranks a random pixel, ties counted half, which is how it is computed here.
-    A constant map therefore scores 0.5. Note that pysaliency's method named ``AUC_Judd`` is a
-    different variant (unfixated pixels as negatives, thresholds at fixated values only, and a
-    1e-7 random jitter); it usually scores a little higher on the same map.
+    ``nonfixations="uniform", thresholds="all"``, the defaults). That area equals the probability
+    that a fixated pixel outranks a random pixel, ties counted half, which is how it is computed
+    here. A constant map therefore scores 0.5. ``sorted_values``: the map's values sorted
+    (``np.sort(map, axis=None)``), where the caller has them already (``auc_judd`` takes them too).
     """
     values = _as_map(saliency_map, "saliency_map")
     rows, cols = _fixation_pixels(values.shape, x, y)
+    every = _sorted(values, sorted_values)
     positives = values[rows, cols]
-    negatives = np.sort(values, axis=None)
-    below = np.searchsorted(negatives, positives, side="left")
-    at_or_below = np.searchsorted(negatives, positives, side="right")
-    return float(np.mean(below + 0.5 * (at_or_below - below)) / negatives.size)
+    below = np.searchsorted(every, positives, side="left")
+    at_or_below = np.searchsorted(every, positives, side="right")
+    return float(np.mean(below + 0.5 * (at_or_below - below)) / every.size)
+
+
+def auc_judd(saliency_map: np.ndarray, x: np.ndarray, y: np.ndarray, sorted_values: np.ndarray | None = None) -> float:
+    """AUC-Judd as pysaliency's ``AUC_Judd(..., jitter=False)`` computes it.
+
+    Positives: the map's value at every fixation (duplicates each count). Negatives: every pixel
+    that no fixation falls on (``nonfixations="unfixated"``). Thresholds: the positives' values
+    only (``thresholds="fixations"``), between one above the largest value and the smallest
+    value, so the curve runs from (0, 0) to (1, 1); at each threshold t the point is (share of
+    negatives >= t, share of positives >= t), and the curve is integrated with the trapezoid
+    rule. A constant map scores 0.5. pysaliency's default ``jitter=True`` first adds Gaussian
+    noise of standard deviation 1e-7 to the map to break ties at random; that noise is left out
+    here, so the score is deterministic (the noise only reorders values that tie or lie within a
+    few 1e-7 of each other). An image whose every pixel is fixated has no negatives: undefined.
+    ``sorted_values`` as for ``auc``.
+    """
+    values = _as_map(saliency_map, "saliency_map")
+    rows, cols = _fixation_pixels(values.shape, x, y)
+    every = _sorted(values, sorted_values)
+    positives = np.sort(values[rows, cols])
+    fixated = np.sort(values.ravel()[np.unique(rows * values.shape[1] + cols)])  # each fixated pixel once
+    n_negatives = every.size - fixated.size
+    if n_negatives == 0:
+        raise MetricInputError("auc_judd: every pixel is fixated, so no pixel is a negative")
+    # The largest and smallest of positives and negatives together are the map's own.
+    thresholds = np.concatenate([[every[-1] + 1], positives[::-1], [every[0]]])
+    # Negatives at or above t: the map's pixels at or above t, less the fixated ones.
+    at_or_above = (every.size - np.searchsorted(every, thresholds, "left")) - (
+        fixated.size - np.searchsorted(fixated, thresholds, "left")
+    )
+    hits = np.concatenate([[0.0], (positives.size - np.searchsorted(positives, thresholds, "left")) / positives.size])
+    false = np.concatenate([[0.0], at_or_above / n_negatives])
+    return float(np.sum(np.diff(false) * (hits[1:] + hits[:-1]) / 2))
+
+
+def _sorted(values: np.ndarray, sorted_values: np.ndarray | None) -> np.ndarray:
+    if sorted_values is None:
+        return np.sort(values, axis=None)
+    if sorted_values.size != values.size:
+        raise MetricInputError(f"sorted_values holds {sorted_values.size} values for a map of {values.size}")
+    return sorted_values
 
 
 def _fixation_pixels(shape: tuple[int, int], x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

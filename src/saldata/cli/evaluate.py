@@ -22,9 +22,16 @@ def evaluate(
     blur: Annotated[
         float, typer.Option("--blur", metavar="SIGMA_PX", help="Gaussian blur of each upsampled map, in pixels.")
     ] = 0.0,
+    rows: Annotated[
+        str,
+        typer.Option(
+            help="Store rows a map is made of: research (tokens 1 to n-1, then the EOS step where generation ended "
+            "with EOS; a word loses token 0) or all-tokens (every generated token, no EOS step).",
+        ),
+    ] = "research",
     storage_option: StorageOptions = None,
 ) -> None:
-    """Score attention maps against human fixations and saliency maps (NSS, AUC-Judd, CC, KLD, SIM).
+    """Score attention maps against human fixations and saliency maps (NSS, AUC, AUC-Judd, CC, KLD, SIM).
 
     Every done image with ground truth, every chosen layer: the description's mean map and each
     word's map, upsampled to the stored image, beside a centre-bias baseline. Writes
@@ -39,20 +46,22 @@ def evaluate(
 
     try:
         chosen = parse_layers(layers)
-        settings = EvalSettings(None if chosen == ALL_LAYERS else chosen, per_head, grid, blur)
+        settings = EvalSettings(None if chosen == ALL_LAYERS else chosen, per_head, grid, blur, rows)
         out = location(out, storage_option)
         data = Output(out)
-        table, undefined = score_output(data, settings)
+        table, undefined, unscored = score_output(data, settings)
     except SaldataError as exc:
         typer.secho(f"Error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=2) from None
     metrics_path = write_metrics(out, table)
     by_layer, centre = summarise(table)
     n_images = centre.n_images
-    title = f"{out}: {n_images} images, {grid} grid, blur {blur:g} px"
+    title = f"{out}: {n_images} images, {grid} grid, blur {blur:g} px, {rows} rows"
     figure_path = out / EVAL_DIRNAME / LAYERS_FIGURE
     save_png(layers_figure(by_layer, centre, title), figure_path)
     _print_summary(by_layer, centre, title, data.attrs["image_size"])
+    if unscored.images or unscored.words:  # what the convention means, not a problem: stdout
+        typer.echo(f"not scored, having no row under --rows {rows}: {unscored.images} images, {unscored.words} words")
     if undefined.count:
         typer.secho(
             f"{undefined.count} scores are null (undefined for their image), e.g. {undefined.first}",

@@ -28,7 +28,7 @@ def export(
             "--format",
             "-f",
             help="language-att: the language-driven saliency trainer's per-image files; pysaliency: one saliency "
-            "map per image for pysaliency.SaliencyMapModelFromDirectory.",
+            "map per image for pysaliency.SaliencyMapModelFromDirectory, with the stimuli, fixations and ground truth.",
         ),
     ],
     layer: Annotated[
@@ -67,6 +67,14 @@ def export(
             "(its last row is a real word, cut short, which the trainer's language_parsing would label EOS).",
         ),
     ] = False,
+    rows: Annotated[
+        str | None,
+        typer.Option(
+            help="pysaliency: the store rows each map averages, research (default: tokens 1 to n-1, then the EOS "
+            "step where generation ended with EOS; what language-att always holds) or all-tokens (every token).",
+            show_default=False,
+        ),
+    ] = None,
     storage_option: StorageOptions = None,
 ) -> None:
     """Write OUT's committed shards in another tool's layout, one thread per store shard, resumable.
@@ -83,7 +91,7 @@ def export(
     catch_signals()
     progress = _progress()
     try:
-        settings = ExportSettings(layer, tuple(split) if split else None, grid, unit, annotations, require_eos)
+        settings = ExportSettings(layer, tuple(split) if split else None, grid, unit, annotations, require_eos, rows)
         exporter = EXPORTERS[format.value](Output(location(out, storage_option)), dest, settings)
         task = progress.add_task("export", total=None)
         with progress:

@@ -54,6 +54,7 @@ class ExportSettings:
     unit: str | None = None
     annotations: bool = False
     require_eos: bool = False  # language-att: an image that did not end with EOS is marked invalid
+    rows: str | None = None  # the store rows a map averages (saldata.analysis.rows); None: research
 
 
 @dataclass(slots=True)

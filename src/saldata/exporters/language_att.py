@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from saldata.analysis.rows import trainer_rows
 from saldata.datasets.ground_truth import GT_OK
 from saldata.errors import ConfigError
 from saldata.exporters.base import Exporter, json_bytes, npy_bytes
@@ -42,15 +43,6 @@ TRAINER_SCRIPT = "main.py"
 # What the trainer assumes of the 8B model on 640x480 images, whatever it is told on its command line:
 LOADER_HIDDEN_SIZE = 4096  # its loader pads hidden states with zeros(max_len - seq, 4096)
 MODEL_PATCH_GRID = (36, 48)  # its model's learned prior for the patch attention is 36x48
-
-
-def trainer_rows(n_tokens: int, ended_with_eos: bool | None) -> range:
-    """The store rows of the trainer's rows: generated tokens 1.., then the step that produced EOS, if one did.
-
-    The research dropped generated token 0 (a newline) and kept the EOS step as its last row; in
-    the store that step is row ``n_tokens`` (``images.ended_with_eos``).
-    """
-    return range(1, n_tokens + bool(ended_with_eos))
 
 
 def trainer_id(image_id: str) -> str:
@@ -71,6 +63,7 @@ class LanguageAttExporter(Exporter):
         super().__init__(output, dest, settings)
         self.refuse("--grid", settings.grid)  # both grids are written
         self.refuse("--unit", settings.unit)
+        self.refuse("--rows", settings.rows)  # always the research's rows (trainer_rows)
 
     def settings_record(self) -> dict:
         record = {"layer": self.layer}

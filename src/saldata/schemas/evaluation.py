@@ -1,6 +1,16 @@
-"""``saldata evaluate``'s output: ``OUT/eval/metrics.parquet``, one row per scored map."""
+"""``saldata evaluate``'s output: ``OUT/eval/metrics.parquet``, one row per scored map.
+
+Its columns never hold a null integer, so pandas reads ``layer``, ``head`` and ``word_index`` as
+integers: ``NO_LAYER`` (-1) is the centre bias's layer, ``HEAD_MEAN`` (-1) the mean over heads,
+``NO_WORD`` (-1) the word index of a unit that is not a word. Metric names follow pysaliency's
+where the definitions agree (``auc`` is its ``AUC``, ``auc_judd`` its ``AUC_Judd``). The file's
+schema metadata holds ``saldata.metrics_version`` and ``saldata.evaluation``, the settings it
+was scored with (JSON: rows, grid, blur_px, per_head, layers).
+"""
 
 from __future__ import annotations
+
+import json
 
 import pyarrow as pa
 
@@ -14,14 +24,23 @@ UNIT_DESCRIPTION = "description"
 UNIT_WORD = "word"
 UNIT_CENTRE_BIAS = "centre_bias"
 HEAD_MEAN = -1
-METRIC_NAMES = ("nss", "auc_judd", "cc", "kld", "sim")
+NO_LAYER = -1  # the layer of the centre-bias baseline, which is no layer's map
+NO_WORD = -1  # the word_index of the description and centre-bias units
+METRIC_NAMES = ("nss", "auc", "auc_judd", "cc", "kld", "sim")
+FIXATION_METRICS = ("nss", "auc", "auc_judd")  # scored against the fixation points; the others against the map
+
+# The layout of metrics.parquet. 1 (no saldata.metrics_version in the file): auc_judd held what
+# auc holds now, and layer and word_index were null where they are now -1. 2: auc (pysaliency's
+# AUC), auc_judd (pysaliency's AUC_Judd), the -1 sentinels, the settings in the metadata.
+METRICS_VERSION = 2
+SETTINGS_KEY = "saldata.evaluation"
 
 METRICS = TableSpec(
     "metrics",
     (
         Column("idx", pa.int64(), "Image row (see images.idx)."),
         Column("image_id", pa.string(), "Image id (images.image_id)."),
-        Column("layer", pa.int32(), "Decoder layer of the map; null for the centre-bias baseline.", nullable=True),
+        Column("layer", pa.int32(), "Decoder layer of the map; -1 for the centre-bias baseline."),
         Column("head", pa.int32(), "Attention head, or -1 for the mean over heads."),
         Column(
             "unit",
@@ -29,10 +48,22 @@ METRICS = TableSpec(
             "'description' (mean of the description's token maps), 'word' (sum of the word's token maps) "
             "or 'centre_bias' (the baseline).",
         ),
-        Column("word_index", pa.int32(), "words.word_index for unit 'word', else null.", nullable=True),
+        Column("word_index", pa.int32(), "words.word_index for unit 'word', else -1."),
         Column("word", pa.string(), "words.word for unit 'word', else null.", nullable=True),
         Column("nss", pa.float64(), "Normalised scanpath saliency over all fixation points.", nullable=True),
-        Column("auc_judd", pa.float64(), "ROC area, fixated pixels against all pixels.", nullable=True),
+        Column(
+            "auc",
+            pa.float64(),
+            "ROC area, fixated pixels against all pixels, every value a threshold (pysaliency's AUC).",
+            nullable=True,
+        ),
+        Column(
+            "auc_judd",
+            pa.float64(),
+            "ROC area, fixated pixels against unfixated pixels, thresholds at the fixated values "
+            "(pysaliency's AUC_Judd without its random jitter).",
+            nullable=True,
+        ),
         Column("cc", pa.float64(), "Pearson correlation with the ground-truth saliency map.", nullable=True),
         Column(
             "kld", pa.float64(), "MIT KL divergence of the ground truth from the map (lower is better).", nullable=True
@@ -41,3 +72,13 @@ METRICS = TableSpec(
     ),
     "One row per scored map: image x layer x head x unit (x word).",
 )
+
+
+def metrics_schema(settings: dict) -> pa.Schema:
+    """The Arrow schema of ``metrics.parquet``, its metadata recording the evaluation's ``settings``."""
+    metadata = {
+        "saldata.table": METRICS.name,
+        "saldata.metrics_version": str(METRICS_VERSION),
+        SETTINGS_KEY: json.dumps(settings, sort_keys=True),
+    }
+    return METRICS.schema.with_metadata(metadata)
