@@ -10,7 +10,8 @@ counting every place its maps live on the host against one budget per model acto
   holds one copy of its block in Ray's object store, which the writer reads without copying.
 
 So a budget of B bytes and shard blocks of S bytes allow ``B // S - 1`` shards in flight per
-actor; the model overlaps the writes only from 2 on. ``--host-memory`` sets B; by default it is
+actor; the model overlaps the writes only from 2 on. Outside the budget: each writer's working
+memory while Zarr assembles a shard file from its compressed chunks. ``--host-memory`` sets B; by default it is
 ``DEFAULT_SHARE`` of the node's available memory, divided among the node's model actors.
 """
 
