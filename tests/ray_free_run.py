@@ -63,9 +63,7 @@ def run_without_ray(config: ExtractConfig) -> None:
         work = select_work(plan.shards, state, config.out, retry_failed=False)
         journal = RunJournal(config.out, RUN_ID)
         journal.write("start", shards=[w.shard.index for w in work], images=sum(w.n_images for w in work))
-        actor = ExtractorActor(
-            plan.model_dir, config.model, config.capture, config.prompt, config.batch_size, shard_size=config.shard_size
-        )
+        actor = ExtractorActor(plan.model_dir, config.model, config.capture, config.prompt, config.batch_size)
         for item in work:
             output = actor.process(load_shard(item, config.image_size))
             staged = stage_shard(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -102,11 +103,15 @@ def test_dry_run_prints_the_host_memory_arithmetic(tmp_path, tiny_model_dir, dem
 
 def test_a_run_that_cannot_fit_its_budget_is_refused_before_it_starts(tmp_path, tiny_model_dir, demo_root):
     out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["extract", *DEMO_ARGS, "--out", str(out), "--host-memory", "100KB"])
-    assert result.exit_code == 2
+    # shards of 2 images (the last --shard-size wins): room for two images' maps, not two shards
+    args = ["extract", *DEMO_ARGS, "--shard-size", "2", "--out", str(out), "--host-memory", "200KB"]
+    result = CliRunner().invoke(app, args, terminal_width=400)
+    assert result.exit_code == 2, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(" ".join(lines).split("Error: ")) == 2 and "Use --shard-size" in result.output
+    assert len(" ".join(lines).split("Error: ")) == 2 and "Use --shard-size 1 or less" in result.output
     assert "Traceback" not in result.output and not out.exists()
+    tiny = CliRunner().invoke(app, [*args[:-1], "100KB"], terminal_width=400)
+    assert tiny.exit_code == 2 and "less than two images' maps" in tiny.output and not out.exists()
 
 
 @pytest.mark.slow
@@ -122,3 +127,26 @@ def test_a_run_held_to_a_small_budget_equals_the_unbounded_run(tmp_path, referen
     assert start["host_memory"] == 2 * TINY_IMAGE_BYTES and start["shard_maps_bytes"] == TINY_IMAGE_BYTES
     (reference_journal,) = (reference_run / "journal").glob("*.jsonl")
     assert json.loads(reference_journal.read_text().splitlines()[0])["shards_in_flight"] > 1
+
+
+def test_a_budget_below_two_images_says_no_shard_size_fits():
+    plan = MapsBudget.plan(geometry(), shard_size=64, budget=10**8, given=True)
+    with pytest.raises(ConfigError, match="less than two images' maps .* Capture fewer --layers or --heads mean"):
+        plan.check()
+
+
+def test_the_shard_block_holds_the_images_it_is_given_and_grows_only_for_more():
+    """The actor's block is the budget's block: as many rows as the first shard has (a run of fewer
+    images than --shard-size allocates no more), reused after, grown only for a larger shard."""
+    from saldata.pipelines.host_memory import ShardBlock
+
+    block = ShardBlock(pinned=False)
+    shapes = {"hidden": (4, 1, 64), "attn_base": (4, 1, 4, 24, 24), "attn_highres": (4, 1, 4, 36, 48)}
+    first = block.rows(3, shapes)
+    assert {name: a.shape[0] for name, a in block.arrays.items()} == dict.fromkeys(shapes, 3)
+    first["hidden"][:] = 1
+    again = block.rows(2, shapes)
+    assert np.shares_memory(again["hidden"], first["hidden"]) and again["hidden"].shape[0] == 2
+    block.rows(5, shapes)
+    assert {a.shape[0] for a in block.arrays.values()} == {5}
+    assert str(block.arrays["attn_highres"].dtype) == "float16"

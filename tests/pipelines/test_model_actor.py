@@ -72,7 +72,7 @@ def test_shard_maps_are_the_capture_in_the_stored_dtype_and_reused_blocks_keep_n
     from saldata.schemas.store import ARRAY_SPECS
 
     settings = CaptureSettings(max_new_tokens=4, layers=(0, -1))
-    actor = ExtractorActor(tiny_model_dir, ModelSettings("tiny-random"), settings, resolve_prompt(), 2, shard_size=4)
+    actor = ExtractorActor(tiny_model_dir, ModelSettings("tiny-random"), settings, resolve_prompt(), 2)
     first = actor.process(loaded(rgb_images, 4))
     block_before = {name: array.copy() for name, array in first.maps.items()}
     images = loaded(rgb_images, 4)

@@ -100,11 +100,10 @@ def print_host_memory(budget, config: ExtractConfig, console: Console) -> None:
 
     source = "--host-memory" if budget.given else f"default: {DEFAULT_SHARE:.0%} of available memory per model actor"
     per_array = ", ".join(f"{name} {human_bytes(n)}" for name, n in budget.per_image.items())
-    batch = config.batch_size if config.batch_size != "auto" else "auto"
     console.print(
         f"Host memory per model actor ({source}): {human_bytes(budget.budget)}\n"
         f"  maps per image: {per_array} = {human_bytes(budget.image_bytes)}\n"
-        f"  images per batch: {batch} (a batch's maps are copied from the device into its shard's block: "
+        f"  images per batch: {config.batch_size} (a batch's maps are copied from the device into its shard's block: "
         "no host memory of their own)\n"
         "  batches in flight: 1 per model actor (its maps reach the block before the next batch starts)\n"
         f"  shard block: {plural(budget.shard_size, 'image')} x {human_bytes(budget.image_bytes)} = "

@@ -218,4 +218,5 @@ class LlavaNextExtractor:
 
 def _flat_grids(maps: dict) -> dict:
     """Attention maps with each grid flattened to one axis of cells (views, as the capture writes them)."""
-    return {name: t if name == "hidden" else t.flatten(start_dim=4) for name, t in maps.items()}
+    # view, not flatten: flatten copies an array that is not contiguous, and the capture would be lost.
+    return {name: t if name == "hidden" else t.view(*t.shape[:4], -1) for name, t in maps.items()}

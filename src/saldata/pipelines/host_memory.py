@@ -1,6 +1,6 @@
 """The host memory a run's maps may take, and where it goes.
 
-A heavy capture (``--layers all --heads all`` on the 8B model: ~245 MB per image) is bounded by
+A heavy capture (``--layers all --heads all`` on the 8B model: ~319 MB per image at 64 tokens) is bounded by
 counting every place its maps live on the host against one budget per model actor:
 
 - the actor's shard block: the shard's maps in their stored dtype, one block reused from shard to
@@ -115,7 +115,13 @@ class MapsBudget:
         if self.budget >= 2 * self.shard_bytes:
             return
         what = "--host-memory" if self.given else f"the default host memory ({DEFAULT_SHARE:.0%} of what is available)"
-        fitting = max(1, self.budget // (2 * self.image_bytes))
+        fitting = self.budget // (2 * self.image_bytes)
+        if fitting < 1:
+            raise ConfigError(
+                f"{what} is {human_bytes(self.budget)} per model actor, less than two images' maps "
+                f"({human_bytes(2 * self.image_bytes)}: one in the model, one being written). Capture fewer "
+                "--layers or --heads mean, or give a larger --host-memory."
+            )
         raise ConfigError(
             f"{what} is {human_bytes(self.budget)} per model actor, but a shard's maps take {human_bytes(self.shard_bytes)} "
             f"({self.shard_size} images x {human_bytes(self.image_bytes)}) and a run holds at least two shards (one in "
@@ -132,13 +138,13 @@ class ShardBlock:
     into it at full speed.
     """
 
-    def __init__(self, capacity: int, pinned: bool):
-        self.capacity = capacity  # images: the run's shard size
+    def __init__(self, pinned: bool):
         self.pinned = pinned
         self.arrays: dict[str, object] = {}
 
     def rows(self, n: int, shapes: dict[str, tuple[int, ...]]) -> dict:
-        """The first ``n`` rows of each map array, in its stored dtype (allocated on first use)."""
+        """The first ``n`` rows of each map array, in its stored dtype: allocated for the first shard's
+        images (the budget's shard size, or fewer in a run of fewer images), grown only for a larger one."""
         import torch
 
         for name, shape in shapes.items():
@@ -146,6 +152,5 @@ class ShardBlock:
             if array is None or array.shape[1:] != shape or array.shape[0] < n:
                 self.arrays[name] = None  # let the old one go before the new one is made
                 dtype = getattr(torch, ARRAY_SPECS[name].dtype)
-                size = max(n, self.capacity)
-                self.arrays[name] = torch.empty((size, *shape), dtype=dtype, pin_memory=self.pinned).numpy()
+                self.arrays[name] = torch.empty((n, *shape), dtype=dtype, pin_memory=self.pinned).numpy()
         return {name: self.arrays[name][:n] for name in shapes}

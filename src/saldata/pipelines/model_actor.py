@@ -57,7 +57,6 @@ class ExtractorActor:
         prompt: Prompt,
         batch_size: int | str,
         threads: int | None = None,
-        shard_size: int = 1,
     ):
         import torch
 
@@ -68,7 +67,7 @@ class ExtractorActor:
             torch.set_num_threads(threads)
         self.extractor = LlavaNextExtractor(model_dir, model, capture, prompt)
         self.batch = BatchSizer(batch_size, self.extractor.model)
-        self.block = ShardBlock(shard_size, pinned=self.extractor.device.type == "cuda")
+        self.block = ShardBlock(pinned=self.extractor.device.type == "cuda")
         self.busy_s = 0.0
         self.images_done = 0  # through the model (or failed before it), read live by ``progress``
         self.first_call: float | None = None
@@ -129,13 +128,9 @@ class ExtractorActor:
     def _run_batch(self, batch: list[LoadedImage], maps: dict, rows: list[int]) -> list[ImageOutcome] | None:
         """The batch's outcomes, its maps written into ``rows`` of ``maps``; None when it ran out of
         memory and should be retried smaller."""
-        contiguous = rows == list(range(rows[0], rows[0] + len(rows)))
-        # A failed image between two good ones breaks the run of rows: capture aside, then scatter.
-        out = (
-            {name: array[rows[0] : rows[0] + len(rows)] for name, array in maps.items()}
-            if contiguous
-            else {name: np.empty((len(rows), *a.shape[1:]), a.dtype) for name, a in maps.items()}
-        )
+        # The batch is captured into the block's rows from rows[0] on; where a failed image breaks the
+        # run of rows, they are moved into place after (no copy of the batch beside the block).
+        out = {name: array[rows[0] : rows[0] + len(rows)] for name, array in maps.items()}
         try:
             captures, seconds = self.batch.run(
                 lambda inputs: self.extractor(inputs, out=out),
@@ -148,9 +143,10 @@ class ExtractorActor:
                 ImageOutcome(im, None, 0.0, f"{im.source.path}: model failed ({type(exc).__name__}: {exc})")
                 for im in batch
             ]
-        if not contiguous:
-            for name, array in maps.items():
-                array[rows] = out[name]
+        for i in reversed(range(len(rows))):  # rows[i] >= rows[0] + i: last first, nothing is overwritten early
+            if rows[i] != rows[0] + i:
+                for array in maps.values():
+                    array[rows[i]] = array[rows[0] + i]
         return [
             ImageOutcome(im, capture.without_maps(), seconds / len(batch), None) for im, capture in zip(batch, captures)
         ]

@@ -79,7 +79,7 @@ def start_actors(config: ExtractConfig, model_dir: Path) -> list:
     actor_cls = ray.remote(max_restarts=-1, max_task_retries=0, concurrency_groups={PROGRESS_GROUP: 1})(ExtractorActor)
     return [
         actor_cls.options(**options).remote(
-            model_dir, config.model, config.capture, config.prompt, config.batch_size, threads, config.shard_size
+            model_dir, config.model, config.capture, config.prompt, config.batch_size, threads
         )
         for _ in range(count)
     ]
