@@ -178,7 +178,7 @@ def capture_overhead(model: str, new_tokens: int, batch: int, repeats: int, devi
     from transformers import LlavaNextForConditionalGeneration
 
     from saldata.extractors.image_inputs import prepare_images
-    from saldata.extractors.kv_cache import generate_cache_argument, reserved_cache
+    from saldata.extractors.kv_cache import reserved_cache
     from saldata.extractors.llava_next import CaptureSettings, LlavaNextExtractor
     from saldata.extractors.models import ModelSettings, resolve_model_dir
     from saldata.extractors.prompts import resolve_prompt
@@ -210,7 +210,7 @@ def capture_overhead(model: str, new_tokens: int, batch: int, repeats: int, devi
                 max_new_tokens=new_tokens,
                 min_new_tokens=new_tokens,
                 do_sample=False,
-                **{generate_cache_argument(): cache},
+                cache=cache,
             )
 
     def run_plain_reserved():

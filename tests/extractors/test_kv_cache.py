@@ -8,7 +8,7 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import Cache
 
-from saldata.extractors.kv_cache import ReservedLayer, generate_cache_argument, reserved_cache
+from saldata.extractors.kv_cache import ReservedLayer, reserved_cache
 
 NEW_TOKENS = 5
 
@@ -36,7 +36,7 @@ def generate(model, inputs, cache):
     with torch.inference_mode():
         return model.generate(
             **inputs,
-            **{generate_cache_argument(): cache},
+            cache=cache,
             max_new_tokens=NEW_TOKENS,
             min_new_tokens=NEW_TOKENS,
             do_sample=False,

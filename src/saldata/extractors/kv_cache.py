@@ -68,14 +68,6 @@ class ReservedLayer(DynamicLayer):
         self._value_buffer = buffer(value_states, self.values)
 
 
-def generate_cache_argument() -> str:
-    """The name ``generate`` takes a cache under: ``cache`` from transformers 5.2x on, which
-    deprecates ``past_key_values`` (the only name 5.0 knows)."""
-    from transformers.generation import utils
-
-    return "cache" if "cache" in getattr(utils, "ALL_CACHE_NAMES", ()) else "past_key_values"
-
-
 def reserved_cache(text_config, prompt_tokens: int, new_tokens: int) -> Cache:
     """A cache for every decoder layer of ``text_config`` with room for the prompt and ``new_tokens``."""
     capacity = prompt_tokens + new_tokens

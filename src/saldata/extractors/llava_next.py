@@ -10,7 +10,7 @@ import numpy as np
 
 from saldata.extractors.capture import CaptureBuffers, StepRecorder, capture_implementation, capture_layers
 from saldata.extractors.image_inputs import ImageInputs, prepare_images
-from saldata.extractors.kv_cache import generate_cache_argument, reserved_cache
+from saldata.extractors.kv_cache import reserved_cache
 from saldata.extractors.layout import ImageTokenLayout, layout_for
 from saldata.extractors.models import ModelSettings, load_model
 from saldata.extractors.prompts import Prompt
@@ -155,7 +155,7 @@ class LlavaNextExtractor:
         )
         cache = reserved_cache(self.config.text_config, len(prompt_ids), self.capture.max_new_tokens)
         with torch.inference_mode(), capture_layers(self.language_model, self.layers, recorder):
-            result = self.model.generate(**inputs, **self.generation_kwargs, **{generate_cache_argument(): cache})
+            result = self.model.generate(**inputs, **self.generation_kwargs, cache=cache)
             generated = result.sequences[:, inputs["input_ids"].shape[1] :].cpu().numpy()
             ends = [self._end(ids) for ids in generated]
             buffers.clear_rows_from(torch.tensor([n + (eos is not None) for n, eos in ends], device=self.device))

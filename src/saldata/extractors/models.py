@@ -33,7 +33,8 @@ def disable_hub_kernels() -> None:
     """Turn off what transformers fetches from the Hub lazily (``lazy_load_kernel``) in this process.
 
     ``use_kernels=False`` covers a model's own layers; kernels that integrations load on first use
-    read ``USE_HUB_KERNELS`` at that moment, so the variable is set too (Ray workers inherit it).
+    read ``USE_HUB_KERNELS`` at that moment, so the variable is set too, in the process that loads
+    the model (the model actor), before the load.
     """
     os.environ["USE_HUB_KERNELS"] = "NO"
 

@@ -1,7 +1,7 @@
 """The host memory a run's maps may take, and where it goes.
 
-A heavy capture (``--layers all --heads all`` on the 8B model: ~319 MB per image at 64 tokens) is bounded by
-counting every place its maps live on the host against one budget per model actor:
+A heavy capture (``--layers all --heads all`` on the 8B model: ~319 MB per image at 64 tokens)
+is bounded by counting every place its maps live on the host against one budget per model actor:
 
 - the actor's shard block: the shard's maps in their stored dtype, one block reused from shard to
   shard (pinned on a GPU node). The capture copies each batch from the device into its rows once,
@@ -11,8 +11,8 @@ counting every place its maps live on the host against one budget per model acto
 
 So a budget of B bytes and shard blocks of S bytes allow ``B // S - 1`` shards in flight per
 actor; the model overlaps the writes only from 2 on. Outside the budget: each writer's working
-memory while Zarr assembles a shard file from its compressed chunks. ``--host-memory`` sets B; by default it is
-``DEFAULT_SHARE`` of the node's available memory, divided among the node's model actors.
+memory while Zarr assembles a shard file from its compressed chunks. ``--host-memory`` sets B; by
+default it is ``DEFAULT_SHARE`` of the node's available memory, divided among its model actors.
 """
 
 from __future__ import annotations

@@ -60,9 +60,9 @@ def stream_shards(
     # Up to `ahead` shards are loaded or queued before the model; writes trail it by up to
     # WRITE_LAG x ahead more (8B maps can take longer to compress than to make), as far as the host
     # memory budget allows: each shard submitted and not yet staged may hold its maps in the object store.
-    most = plan.maps_budget.shards_in_flight * len(actors)
-    ahead = min(config.prefetch_shards * len(actors), most)
-    most = min(most, ahead * (1 + WRITE_LAG))
+    budgeted = plan.maps_budget.shards_in_flight * len(actors)
+    ahead = min(config.prefetch_shards * len(actors), budgeted)
+    most = min(budgeted, ahead * (1 + WRITE_LAG))
     todo = list(work)
     queued: dict = {}  # the model's result for each shard not yet through it
     inflight = live.writes  # each shard's write, until it lands; the caller releases what is left
@@ -70,12 +70,12 @@ def stream_shards(
         while todo and len(queued) < ahead and len(inflight) < most:
             item = todo.pop(0)
             loaded = load_task.remote(item, config.image_size, processor_dir)
-            outcomes = actors[item.shard.index % len(actors)].process.remote(loaded)
-            queued[outcomes] = item.shard
+            output = actors[item.shard.index % len(actors)].process.remote(loaded)
+            queued[output] = item.shard
             ref = write_task.remote(
                 config.out,
                 item,
-                outcomes,
+                output,
                 plan.geometry,
                 config.prompt,
                 run_id,
