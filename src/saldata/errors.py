@@ -30,6 +30,15 @@ class StoreError(SaldataError, OSError):
     """The output store is unusable (wrong schema, write failure)."""
 
 
+class DamagedChunkError(StoreError):
+    """A committed chunk of the feature store fails its checksum: damage to repair, not a mistake (exit 1)."""
+
+
+def exit_code(exc: SaldataError) -> int:
+    """The CLI's exit status for ``exc``: 1 for damage found in the output, 2 for a mistake in what was asked."""
+    return 1 if isinstance(exc, DamagedChunkError) else 2
+
+
 def first_line(exc: BaseException) -> str:
     """An exception in one line: its message's first line, or its type when it has none."""
     text = str(exc).strip()

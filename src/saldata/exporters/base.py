@@ -22,7 +22,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from saldata.errors import ConfigError
+from saldata.errors import ConfigError, SaldataError
 from saldata.exporters.destination import (
     SHARD_DONE,
     SHARD_NEW,
@@ -153,39 +153,54 @@ class Exporter:
             commit = commits.get(shard, "")
             # Files of this commit are kept (a file deleted since is written again); a new commit's are redone.
             work.append((shard, shard_rows, commit, markers.state(shard, commit) != SHARD_NEW))
-        if work:
-            stop = threading.Event()
-            workers = max(1, min(len(work), os.cpu_count() or 1))
-            with ThreadPoolExecutor(workers, thread_name_prefix="saldata-export") as pool:
-                tasks = [pool.submit(self._export_shard, markers, *item, stop, on_image) for item in work]
-                try:
-                    for task in as_completed(tasks):
-                        written, kept = task.result()
-                        summary.written += written
-                        summary.kept += kept
-                except BaseException:
-                    stop.set()  # the other shards stop at their next image; their files so far are whole
-                    pool.shutdown(wait=True, cancel_futures=True)
-                    raise
-        fragments, notes = self.fragment(rows)
-        for split, value in fragments.items():
-            write_fragment(self.dest, split, value)
-        files, dest_notes = self.assemble(read_fragments(self.dest))
-        for rel, data in files.items():
-            write_atomic(self.dest / rel, data)
+        try:
+            self._export_shards(work, markers, summary, on_image)
+            fragments, notes = self.fragment(rows)
+            for split, value in fragments.items():
+                write_fragment(self.dest, split, value)
+            files, dest_notes = self.assemble(read_fragments(self.dest))
+            for rel, data in files.items():
+                write_atomic(self.dest / rel, data)
+        except SaldataError as exc:  # a damaged chunk, an unreadable source image: say what was done
+            kept = f", {summary.kept} there already" if summary.kept else ""
+            raise type(exc)(
+                f"{str(exc).rstrip('.')}; the export stopped with {summary.written} images written into "
+                f"{self.dest}{kept} (whole files: once repaired, the same command finishes it)"
+            ) from None
         summary.notes = dest_notes + notes
         return summary
 
+    def _export_shards(self, work: list, markers: ShardMarkers, summary: ExportSummary, on_image) -> None:
+        """Each shard's images, one thread per shard; ``summary`` counts them as they are written."""
+        if not work:
+            return
+        stop, tally = threading.Event(), threading.Lock()
+
+        def count(wrote: bool) -> None:
+            with tally:
+                summary.written, summary.kept = summary.written + wrote, summary.kept + (not wrote)
+            on_image()
+
+        workers = max(1, min(len(work), os.cpu_count() or 1))
+        with ThreadPoolExecutor(workers, thread_name_prefix="saldata-export") as pool:
+            tasks = [pool.submit(self._export_shard, markers, *item, stop, count) for item in work]
+            try:
+                for task in as_completed(tasks):
+                    task.result()
+            except BaseException:
+                stop.set()  # the other shards stop at their next image; their files so far are whole
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+
     def _export_shard(
-        self, markers: ShardMarkers, shard: int, rows: list[dict], commit: str, resume: bool, stop, on_image
-    ) -> tuple[int, int]:
-        """Write one shard's images (the files a partial run left are kept); (images written, images kept)."""
+        self, markers: ShardMarkers, shard: int, rows: list[dict], commit: str, resume: bool, stop, count
+    ) -> None:
+        """Write one shard's images (the files a partial run left are kept); ``count(wrote)`` after each image."""
         output = Output(self.output.path)  # a store handle of this thread's own
         markers.mark(shard, commit, SHARD_PARTIAL)
-        written = kept = 0
         for row in rows:
             if stop.is_set():
-                return written, kept
+                return
             wrote = False
             for rel, make in self.image_files(output, row).items():
                 path = self.dest / rel
@@ -194,10 +209,8 @@ class Exporter:
                 write_atomic(path, make())
                 fault_point("export-file", next(self._files_written), path)
                 wrote = True
-            written, kept = written + wrote, kept + (not wrote)
-            on_image()
+            count(wrote)
         markers.mark(shard, commit, SHARD_DONE)
-        return written, kept
 
 
 def npy_bytes(value) -> bytes:

@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from saldata.errors import ConfigError, StoreError
+from saldata.readers.checked import CheckedGroup
 from saldata.readers.layers import PER_TOKEN_ARRAYS, StoredLayers
 from saldata.schemas.catalog import STATUS_DONE
 from saldata.schemas.store import ARRAY_SPECS, COORDINATE_ARRAYS, IMAGE_COORDINATE, STORE_SCHEMA_VERSION
@@ -37,7 +38,8 @@ class Output:
 
     def __init__(self, out: Path | str, storage_options: dict | None = None):
         self.path = as_out(out, storage_options)  # a folder, or an ObjectPath for a URL
-        self.group = open_store(self.path)  # raises StoreError naming the path when absent
+        # open_store raises StoreError naming the path when absent; a damaged chunk is named when read
+        self.group = CheckedGroup(open_store(self.path), self.path)
         self.attrs: dict = dict(self.group.attrs)
         version = self.attrs.get("schema_version")
         if not isinstance(version, int) or version > STORE_SCHEMA_VERSION:
@@ -91,11 +93,14 @@ class Output:
     def arrays(self) -> dict:
         """Every store array as a dask array (chunks: one Zarr shard of images, whole elsewhere)."""
         import dask.array as da
+        from dask.base import tokenize
 
         arrays = {}
         for name, array in self.group.arrays():
-            shard = (array.shards or array.chunks)[0]
-            arrays[name] = da.from_zarr(array, chunks=(shard, *array.shape[1:]))
+            chunks = ((array.shards or array.chunks)[0], *array.shape[1:])
+            # from_array, not from_zarr (which wants a zarr array): the reads go through the checks
+            token = tokenize(array.zarr_array, chunks)
+            arrays[name] = da.from_array(array, chunks=chunks, name=f"from-zarr-{token}")
         return arrays
 
     def to_xarray(self, mask: bool = True):

@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 
 from saldata.datasets.ground_truth import GT_OK, fixation_map
 from saldata.errors import ConfigError, ImageLoadError
+from saldata.readers.checked import CheckedGroup
 from saldata.readers.output import Output
 from saldata.storage.zarr_store import open_store
 
@@ -73,7 +74,7 @@ class SaliencyDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         row = self.rows[i]
         if self._group is None:
-            self._group = open_store(self.path)
+            self._group = CheckedGroup(open_store(self.path), self.path)  # a damaged chunk is named
         group = self._group
         idx, n = row["idx"], min(row["n_tokens"], self.max_len)
         hidden = np.zeros((self.max_len, group["hidden"].shape[-1]), np.float32)
