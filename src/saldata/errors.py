@@ -14,6 +14,10 @@ class ConfigError(SaldataError, ValueError):
     """A setting is invalid or two settings contradict each other."""
 
 
+class ImageIndexError(ConfigError, IndexError):
+    """An image index (``idx``) the output does not hold."""
+
+
 class DatasetError(SaldataError, FileNotFoundError):
     """A dataset is missing or not laid out as expected."""
 

@@ -40,7 +40,7 @@ def test_select_by_split_id_and_sql(output, demo_output):
     picked = output.select(image_ids=["COCO_val2014_000000000005", "COCO_val2014_000000000002"])
     assert picked.idx.tolist() == [1, 4]
     np.testing.assert_array_equal(picked.arrays["token_ids"].compute(), group["token_ids"][[1, 4]])
-    assert len(output.select(split="val")) == 6 and len(output.select(split="train")) == 0
+    assert len(output.select(split="val")) == 6  # split="train", which it lacks, raises (below)
     assert output.select(where="orig_width > 700").idx.tolist() == [1, 3]
     with pytest.raises(StoreError, match="nope"):
         output.select(image_ids=["nope"])
@@ -95,3 +95,47 @@ def test_an_older_store_without_ground_truth_is_named(demo_output, tmp_path):
     group.attrs["schema_version"] = 99
     with pytest.raises(StoreError, match="upgrade saldata"):
         saldata.open(out)
+
+
+def test_select_a_split_the_output_lacks_names_the_splits_present(output):
+    from saldata.errors import ConfigError
+
+    for split in ("train", "vall"):
+        with pytest.raises(ConfigError, match=f"no image of split '{split}'.*it has: val"):
+            output.select(split=split)
+    assert len(output.select(split="val", where="orig_width > 9999")) == 0  # a split present: no error
+
+
+READ_BY_IMAGE = {
+    "token_maps": lambda o, **key: o.token_maps(**key, layer=0),
+    "word_maps": lambda o, **key: o.word_maps(**key)[1],
+    "hidden": lambda o, **key: o.hidden(**key),
+}
+
+
+@pytest.mark.parametrize("reader", READ_BY_IMAGE)
+def test_maps_and_hidden_take_an_image_id(output, reader):
+    from saldata.errors import ConfigError
+
+    read = READ_BY_IMAGE[reader]
+    by_id = read(output, image_id="COCO_val2014_000000000003")
+    np.testing.assert_array_equal(by_id, read(output, idx=2))
+    assert not np.array_equal(by_id, read(output, idx=3))
+    with pytest.raises(StoreError, match="no committed image with id nope"):
+        read(output, image_id="nope")
+    with pytest.raises(ConfigError, match="idx or its image_id"):
+        read(output, idx=2, image_id="COCO_val2014_000000000003")
+    with pytest.raises(ConfigError, match="idx or its image_id"):
+        read(output)
+
+
+@pytest.mark.parametrize("reader", READ_BY_IMAGE)
+@pytest.mark.parametrize("idx", [6, -1, 1000])
+def test_an_index_out_of_range_is_one_line(output, reader, idx):
+    from saldata.errors import ConfigError
+
+    with pytest.raises(IndexError) as caught:  # what zarr raised before, still caught by `except IndexError`
+        READ_BY_IMAGE[reader](output, idx=idx)
+    assert isinstance(caught.value, ConfigError)
+    message = str(caught.value)
+    assert len(message.splitlines()) == 1 and f"idx {idx} is out of range" in message and "0..5" in message

@@ -81,3 +81,24 @@ def test_example_trains_one_epoch(demo_output):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "one epoch over 6 images done" in proc.stdout and "KL" in proc.stdout
+
+
+def test_a_split_the_output_lacks_is_refused_naming_the_splits_present(demo_output):
+    from saldata.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="no image of split 'vall'.*it has: val"):
+        SaliencyDataset(demo_output, split="vall")
+
+
+def test_max_len_cuts_and_items_carry_the_true_length(demo_output):
+    from saldata.errors import ConfigError
+
+    group = zarr.open_group(demo_output / "features.zarr", mode="r")
+    item = SaliencyDataset(demo_output, max_len=10)[0]
+    n_tokens = int(group["n_tokens"][0])
+    assert n_tokens > 10  # the demo's images have 12 tokens: the cut is real
+    assert item["length"] == 10 and item["n_tokens"] == n_tokens and item["mask"].sum() == 10
+    assert SaliencyDataset(demo_output)[0]["n_tokens"] == SaliencyDataset(demo_output)[0]["length"] == n_tokens
+    for bad in (0, -3):
+        with pytest.raises(ConfigError, match="max_len"):
+            SaliencyDataset(demo_output, max_len=bad)

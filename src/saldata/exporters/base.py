@@ -106,7 +106,7 @@ class Exporter:
         """Done images of the chosen splits meeting ``condition`` (SQL on ``images``), in idx order."""
         splits = self.settings.splits
         if splits:
-            present = set(self.output.sql("SELECT DISTINCT split FROM images").column("split").to_pylist())
+            present = set(self.output.splits())
             missing = [s for s in splits if s not in present]
             if missing:
                 raise ConfigError(

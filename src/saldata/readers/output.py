@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from saldata.errors import ConfigError, StoreError
+from saldata.errors import ConfigError, ImageIndexError, StoreError
 from saldata.readers.checked import CheckedGroup
 from saldata.readers.layers import PER_TOKEN_ARRAYS, StoredLayers
 from saldata.schemas.catalog import STATUS_DONE
@@ -164,6 +164,10 @@ class Output:
         """Rows (and their arrays) by split, by image id, and/or by a SQL condition on ``images``."""
         conditions = [] if include_failed else [f"status = '{STATUS_DONE}'"]
         if split is not None:
+            if split not in self.splits():  # a typo would otherwise select nothing, silently
+                raise ConfigError(
+                    f"{self.path}: no image of split {split!r}; it has: {', '.join(self.splits()) or 'none committed'}."
+                )
             conditions.append(f"split = {_literal(split)}")
         if image_ids is not None:
             conditions.append(f"image_id IN ({', '.join(_literal(i) for i in image_ids) or 'NULL'})")
@@ -180,40 +184,74 @@ class Output:
                 )
         return Selection(self, rows)
 
+    def splits(self) -> list[str]:
+        """The splits of the committed images (done or failed), sorted."""
+        return sorted(self.sql("SELECT DISTINCT split FROM images").column("split").to_pylist())
+
     def row(self, image_id: str) -> dict:
         return self.select(image_ids=[image_id], include_failed=True).images.to_pylist()[0]
 
-    # -- words -----------------------------------------------------------------------------
+    # -- one image's maps ------------------------------------------------------------------
+    def image_index(self, idx: int | None = None, image_id: str | None = None) -> int:
+        """The store row of an image named by its ``idx`` or its ``image_id`` (exactly one of the two)."""
+        if (idx is None) == (image_id is None):
+            raise ConfigError("name the image by its idx or its image_id=, one of the two.")
+        if image_id is not None:
+            return int(self.row(image_id)["idx"])  # an unknown id: StoreError with the query that lists them
+        n = self.group["n_tokens"].shape[0]
+        if not isinstance(idx, (int, np.integer)) or not 0 <= idx < n:  # zarr would wrap -1, and fail past n
+            raise ImageIndexError(f"idx {idx!r} is out of range: {self.path} holds images 0..{n - 1} (images.idx).")
+        return int(idx)
+
     def word_maps(
-        self, idx: int, grid: str = "highres", reduce: str = "sum", heads: str = "mean", layer: int | None = None
+        self,
+        idx: int | None = None,
+        grid: str = "highres",
+        reduce: str = "sum",
+        heads: str = "mean",
+        layer: int | None = None,
+        *,
+        image_id: str | None = None,
     ) -> tuple:
         """(words, maps): an image's words and one attention map per word, (n_words, [heads,] rows, cols).
 
-        A word's map is the sum (or mean) of its tokens' maps; ``heads="mean"`` averages heads first.
-        ``layer`` is a captured decoder layer (negative counts from the model's end); default the last captured.
+        The image is ``idx`` or ``image_id=``. A word's map is the sum (or mean) of its tokens' maps;
+        ``heads="mean"`` averages heads first. ``layer`` is a captured decoder layer (negative counts
+        from the model's end); default the last captured.
         """
         if reduce not in WORD_REDUCTIONS:
             raise ConfigError(f"reduce must be one of {WORD_REDUCTIONS}, not {reduce!r}.")
-        words = self.sql(f"SELECT * FROM words WHERE idx = {int(idx)} ORDER BY word_index").to_pylist()
+        idx = self.image_index(idx, image_id)
+        words = self.sql(f"SELECT * FROM words WHERE idx = {idx} ORDER BY word_index").to_pylist()
         maps = self.token_maps(idx, grid, heads, layer)
         reducer = np.sum if reduce == "sum" else np.mean
         stacked = [reducer(maps[w["first_position"] : w["last_position"] + 1], axis=0) for w in words]
         shape = maps.shape[1:]
         return words, (np.stack(stacked) if stacked else np.zeros((0, *shape), np.float32))
 
-    def token_maps(self, idx: int, grid: str = "highres", heads: str = "mean", layer: int | None = None) -> np.ndarray:
-        """An image's valid per-token maps at one layer, float32: (n, rows, cols), or (n, heads, rows, cols)
-        with heads="all"."""
+    def token_maps(
+        self,
+        idx: int | None = None,
+        grid: str = "highres",
+        heads: str = "mean",
+        layer: int | None = None,
+        *,
+        image_id: str | None = None,
+    ) -> np.ndarray:
+        """An image's (``idx`` or ``image_id=``) valid per-token maps at one layer, float32: (n, rows, cols),
+        or (n, heads, rows, cols) with heads="all"."""
         if grid not in GRIDS:
             raise ConfigError(f"grid must be 'base' or 'highres', not {grid!r}.")
         if heads not in ("mean", "all"):
             raise ConfigError(f"heads must be 'mean' or 'all', not {heads!r}.")
+        idx = self.image_index(idx, image_id)
         n = int(self.group["n_tokens"][idx])
         maps = np.asarray(self.layers.rows(self.group[f"attn_{grid}"], idx, n, layer), dtype=np.float32)
         return maps.mean(axis=1) if heads == "mean" else maps
 
-    def hidden(self, idx: int, layer: int | None = None) -> np.ndarray:
-        """An image's valid hidden states at one layer, float32: (n, hidden_dim)."""
+    def hidden(self, idx: int | None = None, layer: int | None = None, *, image_id: str | None = None) -> np.ndarray:
+        """An image's (``idx`` or ``image_id=``) valid hidden states at one layer, float32: (n, hidden_dim)."""
+        idx = self.image_index(idx, image_id)
         n = int(self.group["n_tokens"][idx])
         return np.asarray(self.layers.rows(self.group["hidden"], idx, n, layer), dtype=np.float32)
 

@@ -27,10 +27,13 @@ class SaliencyDataset(Dataset):
     """Items are dicts of tensors (``T`` = max_len, ``H`` x ``W`` = image_size as height x width):
 
     ``hidden`` (T, D), ``attn_base`` (T, 24, 24), ``attn_highres`` (T, R, C) (heads averaged,
-    or (T, heads, ...) with ``heads="all"``), ``mask`` (T,) bool, ``length``, ``image`` (3, H, W)
-    in [0, 1], ``saliency`` (H, W) in [0, 1], ``fixations`` (H, W) 0/1, ``has_ground_truth``,
-    ``idx``; and ``image_id`` (str). Maps and hidden states are those of one captured decoder
-    ``layer`` (negative counts from the model's end; default the last captured).
+    or (T, heads, ...) with ``heads="all"``), ``mask`` (T,) bool, ``length`` (the rows filled:
+    the image's tokens, cut at ``max_len``), ``n_tokens`` (the image's tokens, uncut: greater
+    than ``length`` where ``max_len`` cut them), ``image`` (3, H, W) in [0, 1], ``saliency``
+    (H, W) in [0, 1], ``fixations`` (H, W) 0/1, ``has_ground_truth``, ``idx``; and ``image_id``
+    (str). Maps and hidden states are those of one captured decoder ``layer`` (negative counts
+    from the model's end; default the last captured). A ``split`` the output lacks is refused,
+    naming the splits it has.
     """
 
     def __init__(
@@ -50,6 +53,8 @@ class SaliencyDataset(Dataset):
             raise ConfigError(f"normalize must be one of {NORMALIZATIONS}, not {normalize!r}.")
         if heads not in ("mean", "all"):
             raise ConfigError(f"heads must be 'mean' or 'all', not {heads!r}.")
+        if max_len is not None and (not isinstance(max_len, (int, np.integer)) or max_len < 1):
+            raise ConfigError(f"max_len must be a number of tokens >= 1 (or None: the output's), not {max_len!r}.")
         output = Output(out, storage_options)
         output.require("hidden", "attn_base", "attn_highres", "saliency_map", "fixation_map")
         self.path = output.path
@@ -83,6 +88,7 @@ class SaliencyDataset(Dataset):
             "idx": idx,
             "image_id": row["image_id"],
             "length": n,
+            "n_tokens": row["n_tokens"],  # beside length: what max_len cut is never hidden
             "mask": torch.arange(self.max_len) < n,
             "hidden": torch.from_numpy(hidden),
             "attn_base": torch.from_numpy(self._maps(group["attn_base"], idx, n)),
