@@ -75,10 +75,10 @@ def stats(
 
     Written to OUT/stats/words.parquet and OUT/stats/word_maps.zarr; the most frequent words are shown.
     """
-    from rich.console import Console
     from rich.table import Table
 
     from saldata.analysis.word_stats import word_statistics, write_statistics
+    from saldata.cli.report import report_console
     from saldata.readers.output import Output
 
     try:
@@ -96,7 +96,7 @@ def stats(
     for row in table.slice(0, top).to_pylist():
         peak = divmod(int(maps[row["map_row"]].argmax()), maps.shape[2])
         view.add_row(row["word"], str(row["count"]), str(row["n_images"]), f"{row['attention_mass']:.3f}", str(peak))
-    console = Console()
+    console = report_console()
     console.print(view)
     console.print(f"written: {folder / 'words.parquet'}, {folder / 'word_maps.zarr'}")
 

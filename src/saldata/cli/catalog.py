@@ -68,9 +68,9 @@ def query(
 def show(out: OutArg, storage_option: StorageOptions = None) -> None:
     """Print each catalog view's columns (with meaning) and row count, and the store's arrays."""
     import duckdb
-    from rich.console import Console
     from rich.table import Table
 
+    from saldata.cli.report import report_console
     from saldata.schemas.catalog import TABLES
     from saldata.schemas.store import ARRAY_SPECS
     from saldata.storage.sql import connect
@@ -85,7 +85,7 @@ def show(out: OutArg, storage_option: StorageOptions = None) -> None:
         _fail(str(exc))
     except duckdb.Error as exc:
         _fail(f"{first_line(exc)}; run saldata verify {out} to see what is damaged.")
-    console = Console()
+    console = report_console()
     for name, spec in TABLES.items():
         count = counts[name]
         view = Table(title=f"{name}: {count} rows  ({spec.doc})", title_justify="left")
@@ -150,8 +150,9 @@ def _as_text(column) -> list:
 
 
 def _print_table(table, max_rows: int, output: Path | None) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from saldata.cli.report import report_console
 
     view = Table(
         *table.column_names,
@@ -161,9 +162,9 @@ def _print_table(table, max_rows: int, output: Path | None) -> None:
         view.add_row(*("NULL" if v is None else str(v) for v in row.values()))
     if output:
         with open(output, "w") as f:
-            Console(file=f, width=200).print(view)
+            report_console(f).print(view)
     else:
-        Console().print(view)
+        report_console().print(view)
 
 
 def _fail(message: str) -> None:

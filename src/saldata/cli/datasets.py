@@ -5,11 +5,10 @@ from __future__ import annotations
 
 def datasets() -> None:
     """List the datasets --dataset accepts, their splits and the layout each expects under --data-root."""
-    from rich.console import Console
-
+    from saldata.cli.report import report_console
     from saldata.datasets import DATASETS, dataset_spec
 
-    console = Console()
+    console = report_console()
     for name, reader in DATASETS.items():
         splits = ", ".join(reader.splits)
         console.print(f"[bold]{dataset_spec(name)}[/]  splits: {splits} (default {reader.default_split})")

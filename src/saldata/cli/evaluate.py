@@ -72,21 +72,23 @@ def evaluate(
 
 
 def _print_summary(by_layer, centre, title: str, image_size) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     from saldata.analysis.evaluate import BEST_BY, best_layer
     from saldata.analysis.metrics import CENTRE_BIAS_SIGMA_FRACTION
+    from saldata.cli.report import report_console
     from saldata.schemas.evaluation import METRIC_NAMES
 
-    view = Table(title=f"{title}; description maps, heads averaged (mean ± s.e.)", title_justify="left")
+    view = Table()
     view.add_column("layer")
     for name in METRIC_NAMES:
         view.add_column(name + (" ↓" if name == "kld" else ""), justify="right")
     for level in [*by_layer, centre]:
         label = "centre bias" if level.layer is None else str(level.layer)
         view.add_row(label, *(_cell(level.mean[n], level.stderr[n]) for n in METRIC_NAMES))
-    console = Console()
+    console = report_console()
+    # The title on a line of its own: a table wraps its title to the table's width, cutting the path.
+    console.print(f"{title}; description maps, heads averaged (mean ± s.e.)", soft_wrap=True, highlight=False)
     console.print(view)
     width, height = image_size
     sigma = CENTRE_BIAS_SIGMA_FRACTION * math.hypot(width, height)

@@ -51,10 +51,11 @@ class EtaColumn(LiveColumn):
 
 
 def print_plan(config: ExtractConfig, console: Console | None = None) -> None:
+    from saldata.cli.report import report_console
     from saldata.pipelines.extract import plan_run
     from saldata.storage.catalog import committed_shards
 
-    console = console or Console()
+    console = console or report_console()
     plan = plan_run(config)
     g = plan.geometry
     full = len(plan.shards) * config.shard_size == g.n_images  # else the last shard holds fewer

@@ -64,6 +64,7 @@ def connect(out: Path) -> ReadOnlyConnection:
     if not catalog_dir(out).is_dir():
         raise StoreError(f"No catalog at {catalog_dir(out)}: is {out} a saldata extraction output?")
     con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")  # DuckDB draws it on stdout, into the user's results
     if is_object(out):
         # DuckDB reads an object store only through its httpfs extension, which cannot be
         # installed offline: the committed files are read through fsspec, and DuckDB scans them
