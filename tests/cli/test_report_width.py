@@ -37,7 +37,9 @@ def test_catalog_query_into_a_pipe_keeps_every_value_whole(out):
 def test_catalog_query_into_a_file_keeps_every_value_whole(out, tmp_path):
     target = tmp_path / "table.txt"
     long = "COCO_val2014_000000000001" * 12  # 300 characters: past the file's old width of 200
-    proc = run_cli(["catalog", "query", out, "SELECT repeat(image_id, 12) AS long FROM images ORDER BY idx", "-o", target])
+    proc = run_cli(
+        ["catalog", "query", out, "SELECT repeat(image_id, 12) AS long FROM images ORDER BY idx", "-o", target]
+    )
     assert proc.returncode == 0, proc.stderr
     assert any(long in line for line in target.read_text().splitlines()), target.read_text()
 
