@@ -74,6 +74,7 @@ READERS = {
     "word_maps": lambda o: o.word_maps(DAMAGED_IDX, layer=0),
     "hidden": lambda o: o.hidden(DAMAGED_IDX),
     "dask arrays": lambda o: o.arrays["attn_highres"].compute(),
+    "a whole array, every shard at once": lambda o: o.group["hidden"][:],
     "a selection's arrays": lambda o: o.select(split="val").arrays["hidden"][4:].compute(),
     "to_xarray": lambda o: o.to_xarray()["attn_highres"].values,
 }

@@ -91,16 +91,34 @@ class CheckedArray:
         return ("saldata-checked", tokenize(self.zarr_array))
 
     def damaged(self, key) -> DamagedChunkError:
-        """The error for a failed read of ``key``: the first image it covers whose chunks fail, found one by one."""
+        """The error for a failed read of ``key``: the first image it covers whose chunks fail.
+
+        Shard by shard first, then image by image within the failing shard: the search reads
+        about what the failed read did, not once more per image."""
         key = key if isinstance(key, tuple) else (key,)
         rest = key[1:] if key and key[0] is not Ellipsis else (Ellipsis,)
-        for idx in _images(key[0] if key else Ellipsis, self.zarr_array.shape[0]):
-            try:
-                self.zarr_array[(idx, *rest)]
-            except ValueError as exc:
-                if is_checksum_error(exc):
+        images = _images(key[0] if key else Ellipsis, self.zarr_array.shape[0])
+        per_shard = (self.zarr_array.shards or self.zarr_array.chunks)[0]
+        shards: dict[int, list[int]] = {}
+        for idx in images:
+            shards.setdefault(idx // per_shard, []).append(idx)
+        for shard_images in shards.values():
+            if len(shard_images) > 1 and not self._fails(sorted(shard_images), rest):
+                continue
+            for idx in shard_images:
+                if self._fails(idx, rest):
                     return DamagedChunkError(self._message(idx))
         return DamagedChunkError(self._message(None))
+
+    def _fails(self, images: int | list[int], rest: tuple) -> bool:
+        """Whether reading image ``images`` (or the run from the first to the last of a list), with the
+        rest of the key, fails a checksum."""
+        first = images if isinstance(images, int) else slice(images[0], images[-1] + 1)
+        try:
+            self.zarr_array[(first, *rest)]
+        except Exception as exc:  # any other failure is not what is looked for
+            return is_checksum_error(exc)
+        return False
 
     def _message(self, idx: int | None) -> str:
         array = self.zarr_array
