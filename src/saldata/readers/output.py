@@ -198,8 +198,10 @@ class Output:
             raise ConfigError("name the image by its idx or its image_id=, one of the two.")
         if image_id is not None:
             return int(self.row(image_id)["idx"])  # an unknown id: StoreError with the query that lists them
+        if not isinstance(idx, (int, np.integer)) or isinstance(idx, bool):
+            raise ConfigError(f"idx must be an image index (images.idx), an integer, not {idx!r}.")
         n = self.group["n_tokens"].shape[0]
-        if not isinstance(idx, (int, np.integer)) or not 0 <= idx < n:  # zarr would wrap -1, and fail past n
+        if not 0 <= idx < n:  # zarr would wrap -1, and fail past n with a BoundsCheckError
             raise ImageIndexError(f"idx {idx!r} is out of range: {self.path} holds images 0..{n - 1} (images.idx).")
         return int(idx)
 
