@@ -144,6 +144,20 @@ def read_rows(folder: Path, table: str, keys: tuple[str, ...]) -> list[dict]:
     return rows
 
 
+# A committed catalog file the tampering tests change (the readers' demo: shard 0 holds idx 0-3).
+TAMPERED = "catalog/images/shard-00000.parquet"
+
+
+def rewrite_catalog_file(path: Path, table_name: str) -> None:
+    """Change one value and write the file back with the same schema: only its bytes tell."""
+    table = pq.read_table(path)
+    column = {"images": "text", "tokens": "token", "words": "word", "fixations": "x"}[table_name]
+    values = table.column(column).to_pylist()
+    values[0] = values[0] + 1.0 if isinstance(values[0], float) else f"FORGED {values[0]}"
+    table = table.set_column(table.schema.get_field_index(column), table.field(column), [values])
+    pq.write_table(table, path, compression="zstd")
+
+
 def committed(out: Path) -> list[Path]:
     folder = out / "catalog" / "images"
     return sorted(folder.glob("shard-*.parquet")) if folder.is_dir() else []

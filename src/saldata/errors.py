@@ -30,6 +30,17 @@ class StoreError(SaldataError, OSError):
     """The output store is unusable (wrong schema, write failure)."""
 
 
+class DamageError(StoreError):
+    """A committed file is missing, unreadable or other than its commit record says: the output
+    was damaged or changed after the commit. ``saldata verify`` names every such file, and a rerun
+    of the extraction redoes their shards. The CLI exits 1 (the output is wrong, not the command)."""
+
+
+def exit_code(exc: SaldataError) -> int:
+    """The CLI's exit status for ``exc``: 1 where the output is damaged, 2 for what the command asked."""
+    return 1 if isinstance(exc, DamageError) else 2
+
+
 def first_line(exc: BaseException) -> str:
     """An exception in one line: its message's first line, or its type when it has none."""
     text = str(exc).strip()

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from saldata.cli.locations import OutArg, StorageOptions, location
-from saldata.errors import SaldataError
+from saldata.errors import SaldataError, exit_code
 from saldata.storage.paths import refuse_url
 
 LayerOption = Annotated[
@@ -47,7 +47,7 @@ def show(
         layer = data.layers.resolve(layer)
         words, maps = data.word_maps(row["idx"], grid=grid, reduce=reduce, layer=layer)
     except SaldataError as exc:
-        _fail(str(exc))
+        _fail(str(exc), exit_code(exc))
     size = tuple(data.attrs["image_size"])
     source = ImageSource(row["dataset"], row["split"], row["image_id"], row["source_path"])
     loaded = load_image(row["idx"], source, size)
@@ -87,7 +87,7 @@ def stats(
         layer = data.layers.resolve(layer)
         table, maps = word_statistics(data, layer)
     except SaldataError as exc:
-        _fail(str(exc))
+        _fail(str(exc), exit_code(exc))
     folder = write_statistics(out, table, maps, layer)
     title = f"{table.num_rows} distinct words over {data.images.num_rows} images (layer {layer})"
     view = Table(title=title, title_justify="left")
@@ -101,6 +101,6 @@ def stats(
     console.print(f"written: {folder / 'words.parquet'}, {folder / 'word_maps.zarr'}")
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, code: int = 2) -> None:
     typer.secho(f"Error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=2)
+    raise typer.Exit(code=code)

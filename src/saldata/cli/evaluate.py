@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from saldata.cli.locations import OutArg, StorageOptions, location
-from saldata.errors import SaldataError
+from saldata.errors import SaldataError, exit_code
 
 
 def evaluate(
@@ -52,7 +52,7 @@ def evaluate(
         table, undefined, unscored = score_output(data, settings)
     except SaldataError as exc:
         typer.secho(f"Error: {exc}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(code=2) from None
+        raise typer.Exit(code=exit_code(exc)) from None
     metrics_path = write_metrics(out, table)
     by_layer, centre = summarise(table)
     n_images = centre.n_images

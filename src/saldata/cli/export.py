@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from saldata.cli.locations import OutArg, StorageOptions, location
-from saldata.errors import SaldataError
+from saldata.errors import SaldataError, exit_code
 
 
 class Format(str, enum.Enum):  # the names of saldata.exporters.EXPORTERS (a test keeps them equal)
@@ -99,7 +99,7 @@ def export(
                 on_total=lambda n: progress.update(task, total=n), on_image=lambda: progress.advance(task)
             )
     except SaldataError as exc:
-        _fail(str(exc))
+        _fail(str(exc), code=exit_code(exc))
     except Interrupted as exc:
         typer.secho(
             f"interrupted: the files written so far are whole; rerun the same command to finish {dest}",

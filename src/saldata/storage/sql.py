@@ -78,7 +78,8 @@ def connect(out: Path) -> ReadOnlyConnection:
         paths = [str(Path(f).resolve()) for f in committed_files(out, name)]
         views[name] = paths
         files += paths
-    # Only these files, named one by one (no folder, no glob: uncommitted shards stay out).
+    # Only these files, named one by one (no folder, no glob: uncommitted shards stay out), each
+    # checked against its commit record by committed_files before DuckDB may read it.
     if files:
         con.execute(f"SET allowed_paths = [{', '.join(map(_quote, files))}]")
     for name, paths in views.items():
