@@ -58,6 +58,7 @@ def test_a_rewritten_images_file_is_refused_by_every_command(tampered, tmp_path,
 MOVES = {
     "deleted": lambda path: path.unlink(),
     "renamed": lambda path: path.rename(path.with_name("shard-00007.parquet")),
+    "catalog folder deleted": lambda path: shutil.rmtree(path.parents[1]),  # not "is OUT an output?"
 }
 MISSING = f"Error: OUT/{TAMPERED} is missing although its shard is committed; run saldata verify on the output."
 

@@ -88,6 +88,7 @@ def test_the_damage_class_is_a_store_error(out):
 MOVES = {
     "deleted": lambda path: path.unlink(),
     "renamed": lambda path: path.rename(path.with_name("shard-00007.parquet")),
+    "catalog folder deleted": lambda path: shutil.rmtree(path.parents[1]),
 }
 
 

@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from saldata.errors import ConfigError, StoreError
 from saldata.schemas.catalog import TABLES
-from saldata.storage.catalog import catalog_dir, committed_files, read_table
+from saldata.storage.catalog import catalog_dir, committed_files, committed_shards, read_table
 from saldata.storage.location import check_reachable, is_object
 
 VIEWS = ", ".join(TABLES)
@@ -61,7 +61,7 @@ def connect(out: Path) -> ReadOnlyConnection:
     import duckdb
 
     check_reachable(catalog_dir(out))
-    if not catalog_dir(out).is_dir():
+    if not catalog_dir(out).is_dir() and not committed_shards(out):  # committed: its files are missing, said below
         raise StoreError(f"No catalog at {catalog_dir(out)}: is {out} a saldata extraction output?")
     con = duckdb.connect()
     if is_object(out):
