@@ -159,3 +159,40 @@ def test_a_resume_reads_past_the_damage_it_redoes(out):
     assert list(state.damaged) == [0] and state.committed == {1}
     work = select_work(plan.shards, state, out, retry_failed=True)
     assert [(w.shard.index, w.retry) for w in work] == [(0, ())]
+
+
+def recommit(out, rel: str) -> None:
+    """What a ``--retry-failed`` commit of the file's shard leaves: a new file, and a record naming it."""
+    from saldata.storage.commits import CommitRecord, digest_file, read_commit_log, record_path, write_atomic
+
+    rewrite_catalog_file(out / rel, rel.split("/")[1])
+    old = read_commit_log(out).committed[0]
+    new = CommitRecord(
+        **{**{n: getattr(old, n) for n in CommitRecord.__slots__}, "files": {**old.files, rel: digest_file(out / rel)}}
+    )
+    write_atomic(record_path(out, 0), new.to_json().encode())
+
+
+@pytest.mark.parametrize("reader", ["images", "sql"])
+def test_a_commit_landing_between_the_records_and_the_file_is_not_damage(out, monkeypatch, reader):
+    """A reader that read the records just before a commit of the shard, and the file just after,
+    finds the file other than the record it holds: it reads the records again, not refuses."""
+    from saldata.storage import catalog, commits
+
+    landed = []
+
+    def after_the_records(*args, **kwargs):  # the commit lands right after the reader read the records
+        if not landed:
+            landed.append(True)
+            recommit(out, TAMPERED)
+        return real(*args, **kwargs)
+
+    if reader == "images":
+        real = catalog.read_many
+        monkeypatch.setattr(catalog, "read_many", after_the_records)
+    else:
+        real = commits.digest_file
+        monkeypatch.setattr(commits, "digest_file", after_the_records)
+    output = saldata.open(out)
+    text = READERS[reader](output) if reader == "images" else output.sql("SELECT text FROM images ORDER BY idx")
+    assert landed and text["text"][0].as_py().startswith("FORGED ")

@@ -97,10 +97,13 @@ class CommittedFile(NamedTuple):
 def committed_files(out: Path, name: str) -> list[Path]:
     """A table's files of committed shards only, in shard (so idx) order, each checked against its
     record (``check_file``) before the caller may read it."""
-    files = _table_files(out, name)
-    for file in files:
-        check_file(out, file)
-    return [file.path for file in files]
+
+    def check(files: list[CommittedFile]) -> list[Path]:
+        for file in files:
+            check_file(out, file)
+        return [file.path for file in files]
+
+    return _read_checked(out, name, check)
 
 
 def read_file(path: Path, table: TableSpec, data: bytes | Exception | None = None) -> pa.Table:
@@ -121,14 +124,32 @@ def read_table(out: Path, name: str, shards: set[int] | None = None) -> pa.Table
     Each file is read once, whole (they are small; an object store's all at once), and its bytes
     are checked against its record before they are parsed."""
     table = TABLES[name]
-    files = [f for f in _table_files(out, name) if shards is None or f.shard in shards]
-    if not files:
-        return table.schema.empty_table()
-    fetched = read_many([f.path for f in files])
-    for file, data in zip(files, fetched):
-        if not isinstance(data, Exception):
-            _check_bytes(out, file, data)
-    return pa.concat_tables([read_file(f.path, table, data) for f, data in zip(files, fetched)])
+
+    def read(files: list[CommittedFile]) -> pa.Table:
+        files = [f for f in files if shards is None or f.shard in shards]
+        if not files:
+            return table.schema.empty_table()
+        fetched = read_many([f.path for f in files])
+        for file, data in zip(files, fetched):
+            if not isinstance(data, Exception):
+                _check_bytes(out, file, data)
+        return pa.concat_tables([read_file(f.path, table, data) for f, data in zip(files, fetched)])
+
+    return _read_checked(out, name, read)
+
+
+def _read_checked(out: Path, name: str, read):
+    """``read`` over a table's committed files; once more when a file is not what its record said
+    and the records changed meanwhile: a commit of that shard (``--retry-failed``) landed between
+    the reading of the records and of the file, which is not damage."""
+    files = _table_files(out, name)
+    try:
+        return read(files)
+    except DamageError:
+        again = _table_files(out, name)
+        if again == files:
+            raise
+        return read(again)
 
 
 def check_file(out: Path, file: CommittedFile) -> None:
