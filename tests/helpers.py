@@ -158,6 +158,19 @@ def rewrite_catalog_file(path: Path, table_name: str) -> None:
     pq.write_table(table, path, compression="zstd")
 
 
+def commit_rewrite(out: Path, path: Path) -> None:
+    """Record a catalog file a test rewrote as its shard's own (what an extraction that wrote it
+    would have committed): readers then take it for committed data, not for damage."""
+    from dataclasses import replace
+
+    from saldata.storage.commits import digest_file, read_commit_log, record_path, write_atomic
+
+    shard = int(path.stem.split("-")[1])
+    record = read_commit_log(out).committed[shard]
+    files = {**record.files, str(path.relative_to(out)): digest_file(path)}
+    write_atomic(record_path(out, shard), replace(record, files=files).to_json().encode())
+
+
 def committed(out: Path) -> list[Path]:
     folder = out / "catalog" / "images"
     return sorted(folder.glob("shard-*.parquet")) if folder.is_dir() else []

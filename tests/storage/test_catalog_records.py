@@ -20,7 +20,7 @@ import saldata
 from saldata.errors import DamageError, StoreError
 from saldata.storage.catalog import read_table
 from saldata.storage.sql import query
-from tests.helpers import TAMPERED, rewrite_catalog_file
+from tests.helpers import TAMPERED, commit_rewrite, rewrite_catalog_file
 
 
 @pytest.fixture
@@ -163,14 +163,8 @@ def test_a_resume_reads_past_the_damage_it_redoes(out):
 
 def recommit(out, rel: str) -> None:
     """What a ``--retry-failed`` commit of the file's shard leaves: a new file, and a record naming it."""
-    from saldata.storage.commits import CommitRecord, digest_file, read_commit_log, record_path, write_atomic
-
     rewrite_catalog_file(out / rel, rel.split("/")[1])
-    old = read_commit_log(out).committed[0]
-    new = CommitRecord(
-        **{**{n: getattr(old, n) for n in CommitRecord.__slots__}, "files": {**old.files, rel: digest_file(out / rel)}}
-    )
-    write_atomic(record_path(out, 0), new.to_json().encode())
+    commit_rewrite(out, out / rel)
 
 
 @pytest.mark.parametrize("reader", ["images", "sql"])
