@@ -96,11 +96,11 @@ class CommittedFile(NamedTuple):
 
 def committed_files(out: Path, name: str) -> list[Path]:
     """A table's files of committed shards only, in shard (so idx) order, each checked against its
-    record (``check_file``) before the caller may read it."""
+    record (``_check_file``) before the caller may read it."""
 
     def check(files: list[CommittedFile]) -> list[Path]:
         for file in files:
-            check_file(out, file)
+            _check_file(out, file)
         return [file.path for file in files]
 
     return _read_checked(out, name, check)
@@ -115,7 +115,7 @@ def read_file(path: Path, table: TableSpec, data: bytes | Exception | None = Non
             data = path.read_bytes()  # one GET, through fsspec
         return pq.read_table(path if data is None else pa.BufferReader(data), schema=table.schema)
     except (pa.ArrowException, OSError) as exc:
-        raise unreadable(path, exc) from None
+        raise _unreadable(path, exc) from None
 
 
 def read_table(out: Path, name: str, shards: set[int] | None = None) -> pa.Table:
@@ -152,7 +152,7 @@ def _read_checked(out: Path, name: str, read):
         return read(again)
 
 
-def check_file(out: Path, file: CommittedFile) -> None:
+def _check_file(out: Path, file: CommittedFile) -> None:
     """A one-line ``DamageError`` unless ``file`` is what its record says.
 
     A local file that passed is not read again while it stays the same file, unchanged (same
@@ -162,7 +162,7 @@ def check_file(out: Path, file: CommittedFile) -> None:
     if is_object(file.path):
         data = read_many([file.path])[0]
         if isinstance(data, Exception):
-            raise unreadable(file.path, data)
+            raise _unreadable(file.path, data)
         _check_bytes(out, file, data)
         return
     from saldata.storage.commits import digest_file
@@ -174,7 +174,7 @@ def check_file(out: Path, file: CommittedFile) -> None:
             return
         same = stat.st_size == file.digest.size and digest_file(file.path) == file.digest
     except OSError as exc:
-        raise unreadable(file.path, exc) from None
+        raise _unreadable(file.path, exc) from None
     if not same:
         raise _changed(out, file)
     _PASSED[seen] = file.digest
@@ -183,7 +183,7 @@ def check_file(out: Path, file: CommittedFile) -> None:
 _PASSED: dict[tuple, FileDigest] = {}  # local files that matched their record, as they were then
 
 
-def unreadable(path: Path, exc: BaseException) -> DamageError:
+def _unreadable(path: Path, exc: BaseException) -> DamageError:
     """The one line for a committed catalog file that cannot be read, the same on a disk and an object store."""
     if isinstance(exc, FileNotFoundError):
         return DamageError(f"{path} is missing although its shard is committed; run saldata verify on the output.")
@@ -194,10 +194,10 @@ def unreadable(path: Path, exc: BaseException) -> DamageError:
 
 
 def _check_bytes(out: Path, file: CommittedFile, data: bytes) -> None:
-    import google_crc32c  # zarr's own dependency, as in commits.digest_file
-
     if file.digest is None:
         return
+    import google_crc32c  # zarr's own dependency, as in commits.digest_file
+
     if len(data) != file.digest.size or google_crc32c.Checksum(data).hexdigest().decode() != file.digest.crc32c:
         raise _changed(out, file)
 
