@@ -144,6 +144,33 @@ def read_rows(folder: Path, table: str, keys: tuple[str, ...]) -> list[dict]:
     return rows
 
 
+# A committed catalog file the tampering tests change (the readers' demo: shard 0 holds idx 0-3).
+TAMPERED = "catalog/images/shard-00000.parquet"
+
+
+def rewrite_catalog_file(path: Path, table_name: str) -> None:
+    """Change one value and write the file back with the same schema: only its bytes tell."""
+    table = pq.read_table(path)
+    column = {"images": "text", "tokens": "token", "words": "word", "fixations": "x"}[table_name]
+    values = table.column(column).to_pylist()
+    values[0] = values[0] + 1.0 if isinstance(values[0], float) else f"FORGED {values[0]}"
+    table = table.set_column(table.schema.get_field_index(column), table.field(column), [values])
+    pq.write_table(table, path, compression="zstd")
+
+
+def commit_rewrite(out: Path, path: Path) -> None:
+    """Record a catalog file a test rewrote as its shard's own (what an extraction that wrote it
+    would have committed): readers then take it for committed data, not for damage."""
+    from dataclasses import replace
+
+    from saldata.storage.commits import digest_file, read_commit_log, record_path, write_atomic
+
+    shard = int(path.stem.split("-")[1])
+    record = read_commit_log(out).committed[shard]
+    files = {**record.files, str(path.relative_to(out)): digest_file(path)}
+    write_atomic(record_path(out, shard), replace(record, files=files).to_json().encode())
+
+
 def committed(out: Path) -> list[Path]:
     folder = out / "catalog" / "images"
     return sorted(folder.glob("shard-*.parquet")) if folder.is_dir() else []

@@ -34,13 +34,19 @@ class StoreError(SaldataError, OSError):
     """The output store is unusable (wrong schema, write failure)."""
 
 
-class DamagedChunkError(StoreError):
+class DamageError(StoreError):
+    """A committed file is missing, unreadable or other than its commit record says: the output
+    was damaged or changed after the commit. ``saldata verify`` names every such file, and a rerun
+    of the extraction redoes their shards. The CLI exits 1 (the output is wrong, not the command)."""
+
+
+class DamagedChunkError(DamageError):
     """A committed chunk of the feature store fails its checksum: damage to repair, not a mistake (exit 1)."""
 
 
 def exit_code(exc: SaldataError) -> int:
-    """The CLI's exit status for ``exc``: 1 for damage found in the output, 2 for a mistake in what was asked."""
-    return 1 if isinstance(exc, DamagedChunkError) else 2
+    """The CLI's exit status for ``exc``: 1 where the output is damaged, 2 for what the command asked."""
+    return 1 if isinstance(exc, DamageError) else 2
 
 
 def first_line(exc: BaseException) -> str:

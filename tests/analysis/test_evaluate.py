@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 from saldata.analysis import metrics
 from saldata.cli.main import app
 from saldata.schemas.evaluation import METRICS
+from tests.helpers import commit_rewrite
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*nanobind.*")
 
@@ -304,6 +305,7 @@ def test_an_output_with_no_row_under_the_convention_is_one_line(demo_output_ray_
         n_tokens = images.schema.get_field_index("n_tokens")
         ones = pa.array([1] * images.num_rows, pa.int32())
         pq.write_table(images.set_column(n_tokens, images.schema.field(n_tokens), ones), shard)
+        commit_rewrite(out, shard)  # as an extraction that made them would have committed it
     code, text = invoke("evaluate", out, "--layers", "0")
     assert code == 2 and "Traceback" not in text and len(text.strip().splitlines()) == 1, text
     assert "none of the 6 done images with ground truth has a row under --rows research" in text

@@ -24,6 +24,7 @@ from saldata.analysis.evaluate import EvalSettings, evaluate
 from saldata.cli.main import app
 from saldata.exporters.pysaliency_maps import map_stem
 from tests.exporters.conftest import SALICON_STEMS, SALICON_WITHOUT_TRUTH
+from tests.helpers import commit_rewrite
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 PYSALIENCY_PYTHON = os.environ.get("SALDATA_PYSALIENCY_PYTHON")
@@ -188,6 +189,7 @@ def test_a_source_image_gone_since_the_extraction_is_one_line(demo_output_ray_fr
     paths = images.column("source_path").to_pylist()
     paths[0] = gone
     pq.write_table(images.set_column(images.schema.get_field_index("source_path"), "source_path", [paths]), shard)
+    commit_rewrite(out, shard)  # as an extraction from there would have committed it
     result = CliRunner().invoke(app, ["export", str(out), str(tmp_path / "dest"), "--format", "pysaliency"])
     assert result.exit_code == 2 and "Traceback" not in result.output, result.output
     assert f"{gone}: cannot read the source image (FileNotFoundError)" in result.output

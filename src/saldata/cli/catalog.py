@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from saldata.cli.locations import OutArg, StorageOptions, location
-from saldata.errors import SaldataError, first_line
+from saldata.errors import SaldataError, exit_code, first_line
 from saldata.storage.paths import refuse_inside
 
 app = typer.Typer(
@@ -60,7 +60,7 @@ def query(
     except duckdb.Error as exc:
         _fail(str(exc))
     except SaldataError as exc:
-        _fail(str(exc))
+        _fail(str(exc), exit_code(exc))
     _write(table, format, output, max_rows)
 
 
@@ -82,7 +82,7 @@ def show(out: OutArg, storage_option: StorageOptions = None) -> None:
         group = open_store(out)
         counts = {name: con.sql(f"SELECT count(*) FROM {name}").fetchall()[0][0] for name in TABLES}
     except SaldataError as exc:
-        _fail(str(exc))
+        _fail(str(exc), exit_code(exc))
     except duckdb.Error as exc:
         _fail(f"{first_line(exc)}; run saldata verify {out} to see what is damaged.")
     console = report_console()
@@ -167,6 +167,6 @@ def _print_table(table, max_rows: int, output: Path | None) -> None:
         report_console().print(view)
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, code: int = 2) -> None:
     typer.secho(f"Error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=2)
+    raise typer.Exit(code=code)

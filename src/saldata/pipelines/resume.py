@@ -213,7 +213,7 @@ def _remove_stray(out: Path, stray: list[str]) -> None:
 def select_work(shards: list[Shard], state: OutputState, out: Path, retry_failed: bool) -> list[ShardWork]:
     work = [ShardWork(s) for s in shards if s.index not in state.committed]
     if retry_failed and state.committed:
-        images = read_table(out, "images")
+        images = read_table(out, "images", shards=state.committed)  # not the damaged ones: redone whole
         failed = images.filter(pc.equal(images["status"], STATUS_FAILED))
         by_shard: dict[int, list[int]] = {}
         for shard_index, idx in zip(failed["shard"].to_pylist(), failed["idx"].to_pylist(), strict=True):

@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from saldata.errors import ConfigError, StoreError
 from saldata.schemas.catalog import TABLES
-from saldata.storage.catalog import catalog_dir, committed_files, read_table
+from saldata.storage.catalog import catalog_dir, committed_files, committed_shards, read_table
 from saldata.storage.location import check_reachable, is_object
 
 VIEWS = ", ".join(TABLES)
@@ -61,7 +61,7 @@ def connect(out: Path) -> ReadOnlyConnection:
     import duckdb
 
     check_reachable(catalog_dir(out))
-    if not catalog_dir(out).is_dir():
+    if not catalog_dir(out).is_dir() and not committed_shards(out):  # committed: its files are missing, said below
         raise StoreError(f"No catalog at {catalog_dir(out)}: is {out} a saldata extraction output?")
     con = duckdb.connect()
     con.execute("SET enable_progress_bar = false")  # DuckDB draws it on stdout, into the user's results
@@ -79,7 +79,8 @@ def connect(out: Path) -> ReadOnlyConnection:
         paths = [str(Path(f).resolve()) for f in committed_files(out, name)]
         views[name] = paths
         files += paths
-    # Only these files, named one by one (no folder, no glob: uncommitted shards stay out).
+    # Only these files, named one by one (no folder, no glob: uncommitted shards stay out), each
+    # checked against its commit record by committed_files before DuckDB may read it.
     if files:
         con.execute(f"SET allowed_paths = [{', '.join(map(_quote, files))}]")
     for name, paths in views.items():
