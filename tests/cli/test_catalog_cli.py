@@ -157,6 +157,50 @@ def test_output_inside_out_is_refused(out, tmp_path, monkeypatch, format):
         assert "Error" in result.output and "write the result elsewhere" in result.output
 
 
+def _in_a_mount_namespace(source, mountpoint):
+    """A ``run_cli`` prefix: the command runs with ``source`` bind-mounted on ``mountpoint`` (its own namespace)."""
+
+    def prefix(cmd):
+        return ["unshare", "-m", "sh", "-c", 'mount --bind "$0" "$1" && shift && exec "$@"', source, mountpoint, *cmd]
+
+    return prefix
+
+
+def _can_bind_mount(tmp_path) -> bool:
+    (tmp_path / "probe-a").mkdir()
+    (tmp_path / "probe-b").mkdir()
+    probe = _in_a_mount_namespace(tmp_path / "probe-a", tmp_path / "probe-b")(["true"])
+    return shutil.which("unshare") is not None and subprocess.run(probe, capture_output=True).returncode == 0
+
+
+@pytest.mark.parametrize("bound", ["out", "images-folder", "shard-file"])
+def test_output_onto_a_committed_file_through_a_bind_mount_is_refused(out, tmp_path, bound):
+    """A bind mount is another path to the same files, with no symlink to resolve: only identity shows it."""
+    if not _can_bind_mount(tmp_path):
+        pytest.skip("bind mounts need root (unshare -m)")
+    source, mountpoint = {
+        "out": (out, tmp_path / "mnt"),
+        "images-folder": (out / "catalog" / "images", tmp_path / "mnt"),
+        "shard-file": (shard(out, 1), tmp_path / "mnt.parquet"),
+    }[bound]
+    target = {
+        "out": mountpoint / "catalog" / "images" / "shard-00001.parquet",
+        "images-folder": mountpoint / "shard-00001.parquet",
+        "shard-file": mountpoint,
+    }[bound]
+    mountpoint.mkdir() if source.is_dir() else mountpoint.touch()
+    before = snapshot(out)
+    sql = "SELECT image_id, 'FORGED' AS text FROM images"
+    proc = run_cli(
+        ["catalog", "query", out, sql, "-f", "parquet", "-o", target],
+        prefix=_in_a_mount_namespace(source, mountpoint),
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "write the result elsewhere" in proc.stderr, proc.stderr
+    assert snapshot(out) == before
+
+
 def test_csv_quotes_only_what_needs_it(demo_output, tmp_path):
     sql = """SELECT image_id, 'say "hi", then go' AS note, idx, 0.5 AS half, [1, 2] AS pair, NULL AS nothing
              FROM images ORDER BY idx LIMIT 2"""
