@@ -30,6 +30,10 @@ class StoreError(SaldataError, OSError):
     """The output store is unusable (wrong schema, write failure)."""
 
 
+class QueryTimeout(SaldataError, TimeoutError):
+    """A catalog query ran past its time limit and was stopped."""
+
+
 def first_line(exc: BaseException) -> str:
     """An exception in one line: its message's first line, or its type when it has none."""
     text = str(exc).strip()

@@ -70,3 +70,13 @@ def _same_as_in(target: Path, root: Path) -> str | None:
             if (st.st_dev, st.st_ino) in wanted:
                 return os.path.normpath(os.path.join(folder, name))
     return None
+
+
+def check_output_file(path: Path, out: Path, setting: str, writer: str) -> None:
+    """ConfigError unless ``path`` can be a new or replaced file: outside ``out``, not a folder, in a folder that exists."""
+    refuse_inside(path, out, setting, writer)
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{setting} {path} is a folder; give a file name, e.g. {path / 'result'}.")
+    if not path.parent.is_dir():
+        raise ConfigError(f"{setting} {path}: the folder {path.parent} does not exist; create it first.")
