@@ -493,7 +493,10 @@ def test_a_heartbeat_no_faster_than_staleness_is_refused(tmp_path):
 
 
 def _chattr(flag: str, path: Path) -> bool:
-    return shutil.which("chattr") is not None and subprocess.run(["chattr", flag, str(path)], capture_output=True).returncode == 0
+    return (
+        shutil.which("chattr") is not None
+        and subprocess.run(["chattr", flag, str(path)], capture_output=True).returncode == 0
+    )
 
 
 def test_a_stale_lock_that_cannot_be_removed_is_one_line(tmp_path):

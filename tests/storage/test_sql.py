@@ -206,7 +206,8 @@ def test_queries_are_bounded_on_purpose(out, tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     with connect(out) as con:
-        memory, spill = con.sql("SELECT current_setting('memory_limit'), current_setting('temp_directory')").fetchall()[0]
+        settings = con.sql("SELECT current_setting('memory_limit'), current_setting('temp_directory')").fetchall()
+    memory, spill = settings[0]
     assert Path(spill).parent == Path(tempfile.gettempdir()) and Path(spill).name.startswith("saldata-sql-")
     number, unit = memory.split()
     limit = float(number) * {"KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}[unit]

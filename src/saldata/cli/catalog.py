@@ -37,7 +37,9 @@ def query(
     out: OutArg,
     sql: Annotated[
         str,
-        typer.Argument(help='One SQL query over the views images, tokens, words, fixations, e.g. "SELECT * FROM words".'),
+        typer.Argument(
+            help='One SQL query over the views images, tokens, words, fixations, e.g. "SELECT * FROM words".'
+        ),
     ],
     format: Annotated[Format, typer.Option("--format", "-f", help="How to print the result.")] = Format.table,
     output: Annotated[

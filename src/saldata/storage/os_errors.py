@@ -34,17 +34,17 @@ _REASONS = {
 }
 
 
+_SAFE = "nothing committed was lost"  # derived files are written beside the committed ones, never over them
+
+
 def write_failure(exc: OSError, target: Path) -> str:
     """``exc``, raised writing ``target`` (or a file it names), as one line that says the output is unharmed."""
     where = exc.filename2 or exc.filename or target  # a failed rename names its source first
     if exc.errno in DISK_FULL:
         what = "no space left" if exc.errno == errno.ENOSPC else "disk quota exceeded"
-        return (
-            f"{what} on {_mount_point(Path(where))} writing {where} ({_free_space(Path(where))} free); "
-            "nothing committed was lost. Free some space and rerun."
-        )
+        return f"{what} on {_mount_point(Path(where))} writing {where} ({_free_space(Path(where))} free); {_SAFE}"
     reason = _REASONS.get(exc.errno) or exc.strerror or str(exc) or type(exc).__name__
-    return f"cannot write {where}: {reason}; nothing committed was lost."
+    return f"cannot write {where}: {reason}; {_SAFE}"
 
 
 def _mount_point(path: Path) -> Path:
