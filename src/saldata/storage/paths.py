@@ -61,8 +61,9 @@ def _same_as_in(target: Path, root: Path) -> str | None:
         return None
     if not any(dev == device for dev, _ in wanted):  # another device: nothing of OUT can be reached from it
         return None
+    files_too = target.exists()  # a new file can only be reached through a folder of OUT
     for folder, dirs, names in os.walk(root):
-        for name in (".", *dirs, *names):
+        for name in (".", *dirs, *(names if files_too else ())):
             try:
                 st = os.stat(os.path.join(folder, name), follow_symlinks=False)
             except OSError:
