@@ -49,6 +49,10 @@ def exit_code(exc: SaldataError) -> int:
     return 1 if isinstance(exc, DamageError) else 2
 
 
+class QueryTimeout(SaldataError, TimeoutError):
+    """A catalog query ran past its time limit and was stopped."""
+
+
 def first_line(exc: BaseException) -> str:
     """An exception in one line: its message's first line, or its type when it has none."""
     text = str(exc).strip()

@@ -2,11 +2,13 @@
 
 The pipeline calls ``fault_point(NAME)`` at the moments where a crash or a full disk matters
 (after the store is created, after each array of a shard is staged, between a shard's files
-and its commit, between the moves of a commit). Nothing happens unless the environment
-variable ``SALDATA_FAULT`` names that point::
+and its commit, between the moves of a commit, as each journal line is written, as each file
+is written aside by ``write_atomic``: ``write-file@FILE_NAME``). Nothing happens unless the
+environment variable ``SALDATA_FAULT`` names that point::
 
     SALDATA_FAULT="commit-move@2=hang"     # at the 3rd file moved by a commit (0-based 2)
     SALDATA_FAULT="store-array@hidden=enospc"
+    SALDATA_FAULT="write-file@metrics.parquet=enospc,journal-write@error=enospc"
 
 Actions: ``hang`` writes the file named by ``SALDATA_FAULT_MARKER`` and stops there until the
 test kills the whole process session (a kill -9 at exactly that point); ``enospc`` raises the

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+
 import duckdb
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 import zarr
 from PIL import Image
 from typer.testing import CliRunner
@@ -101,3 +104,21 @@ def test_stats_match_a_direct_computation(demo_output, tmp_path):
     stored = zarr.open_group(demo_output / "stats" / "word_maps.zarr", mode="r")
     assert stored.attrs["layer"] == 0
     assert not np.allclose(stored["mean_map"][table[0]["map_row"]], top_map, rtol=1e-3, atol=0)  # another layer
+
+
+def test_show_output_with_an_unknown_extension_is_one_line(demo_output, tmp_path):
+    target = tmp_path / "figure.xyz"
+    result = invoke("show", demo_output, "COCO_val2014_000000000003", "-o", target)
+    assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
+    assert str(target) in result.output and ".png" in result.output and "Traceback" not in result.output
+    assert not target.exists()
+
+
+@pytest.mark.parametrize("where", ["catalog/images/shard-00000.parquet", "figure.png"])
+def test_show_never_writes_into_out(demo_output, tmp_path, where):
+    out = tmp_path / "out"
+    shutil.copytree(demo_output, out)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    result = invoke("show", out, "COCO_val2014_000000000003", "-o", out / where)
+    assert result.exit_code == 2 and "write the result elsewhere" in result.output, result.output
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before

@@ -8,8 +8,10 @@ import io
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import duckdb
 import pyarrow.dataset as pads
@@ -157,6 +159,50 @@ def test_output_inside_out_is_refused(out, tmp_path, monkeypatch, format):
         assert "Error" in result.output and "write the result elsewhere" in result.output
 
 
+def _in_a_mount_namespace(source, mountpoint):
+    """A ``run_cli`` prefix: the command runs with ``source`` bind-mounted on ``mountpoint`` (its own namespace)."""
+
+    def prefix(cmd):
+        return ["unshare", "-m", "sh", "-c", 'mount --bind "$0" "$1" && shift && exec "$@"', source, mountpoint, *cmd]
+
+    return prefix
+
+
+def _can_bind_mount(tmp_path) -> bool:
+    (tmp_path / "probe-a").mkdir()
+    (tmp_path / "probe-b").mkdir()
+    probe = _in_a_mount_namespace(tmp_path / "probe-a", tmp_path / "probe-b")(["true"])
+    return shutil.which("unshare") is not None and subprocess.run(probe, capture_output=True).returncode == 0
+
+
+@pytest.mark.parametrize("bound", ["out", "images-folder", "shard-file"])
+def test_output_onto_a_committed_file_through_a_bind_mount_is_refused(out, tmp_path, bound):
+    """A bind mount is another path to the same files, with no symlink to resolve: only identity shows it."""
+    if not _can_bind_mount(tmp_path):
+        pytest.skip("bind mounts need root (unshare -m)")
+    source, mountpoint = {
+        "out": (out, tmp_path / "mnt"),
+        "images-folder": (out / "catalog" / "images", tmp_path / "mnt"),
+        "shard-file": (shard(out, 1), tmp_path / "mnt.parquet"),
+    }[bound]
+    target = {
+        "out": mountpoint / "catalog" / "images" / "shard-00001.parquet",
+        "images-folder": mountpoint / "shard-00001.parquet",
+        "shard-file": mountpoint,
+    }[bound]
+    mountpoint.mkdir() if source.is_dir() else mountpoint.touch()
+    before = snapshot(out)
+    sql = "SELECT image_id, 'FORGED' AS text FROM images"
+    proc = run_cli(
+        ["catalog", "query", out, sql, "-f", "parquet", "-o", target],
+        prefix=_in_a_mount_namespace(source, mountpoint),
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "write the result elsewhere" in proc.stderr, proc.stderr
+    assert snapshot(out) == before
+
+
 def test_csv_quotes_only_what_needs_it(demo_output, tmp_path):
     sql = """SELECT image_id, 'say "hi", then go' AS note, idx, 0.5 AS half, [1, 2] AS pair, NULL AS nothing
              FROM images ORDER BY idx LIMIT 2"""
@@ -205,3 +251,56 @@ print("duckdb" in sys.modules, gc.get_freeze_count() > 0)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[-1] == "False True"
+
+
+ENDLESS = "SELECT count(*) FROM range(100000000000000)"  # 1e14 rows: hours of work
+
+
+def test_a_query_past_its_timeout_is_stopped_with_one_line(out):
+    started = time.monotonic()
+    proc = run_cli(["catalog", "query", out, ENDLESS, "--timeout", "2"], timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "ran past --timeout 2 s" in proc.stderr, proc.stderr
+    assert time.monotonic() - started < 60
+
+
+def test_ctrl_c_stops_a_query_with_one_line_and_exit_130(out, tmp_path):
+    cmd = [sys.executable, "-m", "saldata.cli.main", "catalog", "query", str(out), ENDLESS, "--timeout", "0"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        time.sleep(6)  # imports, views, then the query runs
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    assert stderr.count("\n") == 1 and stderr.startswith("interrupted: the query was stopped"), stderr
+    assert not (tmp_path / ".tmp").exists()  # spill files never go to the working folder
+
+
+def test_several_statements_are_refused(out):
+    result = invoke("query", out, "SELECT 1 AS a; SELECT 2 AS b")
+    assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
+    assert "one statement at a time (got 2)" in result.output
+
+
+@pytest.mark.parametrize("bad", ["folder", "missing-folder"])
+def test_a_bad_output_is_one_line_before_the_query_runs(out, tmp_path, bad):
+    target = tmp_path if bad == "folder" else tmp_path / "nowhere" / "rows.csv"
+    proc = run_cli(["catalog", "query", out, ENDLESS, "-f", "csv", "-o", target, "--timeout", "0"], timeout=60)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert str(target) in proc.stderr and "Traceback" not in proc.stderr
+    assert ("is a folder" if bad == "folder" else "does not exist") in proc.stderr
+    assert not (tmp_path / "nowhere").exists()
+
+
+@pytest.mark.parametrize("format", ["parquet", "csv", "json", "table"])
+def test_a_full_disk_under_output_is_one_line(out, tmp_path, format):
+    target = tmp_path / "rows.out"
+    env = {**os.environ, "SALDATA_FAULT": "write-file@rows.out=enospc"}
+    proc = run_cli(["catalog", "query", out, "SELECT * FROM images", "-f", format, "-o", target], env=env, timeout=60)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith("Error: no space left on ") and f" writing {target} (" in proc.stderr, proc.stderr
+    assert "nothing committed was lost" in proc.stderr and "Traceback" not in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no partial file, no aside file

@@ -66,3 +66,15 @@ def test_a_chain_of_kills_and_a_full_disk_ends_bitwise_undisturbed(tmp_path, ref
     verify = run_cli(["verify", out])
     assert verify.returncode == 0 and "intact" in verify.stdout, verify.stdout
     assert not any((out / "staging").iterdir())
+
+
+def test_a_full_disk_that_also_stops_the_journal_is_still_one_line(tmp_path):
+    """The error handler keeps Ray's report in the journal; on a full disk that write fails too, and is let go."""
+    out = tmp_path / "out"
+    env = {**os.environ, "SALDATA_FAULT": "store-array@attn_highres=enospc,journal-write@error=enospc"}
+    full = run_cli(["extract", *DEMO_ARGS, "--out", str(out)], env=env)
+    assert full.returncode == 1 and "Traceback" not in full.stderr, full.stderr[-3000:]
+    error = [line for line in full.stderr.splitlines() if line.startswith("Error:")]
+    assert len(error) == 1 and "No space left on device" in error[0] and "attn_highres" in error[0], error
+    assert "Ray's full report" not in error[0]  # it could not be kept: no pointer to a report that is not there
+    assert not any('"event": "error"' in p.read_text() for p in (out / "journal").glob("*.jsonl"))

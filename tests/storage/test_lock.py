@@ -490,3 +490,48 @@ def test_without_hard_links_the_lock_is_created_exclusively(tmp_path, monkeypatc
 def test_a_heartbeat_no_faster_than_staleness_is_refused(tmp_path):
     with pytest.raises(ValueError):
         OutputLock(tmp_path, "me", stale_after=1.0, heartbeat_s=1.0)
+
+
+def _chattr(flag: str, path: Path) -> bool:
+    return (
+        shutil.which("chattr") is not None
+        and subprocess.run(["chattr", flag, str(path)], capture_output=True).returncode == 0
+    )
+
+
+def test_a_stale_lock_that_cannot_be_removed_is_one_line(tmp_path):
+    """An immutable lock (or one in a folder this user may not change) cannot be taken over: say so, and how."""
+    stale = _stale_lock(tmp_path)
+    lock = tmp_path / LOCK_FILE
+    if not _chattr("+i", lock):
+        pytest.skip("chattr +i needs root and a filesystem that has the attribute")
+    try:
+        with pytest.raises(StoreError) as err, OutputLock(tmp_path, "new"):
+            pass
+    finally:
+        _chattr("-i", lock)
+    message = str(err.value)
+    assert "\n" not in message and str(lock) in message and "cannot be removed" in message, message
+    assert lock.read_bytes() == stale and _leftovers(tmp_path) == []
+
+
+def test_a_stale_lock_in_a_sticky_folder_of_another_user_is_one_line(tmp_path):
+    """A shared folder (mode 1777) lets every user create files but remove only their own."""
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root to give the lock another owner, and setpriv to drop the powers that bypass that")
+    out = tmp_path / "shared"
+    out.mkdir()
+    stale = _stale_lock(out)
+    for path in (out, out / LOCK_FILE):
+        os.chown(path, 12345, 12345)
+    out.chmod(0o1777)
+    code = "import sys; from saldata.storage.lock import OutputLock\nwith OutputLock(sys.argv[1], 'new'): pass"
+    caps = "-dac_override,-dac_read_search,-fowner,-chown"
+    proc = subprocess.run(
+        ["setpriv", f"--bounding-set={caps}", "--inh-caps=-all", "--", sys.executable, "-c", code, str(out)],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": SRC},
+    )  # fmt: skip
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 1 and last.startswith("saldata.errors.StoreError: The lock"), proc.stderr
+    assert "cannot be removed: Operation not permitted" in last and "PermissionError" not in proc.stderr
+    assert (out / LOCK_FILE).read_bytes() == stale

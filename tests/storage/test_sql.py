@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import tempfile
+import time
+from pathlib import Path
 
 import duckdb
 import pyarrow.dataset as pads
@@ -15,8 +18,8 @@ import pyarrow.parquet as pq
 import pytest
 
 import saldata
-from saldata.errors import ConfigError
-from saldata.storage.sql import connect, query, readonly_statements
+from saldata.errors import ConfigError, QueryTimeout
+from saldata.storage.sql import MEMORY_SHARE, connect, query, readonly_statements
 
 
 @pytest.fixture
@@ -135,8 +138,9 @@ def test_select_forms_see_the_views(out):
     assert query(out, "SUMMARIZE images").num_rows == len(pq.read_schema(committed_shard(out)).names)
     cte = query(out, "WITH w AS (SELECT idx FROM words) SELECT count(DISTINCT idx) AS n FROM w")
     assert cte.column("n").to_pylist()[0] > 0
-    # several statements: each is checked, the last one's rows come back
-    assert query(out, "SELECT 1 AS a; SELECT 2 AS b").to_pylist() == [{"b": 2}]
+    # several statements: refused, rather than silently keeping the last one's rows
+    with pytest.raises(ConfigError, match=r"one statement at a time \(got 2\)"):
+        query(out, "SELECT 1 AS a; SELECT 2 AS b")
     # a committed file is part of the views, so reading it directly is allowed
     direct = query(out, f"SELECT count(*) AS n FROM read_parquet('{committed_shard(out, 'tokens', 0)}')")
     assert direct.column("n").to_pylist() == [pq.read_metadata(committed_shard(out, "tokens", 0)).num_rows]
@@ -194,3 +198,26 @@ def test_output_sql_is_read_only(demo_output, tmp_path):
         output.select(where=smuggled)
     assert snapshot(copy) == before
     assert len(output.select(where="idx >= 2")) == 4
+
+
+def test_queries_are_bounded_on_purpose(out, tmp_path, monkeypatch):
+    """Memory: a share of this machine; spill files: the system's temp folder, never the working folder."""
+    import psutil
+
+    monkeypatch.chdir(tmp_path)
+    with connect(out) as con:
+        settings = con.sql("SELECT current_setting('memory_limit'), current_setting('temp_directory')").fetchall()
+    memory, spill = settings[0]
+    assert Path(spill).parent == Path(tempfile.gettempdir()) and Path(spill).name.startswith("saldata-sql-")
+    number, unit = memory.split()
+    limit = float(number) * {"KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}[unit]
+    assert limit == pytest.approx(MEMORY_SHARE * psutil.virtual_memory().total, rel=0.01)
+    assert query(out, "SELECT count(*) AS n FROM images").column("n").to_pylist() == [6]
+    assert not (tmp_path / ".tmp").exists() and not Path(spill).exists()  # nothing left behind
+
+
+def test_a_query_past_its_timeout_is_interrupted(out):
+    started = time.monotonic()
+    with pytest.raises(QueryTimeout, match=r"ran past --timeout 1 s"):
+        query(out, "SELECT count(*) FROM range(100000000000000)", timeout=1)
+    assert time.monotonic() - started < 30

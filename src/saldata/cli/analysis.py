@@ -8,8 +8,9 @@ from typing import Annotated
 import typer
 
 from saldata.cli.locations import OutArg, StorageOptions, location
-from saldata.errors import SaldataError, exit_code
-from saldata.storage.paths import refuse_url
+from saldata.errors import ConfigError, SaldataError, exit_code
+from saldata.storage.os_errors import write_failure
+from saldata.storage.paths import check_output_file
 
 LayerOption = Annotated[
     int | None,
@@ -23,7 +24,12 @@ LayerOption = Annotated[
 def show(
     out: OutArg,
     image_id: Annotated[str, typer.Argument(help="Image id as in the catalog (images.image_id).")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the PNG.")] = Path("saldata-show.png"),
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output", "-o", help="Where to write the figure (outside OUT): .png, .jpg, .webp, .tif or .pdf."
+        ),
+    ] = Path("saldata-show.png"),
     grid: Annotated[str, typer.Option(help="Attention grid to draw: highres or base.")] = "highres",
     reduce: Annotated[str, typer.Option(help="A word's map from its tokens' maps: sum or mean.")] = "sum",
     max_words: Annotated[int, typer.Option(help="Draw at most this many words.")] = 23,
@@ -39,8 +45,10 @@ def show(
     from saldata.readers.output import Output
 
     try:
-        refuse_url(output, "--output")
-        data = Output(location(out, storage_option))
+        out = location(out, storage_option)
+        check_output_file(output, out, "--output", "figures")
+        image_format = _image_format(output)
+        data = Output(out)
         row = data.row(image_id)
         if row["status"] != "done":
             raise SaldataError(f"{image_id} failed during extraction: {row['error']}")
@@ -58,11 +66,40 @@ def show(
         pixels = loaded.pixels
     labels = [word_label(w, float(m.max())) for w, m in zip(words[:max_words], maps[:max_words])]
     figure = word_figure(pixels, row["text"], labels, maps[:max_words], f"{image_id} (layer {layer})")
-    figure.save(output)
+    try:
+        _save(figure, image_format, output)
+    except OSError as exc:  # a full disk, a read-only folder
+        _fail(write_failure(exc, output), code=1)
     typer.echo(
         f"{output}: {image_id}, {min(len(words), max_words)} of {len(words)} words "
         f"(layer {layer}, {grid} grid, {reduce})"
     )
+
+
+FIGURE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF",
+                  ".pdf": "PDF"}  # fmt: skip
+
+
+def _image_format(output: Path) -> str:
+    """The image format of ``output``'s extension; a ConfigError naming those known if it has none of them."""
+    suffix = output.suffix.lower()
+    if suffix not in FIGURE_FORMATS:
+        raise ConfigError(
+            f"--output {output}: a figure cannot be written as {suffix or 'a file without extension'}; end the "
+            f"name with {', '.join(FIGURE_FORMATS)}."
+        )
+    return FIGURE_FORMATS[suffix]
+
+
+def _save(figure, image_format: str, output: Path) -> None:
+    """Encoded in memory, then written aside and renamed: a failed write leaves no part of a figure."""
+    import io
+
+    from saldata.storage.commits import write_atomic
+
+    buffer = io.BytesIO()
+    figure.save(buffer, format=image_format)
+    write_atomic(output, buffer.getvalue())
 
 
 def stats(
@@ -77,7 +114,7 @@ def stats(
     """
     from rich.table import Table
 
-    from saldata.analysis.word_stats import word_statistics, write_statistics
+    from saldata.analysis.word_stats import STATS_DIRNAME, word_statistics, write_statistics
     from saldata.cli.report import report_console
     from saldata.readers.output import Output
 
@@ -88,7 +125,10 @@ def stats(
         table, maps = word_statistics(data, layer)
     except SaldataError as exc:
         _fail(str(exc), exit_code(exc))
-    folder = write_statistics(out, table, maps, layer)
+    try:
+        folder = write_statistics(out, table, maps, layer)
+    except OSError as exc:  # a full disk, a read-only OUT
+        _fail(write_failure(exc, out / STATS_DIRNAME), code=1)
     title = f"{table.num_rows} distinct words over {data.images.num_rows} images (layer {layer})"
     view = Table(title=title, title_justify="left")
     for header in ("word", "count", "images", "attention mass", "peak cell (row, col)"):

@@ -13,8 +13,11 @@ from typing import Annotated
 import typer
 
 from saldata.cli.locations import OutArg, StorageOptions, location
-from saldata.errors import SaldataError, exit_code, first_line
-from saldata.storage.paths import refuse_inside
+from saldata.errors import QueryTimeout, SaldataError, exit_code, first_line
+from saldata.storage.os_errors import write_failure
+from saldata.storage.paths import check_output_file
+
+DEFAULT_TIMEOUT_S = 600.0  # a query longer than this is more likely a mistake than a wish; --timeout 0 lifts it
 
 app = typer.Typer(
     help="SQL over an output's catalog (views images, tokens, words, fixations) and its schema.",
@@ -33,7 +36,10 @@ class Format(str, enum.Enum):
 def query(
     out: OutArg,
     sql: Annotated[
-        str, typer.Argument(help='SQL over the views images, tokens, words, fixations, e.g. "SELECT * FROM words".')
+        str,
+        typer.Argument(
+            help='One SQL query over the views images, tokens, words, fixations, e.g. "SELECT * FROM words".'
+        ),
     ],
     format: Annotated[Format, typer.Option("--format", "-f", help="How to print the result.")] = Format.table,
     output: Annotated[
@@ -43,9 +49,16 @@ def query(
         ),
     ] = None,
     max_rows: Annotated[int, typer.Option(help="Rows shown by --format table (others write all).")] = 50,
+    timeout: Annotated[
+        float, typer.Option(help="Stop the query after this many seconds (0: no limit).", min=0)
+    ] = DEFAULT_TIMEOUT_S,
     storage_option: StorageOptions = None,
 ) -> None:
-    """Run read-only SQL (SELECT) over the catalog. Only committed shards are visible."""
+    """Run one read-only SQL query (SELECT) over the catalog. Only committed shards are visible.
+
+    DuckDB runs it with at most half of this machine's memory; what does not fit spills into the
+    system's temp folder (TMPDIR), up to half of its free space. Ctrl-C stops it.
+    """
     import duckdb
 
     from saldata.storage.sql import query as run_query
@@ -55,13 +68,27 @@ def query(
     try:
         out = location(out, storage_option)
         if output is not None:
-            refuse_inside(output, out, "--output", "queries")
-        table = run_query(out, sql)
+            check_output_file(output, out, "--output", "queries")
+        table = run_query(out, sql, timeout=timeout)
+    except KeyboardInterrupt:
+        typer.echo("interrupted: the query was stopped; nothing was written", err=True)
+        raise typer.Exit(code=130) from None
+    except QueryTimeout as exc:
+        _fail(str(exc), code=1)
+    except duckdb.OutOfMemoryException as exc:
+        _fail(
+            f"{first_line(exc)}: the query needs more than the memory DuckDB is given (half of this machine's) and "
+            "its spill space (half the free space of the temp folder); select less, or set TMPDIR to a larger disk.",
+            code=1,
+        )
     except duckdb.Error as exc:
         _fail(str(exc))
     except SaldataError as exc:
         _fail(str(exc), exit_code(exc))
-    _write(table, format, output, max_rows)
+    try:
+        _write(table, format, output, max_rows)
+    except OSError as exc:  # a full disk, a read-only folder: the output is never touched
+        _fail(write_failure(exc, output), code=1)
 
 
 @app.command(no_args_is_help=True)
@@ -104,27 +131,45 @@ def show(out: OutArg, storage_option: StorageOptions = None) -> None:
 
 
 def _write(table, format: Format, output: Path | None, max_rows: int) -> None:
-    import pyarrow.parquet as pq
+    if output is not None:  # written aside and renamed: a failed write leaves no part of a file
+        from saldata.storage.commits import write_atomic
 
-    if format is Format.parquet:
-        pq.write_table(table, output)
+        write_atomic(output, _rendered(table, format, max_rows))
     elif format is Format.csv:
-        if output:
-            with open(output, "w", newline="", encoding="utf-8") as f:
-                _write_csv(table, f)
-        else:
-            sys.stdout.flush()
-            stream = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="", write_through=True)
-            try:
-                _write_csv(table, stream)
-                stream.flush()
-            finally:
-                stream.detach()  # leave sys.stdout open
+        sys.stdout.flush()
+        stream = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="", write_through=True)
+        try:
+            _write_csv(table, stream)
+            stream.flush()
+        finally:
+            stream.detach()  # leave sys.stdout open
     elif format is Format.json:
-        text = json.dumps(table.to_pylist(), default=str, ensure_ascii=False, indent=1)
-        output.write_text(text + "\n") if output else typer.echo(text)
+        typer.echo(_json(table))
     else:
-        _print_table(table, max_rows, output)
+        _print_table(table, max_rows, None)
+
+
+def _rendered(table, format: Format, max_rows: int) -> bytes:
+    """The bytes of ``--output``'s file."""
+    if format is Format.parquet:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        return sink.getvalue().to_pybytes()
+    text = io.StringIO(newline="")
+    if format is Format.csv:
+        _write_csv(table, text)
+    elif format is Format.json:
+        text.write(_json(table) + "\n")
+    else:
+        _print_table(table, max_rows, text)
+    return text.getvalue().encode("utf-8")
+
+
+def _json(table) -> str:
+    return json.dumps(table.to_pylist(), default=str, ensure_ascii=False, indent=1)
 
 
 def _write_csv(table, stream) -> None:
@@ -149,7 +194,7 @@ def _as_text(column) -> list:
         return [None if v is None else json.dumps(v, default=str, ensure_ascii=False) for v in column.to_pylist()]
 
 
-def _print_table(table, max_rows: int, output: Path | None) -> None:
+def _print_table(table, max_rows: int, output: io.StringIO | None) -> None:
     from rich.table import Table
 
     from saldata.cli.report import report_console
@@ -160,9 +205,8 @@ def _print_table(table, max_rows: int, output: Path | None) -> None:
     )
     for row in table.slice(0, max_rows).to_pylist():
         view.add_row(*("NULL" if v is None else str(v) for v in row.values()))
-    if output:
-        with open(output, "w") as f:
-            report_console(f).print(view)
+    if output is not None:
+        report_console(output).print(view)
     else:
         report_console().print(view)
 

@@ -9,6 +9,7 @@ import typer
 
 from saldata.cli.locations import OutArg, StorageOptions, location
 from saldata.errors import SaldataError, exit_code
+from saldata.storage.os_errors import write_failure
 
 
 def evaluate(
@@ -53,12 +54,16 @@ def evaluate(
     except SaldataError as exc:
         typer.secho(f"Error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=exit_code(exc)) from None
-    metrics_path = write_metrics(out, table)
     by_layer, centre = summarise(table)
     n_images = centre.n_images
     title = f"{out}: {n_images} images, {grid} grid, blur {blur:g} px, {rows} rows"
     figure_path = out / EVAL_DIRNAME / LAYERS_FIGURE
-    save_png(layers_figure(by_layer, centre, title), figure_path)
+    try:
+        metrics_path = write_metrics(out, table)
+        save_png(layers_figure(by_layer, centre, title), figure_path)
+    except OSError as exc:  # a full disk, a read-only OUT: each file is whole or absent
+        typer.secho(f"Error: {write_failure(exc, out / EVAL_DIRNAME)}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=1) from None
     _print_summary(by_layer, centre, title, data.attrs["image_size"])
     if unscored.images or unscored.words:  # what the convention means, not a problem: stdout
         typer.echo(f"not scored, having no row under --rows {rows}: {unscored.images} images, {unscored.words} words")

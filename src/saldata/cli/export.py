@@ -10,6 +10,7 @@ import typer
 
 from saldata.cli.locations import OutArg, StorageOptions, location
 from saldata.errors import SaldataError, exit_code
+from saldata.storage.os_errors import write_failure
 
 
 class Format(str, enum.Enum):  # the names of saldata.exporters.EXPORTERS (a test keeps them equal)
@@ -108,7 +109,7 @@ def export(
         )
         raise typer.Exit(code=exc.exit_code) from None
     except OSError as exc:  # a full disk, a read-only DEST: finished files are kept
-        _fail(f"cannot write {exc.filename or dest}: {exc.strerror or exc}; rerun the same command once fixed", code=1)
+        _fail(f"{write_failure(exc, dest)}; finished files are kept: rerun the same command once fixed", code=1)
     typer.echo(
         f"{dest}: {summary.images} images ({summary.written} written now, {summary.kept} already there), "
         f"--format {format.value}, layer {exporter.layer}"

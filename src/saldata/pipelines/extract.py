@@ -232,11 +232,13 @@ def run_extraction(
 
 
 def _journal_failure(journal: RunJournal):
-    """Keep the full report of a failure inside Ray in the journal; the console gets one line."""
+    """Keep the full report of a failure inside Ray in the journal; the console gets one line.
+
+    On a full disk the report cannot be kept: the line then points to no report.
+    """
 
     def on_exit(exc_type, exc, tb) -> bool:
-        if isinstance(exc, RayFailure):
-            journal.write("error", message=str(exc), report=exc.detail)
+        if isinstance(exc, RayFailure) and journal.write("error", message=str(exc), report=exc.detail):
             exc.args = (f"{exc} Ray's full report: {journal.path}",)
         return False
 

@@ -199,16 +199,21 @@ def write_atomic(path: Path, data: bytes) -> None:
     if is_object(path):
         path.write_bytes(data)
         return
+    from saldata.faults import fault_point
+
     path.parent.mkdir(parents=True, exist_ok=True)
     aside = aside_path(path)
     try:
         with open(aside, "wb") as f:
+            fault_point("write-file", path.name)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(aside, path)
-    except BaseException:
+    except BaseException as exc:
         aside.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename is None:  # a failed write or fsync names no file: say which
+            exc.filename = str(path)
         raise
     fsync_dir(path.parent)
 

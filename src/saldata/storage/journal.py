@@ -10,7 +10,9 @@ import json
 import time
 from pathlib import Path
 
+from saldata.faults import fault_point
 from saldata.storage.location import as_out, is_object
+from saldata.storage.os_errors import DISK_FULL
 
 JOURNAL_DIR = "journal"
 
@@ -25,15 +27,28 @@ class RunJournal:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lines: list[str] = []  # an object cannot be appended to: it is rewritten whole
 
-    def write(self, event: str, **fields) -> None:
+    def write(self, event: str, **fields) -> bool:
+        """Append one event; False when a full disk kept it out.
+
+        The journal only adds timing and reports, so a full disk must not stop a run through it
+        (the run meets the full disk where it matters, at its next shard or commit), nor turn the
+        error handler that records a failure into a second failure.
+        """
         line = json.dumps({"event": event, "time": time.time(), **fields}) + "\n"
-        if is_object(self.path):
-            self._lines.append(line)
-            self.path.write_text("".join(self._lines))
-            return
-        with open(self.path, "a") as f:
-            f.write(line)
-            f.flush()
+        try:
+            fault_point("journal-write", event, self.path)
+            if is_object(self.path):
+                self._lines.append(line)
+                self.path.write_text("".join(self._lines))
+                return True
+            with open(self.path, "a") as f:
+                f.write(line)
+                f.flush()
+        except OSError as exc:
+            if exc.errno not in DISK_FULL:
+                raise
+            return False
+        return True
 
 
 def read_journals(out: Path) -> list[list[dict]]:

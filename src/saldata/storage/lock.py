@@ -210,6 +210,11 @@ def _remove_stale(path: Path, seen: _Seen, stale_after: float) -> bool:
         os.rename(path, aside)
     except FileNotFoundError:
         return False
+    except OSError as exc:  # immutable, or in a folder this user may not change (a sticky folder of another's)
+        raise StoreError(
+            f"The lock {path} is stale (its run is gone) but cannot be removed: {exc.strerror}. Check that no "
+            f"saldata run uses {path.parent}, delete {path} (as its owner, or after chattr -i), and rerun."
+        ) from None
     try:
         now = _load(aside)
         if now is not None and now.same_file(seen) and is_stale(now.info(), stale_after):

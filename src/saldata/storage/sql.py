@@ -16,21 +16,34 @@ Queries see the views and nothing else. Two locks, each enough for what it cover
   configuration locked: no other file can be read or written (``read_csv``, ``read_text``,
   ``glob``, ``parquet_metadata``, a file name in ``FROM``), no extension installed or
   loaded, no Python variable scanned, no setting changed.
+
+Queries are bounded on purpose (``resource_settings``): DuckDB's memory limit is a share of this
+machine's memory, and what does not fit spills into a folder of its own in the system's temp
+folder (``TMPDIR``), never the working folder, up to a share of that disk's free space. ``query``
+stops a query past its ``timeout``, and on Ctrl-C, by interrupting DuckDB.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import signal
+import tempfile
+import threading
 from pathlib import Path
 
 import pyarrow as pa
 
-from saldata.errors import ConfigError, StoreError
+from saldata.errors import ConfigError, QueryTimeout, StoreError
 from saldata.schemas.catalog import TABLES
 from saldata.storage.catalog import catalog_dir, committed_files, committed_shards, read_table
 from saldata.storage.location import check_reachable, is_object
 
 VIEWS = ", ".join(TABLES)
+
+MEMORY_SHARE = 0.5  # of this machine's memory: DuckDB's own default (80%) leaves little to the rest
+SPILL_SHARE = 0.5  # of the free space where spill files go: a query must not fill the disk
 
 
 class ReadOnlyConnection:
@@ -40,11 +53,17 @@ class ReadOnlyConnection:
         self._con = con
 
     def sql(self, query: str):
-        """The DuckDB relation of the last statement of ``query``, once every statement is allowed."""
+        """The DuckDB relation of ``query``, a single allowed statement."""
         statements = readonly_statements(query)
-        for statement in statements[:-1]:  # bound (errors show) but not run: a SELECT changes nothing
-            self._con.sql(statement)
-        return self._con.sql(statements[-1])
+        if len(statements) > 1:  # only the last one's rows would come back: the others would be lost unseen
+            raise ConfigError(
+                f"one statement at a time (got {len(statements)}); run each on its own, or join them into one query."
+            )
+        return self._con.sql(statements[0])
+
+    def interrupt(self) -> None:
+        """Stop the statement running now (from another thread)."""
+        self._con.interrupt()
 
     def close(self) -> None:
         self._con.close()
@@ -63,7 +82,7 @@ def connect(out: Path) -> ReadOnlyConnection:
     check_reachable(catalog_dir(out))
     if not catalog_dir(out).is_dir() and not committed_shards(out):  # committed: its files are missing, said below
         raise StoreError(f"No catalog at {catalog_dir(out)}: is {out} a saldata extraction output?")
-    con = duckdb.connect()
+    con = duckdb.connect(config=resource_settings())
     con.execute("SET enable_progress_bar = false")  # DuckDB draws it on stdout, into the user's results
     if is_object(out):
         # DuckDB reads an object store only through its httpfs extension, which cannot be
@@ -93,6 +112,19 @@ def connect(out: Path) -> ReadOnlyConnection:
     return ReadOnlyConnection(con)
 
 
+def resource_settings() -> dict:
+    """DuckDB's memory limit and spill folder, set on purpose (see the module's docstring)."""
+    import psutil
+
+    spill = Path(tempfile.gettempdir()) / f"saldata-sql-{os.getpid()}-{threading.get_ident()}"
+    free = psutil.disk_usage(spill.parent).free
+    return {
+        "memory_limit": f"{int(MEMORY_SHARE * psutil.virtual_memory().total) // 2**20}MiB",
+        "temp_directory": str(spill),  # DuckDB makes it when it first spills, and removes it on close
+        "max_temp_directory_size": f"{int(SPILL_SHARE * free) // 2**20}MiB",
+    }
+
+
 def readonly_statements(sql: str) -> list:
     """``sql``'s statements, parsed, when each is a SELECT; a one-line ``ConfigError`` naming the first that is not.
 
@@ -111,21 +143,83 @@ def readonly_statements(sql: str) -> list:
     return statements
 
 
-def query(out: Path, sql: str) -> pa.Table:
-    """Run read-only ``sql`` over ``out``'s catalog views; the last statement's result as an Arrow table.
+def query(out: Path, sql: str, timeout: float | None = None) -> pa.Table:
+    """Run read-only ``sql`` (one statement) over ``out``'s catalog views; its result as an Arrow table.
 
-    Refused statements and reads outside the views raise a one-line ``ConfigError``; other
-    bad SQL raises DuckDB's own error (``duckdb.Error``).
+    Refused statements and reads outside the views raise a one-line ``ConfigError``; a query
+    still running after ``timeout`` seconds (None or 0: no limit) is stopped and raises
+    ``QueryTimeout``; Ctrl-C stops it too (``KeyboardInterrupt``); other bad SQL raises DuckDB's
+    own error (``duckdb.Error``).
     """
     import duckdb
 
     with connect(out) as con:
         try:
-            result = con.sql(sql).arrow()
-            return result.read_all() if hasattr(result, "read_all") else result  # a reader in DuckDB >= 1.4
+            return _bounded(con, lambda: _as_table(con.sql(sql).arrow()), timeout)
         except duckdb.PermissionException as exc:
             reason = str(exc).strip().splitlines()[0]
             raise ConfigError(f"queries read only the views {VIEWS} ({reason}).") from None
+
+
+def _as_table(result) -> pa.Table:
+    return result.read_all() if hasattr(result, "read_all") else result  # a reader in DuckDB >= 1.4
+
+
+def _bounded(con: ReadOnlyConnection, run, timeout: float | None):
+    """``run()``'s result, run in a thread so that this one can stop it: past ``timeout``, or on Ctrl-C.
+
+    DuckDB does not look at Python's signals while it works, so the query runs aside while this
+    thread waits; Ctrl-C, caught here while it waits, and the timeout both call DuckDB's
+    ``interrupt``, which stops the work within moments and leaves the connection usable (a
+    ``KeyboardInterrupt`` raised into the wait would leave the query running, and its connection
+    busy, on Python 3.11).
+    """
+    outcome: dict = {}
+    done = threading.Event()
+    stopped: list[str] = []
+
+    def work() -> None:
+        try:
+            outcome["value"] = run()
+        except BaseException as exc:  # handed to the caller's thread
+            outcome["error"] = exc
+        finally:
+            done.set()
+
+    def stop(why: str) -> None:
+        if not stopped:
+            stopped.append(why)
+            con.interrupt()
+
+    threading.Thread(target=work, name="saldata-sql", daemon=True).start()
+    with _on_ctrl_c(lambda: stop("ctrl-c")):
+        if not done.wait(timeout or None):
+            stop("timeout")
+        done.wait()
+    if stopped and "value" not in outcome:
+        if stopped[0] == "ctrl-c":
+            raise KeyboardInterrupt
+        raise QueryTimeout(
+            f"the query ran past --timeout {timeout:g} s and was stopped; give a longer one (0: no limit), "
+            "or select less."
+        )
+    if "error" in outcome:
+        raise outcome.pop("error")
+    return outcome["value"]
+
+
+@contextlib.contextmanager
+def _on_ctrl_c(action):
+    """Call ``action`` on SIGINT instead of raising ``KeyboardInterrupt`` (in the main thread; elsewhere
+    Python delivers no signal)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: action())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _kind(statement) -> str:
