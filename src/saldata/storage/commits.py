@@ -111,15 +111,19 @@ def staging_dir(out: Path, shard: int, run_id: str) -> Path:
     return staging_root(out) / f"shard-{shard:05d}-{run_id}"
 
 
+def digest_bytes(data: bytes) -> FileDigest:
+    import google_crc32c  # zarr's own dependency, for its crc32c codec
+
+    return FileDigest(len(data), google_crc32c.Checksum(data).hexdigest().decode())
+
+
 def digest_file(path: Path, sync: bool = False) -> FileDigest:
     """Size and CRC-32C; ``sync`` also flushes the file to disk (before a record may name it)."""
     import google_crc32c  # zarr's own dependency, for its crc32c codec
 
-    checksum = google_crc32c.Checksum()
     if is_object(path):  # one GET: what the store holds is what gets digested
-        data = path.read_bytes()
-        checksum.update(data)
-        return FileDigest(len(data), checksum.hexdigest().decode())
+        return digest_bytes(path.read_bytes())
+    checksum = google_crc32c.Checksum()
     size = 0
     with open(path, "rb") as f:
         while block := f.read(_BLOCK):
