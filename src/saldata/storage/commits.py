@@ -31,6 +31,9 @@ shard's record is still written last, and once (``_commit_objects``):
 A kill anywhere leaves the marker (or the finished record): the next ``extract`` rolls the
 marker forward by redoing 2-4 from the staged objects, so a redone shard's committed rows are
 never dropped and rebuilt. A shard with a marker is pending, not committed, for every reader.
+
+The store's metadata files belong to no shard; ``commits/store.json`` records them
+(``storage/store_record.py``).
 """
 
 from __future__ import annotations
