@@ -48,7 +48,7 @@ def verify_output(out: Path, quick: bool = False) -> VerifyReport:
     from saldata.errors import StoreError
 
     out = as_out(out)
-    check_metadata(out)
+    check_metadata(out)  # first: every later read goes through the metadata
     version = store_schema_version(out)
     if version is None:
         raise StoreError(f"No feature store at {out / 'features.zarr'}: is {out} a saldata extraction output?")
@@ -62,8 +62,9 @@ def verify_output(out: Path, quick: bool = False) -> VerifyReport:
     problems = creation_array_problems(out, group)
     if problems:
         raise StoreError(f"{problems[0]}; write it back with zarr, or re-extract with --overwrite.")
-    report = VerifyReport(out, checked=len(log.committed), pending=sorted(log.pending))
-    report.metadata_checked = version >= RECORDED_SINCE
+    report = VerifyReport(
+        out, checked=len(log.committed), pending=sorted(log.pending), metadata_checked=version >= RECORDED_SINCE
+    )
     for shard, why in log.unreadable.items():
         report.damaged[shard] = [why]
     expected_digest = group.attrs.get("config_digest")
