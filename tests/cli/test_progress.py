@@ -104,3 +104,21 @@ def test_a_damaged_shard_is_not_nothing_to_do(tmp_path, reference_run):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Nothing to do" not in proc.stderr
     assert "Shard 3 is damaged and is redone" in proc.stderr
+
+
+@pytest.mark.slow
+def test_edited_store_metadata_is_restored_by_the_rerun_saying_so(tmp_path, reference_run):
+    """Not "Nothing to do" over an edited zarr.json: the rerun writes it back from commits/store.json."""
+    import json
+
+    out = tmp_path / "out"
+    shutil.copytree(reference_run, out)
+    meta_path = out / "features.zarr" / "hidden" / "zarr.json"
+    meta = json.loads(meta_path.read_text())
+    transpose = meta["codecs"][0]["configuration"]["codecs"][0]["configuration"]
+    transpose["order"] = [*transpose["order"][:-2], transpose["order"][-1], transpose["order"][-2]]
+    meta_path.write_text(json.dumps(meta, indent=2))
+    proc = run_cli(["extract", *DEMO_ARGS, "--out", str(out)])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Restored the store's metadata" in proc.stderr and "features.zarr/hidden/zarr.json" in proc.stderr
+    assert meta_path.read_bytes() == (reference_run / "features.zarr" / "hidden" / "zarr.json").read_bytes()

@@ -14,9 +14,13 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+import zarr
 
 from saldata.pipelines.verify import verify_output
+from saldata.schemas.store import SHARD_ARRAYS
 from saldata.storage.commits import read_commit_log
+from tests.faults.commit_scenario import SHARD_SIZE
+from tests.helpers import kill_session, wait_for
 
 # (fault, how the faulted run ends). Each case is a few subprocess runs; the fast tier keeps one
 # per kind (store creation, a half-moved commit, a full disk, a retry), the full suite all of them.
@@ -114,3 +118,41 @@ def test_kill_inside_a_retry_leaves_the_old_shard_or_the_new_one(tmp_path, undis
     assert scenario(out, retry=True).returncode == 0
     assert tree_bytes(out) == undisturbed[1]
     assert verify_output(out).intact
+
+
+# The files one scenario commit moves: a Zarr shard file per array on the image axis, then the
+# images, tokens and words files. The fast tier holds the commit after its first move and after
+# its first catalog file; the full suite after every move.
+MOVES = len(SHARD_ARRAYS) + 3
+HELD = [k if k in (0, len(SHARD_ARRAYS)) else pytest.param(k, marks=SLOW) for k in range(MOVES)]
+
+
+@pytest.mark.parametrize("moved", HELD)
+def test_a_commit_held_between_moves_shows_plain_readers_no_row_without_its_arrays(tmp_path, moved):
+    """A commit held after its move ``moved`` (what a kill -9 there leaves until the next run): every
+    row plain pyarrow reads from catalog/ has its arrays in place for plain zarr. Arrays move first,
+    catalog files last."""
+    out, marker = tmp_path / "out", tmp_path / "held"
+    env = {**os.environ, "SALDATA_FAULT": f"commit-move@{moved}=hang", "SALDATA_FAULT_MARKER": str(marker)}
+    cmd = [sys.executable, "-m", "tests.faults.commit_scenario", str(out)]
+    proc = subprocess.Popen(cmd, env=env, cwd=Path(__file__).parents[2], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        wait_for(lambda: marker.exists() or proc.poll() is not None, timeout=120, what="the held commit")
+        assert proc.poll() is None, "the scenario ended before its commit fault"
+        images = out / "catalog" / "images"
+        rows = pq.read_table(images).to_pylist() if images.is_dir() else []
+        group = zarr.open_group(out / "features.zarr", mode="r")
+        for row in rows:
+            idx = row["idx"]
+            for spec in SHARD_ARRAYS:
+                key = group[spec.name].metadata.encode_chunk_key(
+                    (idx // SHARD_SIZE,) + (0,) * (group[spec.name].ndim - 1)
+                )
+                assert (out / "features.zarr" / spec.name / key).is_file(), f"row {idx} is read, its {spec.name} is not"
+            assert (int(group["n_tokens"][idx]), str(group["image_id"][idx])) == (row["n_tokens"], row["image_id"])
+        if moved >= len(SHARD_ARRAYS):  # the catalog's turn: the shard's rows are there to read
+            assert [r["idx"] for r in rows] == list(range(SHARD_SIZE))
+    finally:
+        kill_session(proc.pid)
+        proc.wait()

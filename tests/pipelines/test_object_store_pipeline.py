@@ -85,8 +85,9 @@ def assert_same_as_local(fs, url: str, local: Path) -> None:
 def test_ray_free_build_into_s3_equals_the_local_disk_build(s3_server, s3_demo, demo_output_ray_free):
     fs = s3_server.filesystem()
     assert_same_as_local(fs, s3_demo, demo_output_ray_free)
-    records = fs.find(f"{_key(s3_demo)}/commits")
+    records = [key for key in fs.find(f"{_key(s3_demo)}/commits") if key.rsplit("/", 1)[1].startswith("shard-")]
     assert len(records) == 2 and not any(json.loads(fs.cat_file(r))["pending"] for r in records)
+    assert fs.exists(f"{_key(s3_demo)}/commits/store.json")
     assert not fs.exists(f"{_key(s3_demo)}/staging") or not fs.find(f"{_key(s3_demo)}/staging")
     assert not fs.exists(f"{_key(s3_demo)}/.saldata.lock")  # released
 
@@ -147,10 +148,12 @@ def test_bad_urls_and_unreachable_stores_are_one_line(s3_server, tmp_path):
 
 
 def _commits(fs, url: str) -> list[str]:
-    """The commit records (not the pending markers of commits in flight)."""
+    """The shards' commit records (not the pending markers of commits in flight, nor the store record)."""
     folder = f"{_key(url)}/commits"
     keys = fs.ls(folder, detail=False) if fs.exists(folder) else []
-    return sorted(key for key in keys if not key.endswith(".pending.json"))
+    return sorted(
+        key for key in keys if key.rsplit("/", 1)[1].startswith("shard-") and not key.endswith(".pending.json")
+    )
 
 
 def test_sigkill_then_rerun_into_s3_equals_the_local_disk_run(s3_server, s3_out, reference_run, tmp_path):
@@ -216,6 +219,42 @@ def test_a_kill_inside_an_object_commit_is_rolled_forward_from_its_marker(s3_ser
     assert not fs.exists(f"{_key(s3_out)}/commits/shard-00000.pending.json")
     local = tmp_path / "undisturbed"
     fs.get(f"{_key(s3_demo)}/", str(local), recursive=True)
+    assert_same_as_local(fs, s3_out, local)
+    assert run_cli(["verify", s3_out]).returncode == 0
+
+
+def test_a_damaged_shard_whose_metadata_was_changed_too_is_repaired_on_s3(s3_server, s3_out, s3_demo, tmp_path):
+    """The root attribute layers edited ([0, 1] -> [1, 0]) and a byte flipped in shard 1's hidden
+    file: verify names the metadata file; the rerun restores it from commits/store.json (which vouches
+    for the settings the store was made with, so the edit is not taken for other ones) and redoes
+    shard 1 alone, ending equal to an undisturbed build."""
+    fs = s3_server.filesystem()
+    source, target = _key(s3_demo), _key(s3_out)
+    for key in fs.find(source):
+        if not key.startswith(f"{source}/journal/"):
+            fs.copy(key, target + key[len(source) :])
+    root = f"{target}/features.zarr/zarr.json"
+    meta = json.loads(fs.cat_file(root))
+    assert meta["attributes"]["layers"] == [0, 1]
+    meta["attributes"]["layers"] = [1, 0]
+    fs.pipe_file(root, json.dumps(meta, indent=2).encode())
+    record = json.loads(fs.cat_file(f"{target}/commits/shard-00001.json"))
+    (hidden,) = [rel for rel, digest in record["files"].items() if rel.startswith("features.zarr/hidden/") and digest]
+    data = bytearray(fs.cat_file(f"{target}/{hidden}"))
+    data[len(data) // 2] ^= 0xFF
+    fs.pipe_file(f"{target}/{hidden}", bytes(data))
+
+    verify = run_cli(["verify", s3_out])
+    assert verify.returncode == 1 and f"{s3_out}/features.zarr/zarr.json was changed" in verify.stderr, verify.stderr
+    rerun = subprocess.run([sys.executable, "-m", "tests.ray_free_run", s3_out], cwd=REPO, capture_output=True,
+                           text=True, timeout=300)  # fmt: skip
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    (journal,) = [key for key in fs.find(f"{target}/journal") if key.endswith(".jsonl")]
+    start = json.loads(fs.cat_file(journal).decode().splitlines()[0])
+    assert start["event"] == "start" and start["shards"] == [1], "not exactly the damaged shard was redone"
+    assert fs.cat_file(root) == fs.cat_file(f"{source}/features.zarr/zarr.json")
+    local = tmp_path / "undisturbed"
+    fs.get(f"{source}/", str(local), recursive=True)
     assert_same_as_local(fs, s3_out, local)
     assert run_cli(["verify", s3_out]).returncode == 0
 

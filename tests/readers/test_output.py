@@ -86,6 +86,7 @@ def test_an_older_store_without_ground_truth_is_named(demo_output, tmp_path):
     out = tmp_path / "old"
     shutil.copytree(demo_output, out)
     shutil.rmtree(out / "features.zarr" / "saliency_map")
+    (out / "commits" / "store.json").unlink()  # nor a store record
     root = out / "features.zarr" / "zarr.json"  # stores of that age had no consolidated metadata
     root.write_text(json.dumps({k: v for k, v in json.loads(root.read_text()).items() if k != "consolidated_metadata"}))
     group = zarr.open_group(out / "features.zarr", mode="r+")

@@ -123,10 +123,12 @@ def test_to_xarray_is_chunked_by_store_shard(demo_output):
 @pytest.fixture
 def older_output(demo_output_ray_free, tmp_path):
     """The demo output without the new arrays, as saldata wrote schema 4 before them: no
-    ``coordinates`` attribute either, and commit records that name none of their files."""
+    ``coordinates`` attribute either, commit records that name none of their files, and no store record."""
     out = tmp_path / "older"
     shutil.copytree(demo_output_ray_free, out)
+    (out / "commits" / "store.json").unlink()
     group = zarr.open_group(out / "features.zarr", mode="r+")
+    group.attrs["schema_version"] = 4
     for name in NEW_ARRAYS:
         del group[name]
     for _, array in group.arrays():

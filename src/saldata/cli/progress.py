@@ -166,6 +166,13 @@ def run_with_progress(
     def started(work, state):
         if state.finished:
             console.print(f"Finished the commits a killed run left half done: shards {_listed(state.finished)}.")
+        if state.restored:
+            console.print(
+                f"Restored the store's metadata changed since its creation, as commits/store.json records it: "
+                f"{', '.join(state.restored)}.",
+                markup=False,
+                highlight=False,
+            )
         for shard, problems in sorted(state.damaged.items()):
             console.print(f"Shard {shard} is damaged and is redone: {problems[0]}", markup=False, highlight=False)
         if state.committed and work:

@@ -35,6 +35,11 @@ def verify(
         typer.echo(f"  pending  shard {shard}: a commit was interrupted; rerun the extraction to finish it")
     for rel in report.stray:
         typer.echo(f"  stray    {rel}: no commit record names this file")
+    if not report.metadata_checked:
+        typer.echo(
+            "  metadata not checked: an output of this store schema_version records no checksums of the "
+            "store's metadata (re-extract with --overwrite to get them)"
+        )
     if report.intact:
         typer.echo("  intact")
         return

@@ -1,16 +1,17 @@
 """Decide what a run must do on an output directory: start fresh, resume, or refuse.
 
 A shard is done when its commit record says so and the files it names are intact. Resuming
-finishes commits a killed run left half done, verifies every committed shard, redoes damaged
-and uncommitted shards from scratch, and, with ``retry_failed``, reprocesses the failed images
-of committed shards. It refuses an output made with other settings or from other source images.
+finishes commits a killed run left half done, restores store metadata changed since the store's
+creation (from the store record), verifies every committed shard, redoes damaged and
+uncommitted shards from scratch, and, with ``retry_failed``, reprocesses the failed images of
+committed shards. It refuses an output made with other settings or from other source images.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow.compute as pc
@@ -30,8 +31,9 @@ from saldata.storage.commits import (
     sweep_staging,
 )
 from saldata.storage.journal import JOURNAL_DIR
-from saldata.storage.location import as_out, is_object, remove_tree
-from saldata.storage.zarr_store import create_store, open_store, store_aside, store_path, store_schema_version
+from saldata.storage.location import as_out, remove_tree
+from saldata.storage.store_record import check_metadata, metadata_problems, read_store_record, restore_metadata
+from saldata.storage.zarr_store import create_store, open_store, store_in_place, store_path, store_schema_version
 
 # Attributes that must match for a rerun to add to an existing output.
 GUARDED_ATTRIBUTES = (
@@ -55,16 +57,20 @@ class OutputState:
     committed: set[int]  # intact committed shards: skipped
     damaged: dict[int, list[str]]  # committed shards whose files or rows are wrong: redone
     finished: list[int]  # half-done commits of a killed run, completed now
+    restored: list[str] = field(default_factory=list)  # store metadata files written back from the store record
 
 
 def check_output(plan) -> None:
     """Refuse an output this run must not add to; reads only (pre-flight runs it before Ray starts)."""
     out = plan.config.out
-    version = store_schema_version(out)
+    # The store as it was created: metadata edited since is restored under the lock, not taken for
+    # other settings (a damaged record raises here, naming itself).
+    record = read_store_record(out) if store_in_place(out) else None
+    version = record.attributes().get("schema_version") if record else store_schema_version(out)
     if version is None:
         # On an object store the store is copied into place from its aside, zarr.json last: a kill
         # in that copy leaves a store without zarr.json, which the aside shows to be ours.
-        if store_path(out).exists() and not (is_object(out) and store_aside(out).exists()):
+        if store_in_place(out):
             raise StoreError(
                 f"{store_path(out)} is not a saldata store (no zarr.json); move it away or pass --overwrite."
             )
@@ -79,7 +85,9 @@ def check_output(plan) -> None:
             f"{STORE_SCHEMA_VERSION}: {newer_than(version)}) and cannot be resumed. Pass --overwrite to "
             "re-extract it, or choose another --out; saldata.open still reads it as it is."
         )
-    _refuse_other_settings(out, dict(open_store(out).attrs), plan.attributes)
+    if record is None:
+        check_metadata(out)  # a store of this version without its record: nothing vouches for its metadata
+    _refuse_other_settings(out, record.attributes() if record else dict(open_store(out).attrs), plan.attributes)
     _refuse_other_sources(out, plan.shards, read_commit_log(out).committed)
 
 
@@ -98,8 +106,8 @@ def already_complete(config) -> bool:
 
     out = as_out(config.out)
     try:
-        if store_schema_version(out) != STORE_SCHEMA_VERSION:
-            return False
+        if store_schema_version(out) != STORE_SCHEMA_VERSION or metadata_problems(out):
+            return False  # the full path refuses the older output, or restores the metadata
         if not _same_command(json.loads((out / RUN_CONFIG_FILE).read_text()), json.loads(config.to_json())):
             return False
         lock = read_lock(out)
@@ -137,6 +145,9 @@ def prepare_output(plan, overwrite: bool, checked: bool = False) -> OutputState:
     elif not checked:
         check_output(plan)
     finished = finish_pending(out)
+    # Before the sweep: it removes an object store's aside, which tells a store still being copied
+    # into place (recreated below) from one whose metadata was changed (restored now).
+    restored = restore_metadata(out)
     sweep_staging(out)
     if store_schema_version(out) is None:
         create_store(out, plan.geometry, plan.config.shard_size, plan.attributes)
@@ -144,7 +155,7 @@ def prepare_output(plan, overwrite: bool, checked: bool = False) -> OutputState:
     log = read_commit_log(out)
     report = verify_output(out)
     _remove_stray(out, report.stray)
-    return OutputState(set(log.committed) - set(report.damaged), report.damaged, finished)
+    return OutputState(set(log.committed) - set(report.damaged), report.damaged, finished, restored)
 
 
 def _refuse_other_settings(out: Path, existing: dict, wanted: dict) -> None:

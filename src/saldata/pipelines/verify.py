@@ -6,9 +6,10 @@ checksum, exists where the record says it must not, or when its catalog rows dis
 store (images.n_tokens, the tokens and words rows, the stored token ids, image_id and
 token_mask) or with each other (an image's fixations rows against its images.n_fixations).
 
-A file written with the store and never again (the ``layer`` array's) belongs to no shard: it is
-checked against the root attributes it was written from, and a damaged one stops the check with
-one line naming it, as a corrupt ``zarr.json`` does.
+A file written with the store and never again belongs to no shard. Its metadata files are checked
+first, against the store record (``storage/store_record.py``), since every later read goes
+through them; the ``layer`` array's chunk against the root attributes it was written from. A
+damaged one stops the check with one line naming it, as a corrupt ``zarr.json`` does.
 """
 
 from __future__ import annotations
@@ -18,11 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from saldata.schemas.catalog import FIXATIONS, IMAGES, TABLES, TOKENS, WORDS
-from saldata.schemas.store import STORE_SCHEMA_VERSION, TOKEN_PAD
+from saldata.schemas.store import TOKEN_PAD
 from saldata.storage.catalog import catalog_dir, read_file, shard_file, shard_relpath
 from saldata.storage.commits import CommitRecord, digest_file, read_commit_log
 from saldata.storage.location import as_out
+from saldata.storage.store_record import RECORDED_SINCE, check_metadata
 from saldata.storage.zarr_store import creation_array_problems, open_store, store_schema_version
+
+VERIFIABLE_SINCE = 5  # the oldest store schema_version whose records verify knows how to check
 
 
 @dataclass(slots=True)
@@ -32,6 +36,7 @@ class VerifyReport:
     damaged: dict[int, list[str]] = field(default_factory=dict)  # shard -> what is wrong
     pending: list[int] = field(default_factory=list)  # commits a killed run left half done
     stray: list[str] = field(default_factory=list)  # catalog files no record names
+    metadata_checked: bool = True  # False for an output older than the store record: nothing to check against
 
     @property
     def intact(self) -> bool:
@@ -43,10 +48,11 @@ def verify_output(out: Path, quick: bool = False) -> VerifyReport:
     from saldata.errors import StoreError
 
     out = as_out(out)
+    check_metadata(out)  # first: every later read goes through the metadata
     version = store_schema_version(out)
     if version is None:
         raise StoreError(f"No feature store at {out / 'features.zarr'}: is {out} a saldata extraction output?")
-    if version < STORE_SCHEMA_VERSION:
+    if version < VERIFIABLE_SINCE:
         raise StoreError(
             f"{out} was written by an older saldata (store schema_version {version}) that kept no commit "
             "records, so it cannot be verified; re-extract it with --overwrite to get a verifiable output."
@@ -56,7 +62,9 @@ def verify_output(out: Path, quick: bool = False) -> VerifyReport:
     problems = creation_array_problems(out, group)
     if problems:
         raise StoreError(f"{problems[0]}; write it back with zarr, or re-extract with --overwrite.")
-    report = VerifyReport(out, checked=len(log.committed), pending=sorted(log.pending))
+    report = VerifyReport(
+        out, checked=len(log.committed), pending=sorted(log.pending), metadata_checked=version >= RECORDED_SINCE
+    )
     for shard, why in log.unreadable.items():
         report.damaged[shard] = [why]
     expected_digest = group.attrs.get("config_digest")

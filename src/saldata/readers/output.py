@@ -27,6 +27,7 @@ from saldata.schemas.catalog import STATUS_DONE
 from saldata.schemas.store import ARRAY_SPECS, COORDINATE_ARRAYS, IMAGE_COORDINATE, STORE_SCHEMA_VERSION
 from saldata.storage.catalog import read_table
 from saldata.storage.location import as_out
+from saldata.storage.store_record import check_metadata
 from saldata.storage.zarr_store import open_store
 
 WORD_REDUCTIONS = ("sum", "mean")
@@ -38,6 +39,7 @@ class Output:
 
     def __init__(self, out: Path | str, storage_options: dict | None = None):
         self.path = as_out(out, storage_options)  # a folder, or an ObjectPath for a URL
+        check_metadata(self.path)  # an edited zarr.json would have every array below read wrongly
         # open_store raises StoreError naming the path when absent; a damaged chunk is named when read
         self.group = CheckedGroup(open_store(self.path), self.path)
         self.attrs: dict = dict(self.group.attrs)

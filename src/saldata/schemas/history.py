@@ -34,6 +34,11 @@ SCHEMA_HISTORY: tuple[tuple[int, int, str], ...] = (
         5,
         "the coordinate arrays image_id (string, on image, named by every other array on image in its CF coordinates attribute) and layer (int32, the decoder layer at each layer-axis position, written when the store is created), and token_mask (bool, true where a row of the per-token arrays holds data); saldata verify checks layer against the root attribute layers, and image_id and token_mask against the catalog; root attribute hub_kernels (false: the model ran on its own layers, never on kernels fetched from the Hub); images.prompt_text (the prompt's full text, beside prompt_id; null in outputs written before it)",
     ),
+    (
+        6,
+        5,
+        "the store record (OUT/commits/store.json): every metadata file of the store (the root zarr.json with the root attributes and the consolidated metadata, each array's zarr.json) with its size, CRC-32C and text, written with the store; saldata verify, saldata.open and a resume check them, and a resume restores a changed one",
+    ),
 )
 
 

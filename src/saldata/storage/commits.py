@@ -13,8 +13,9 @@ size and CRC-32C. Only the driver commits, so a worker whose driver is gone can 
 A kill between 1 and 3 leaves a pending record; the next ``extract`` (under the output lock)
 rolls it forward by redoing steps 2-3, which are idempotent. Readers believe only records
 without ``pending``: a shard is either its old committed files or its new ones, never a mix.
-Catalog files enter ``catalog/`` only in step 2, so plain Parquet readers never see a shard
-that is not committed.
+Catalog files enter ``catalog/`` only in step 2, and after the shard's Zarr files
+(``in_commit_order``), so plain Parquet readers never see a shard that is not committed, nor
+rows whose arrays are not yet in place.
 
 On an object store (``storage/location.py``) there is no rename, but a PUT is atomic. The
 shard's record is still written last, and once (``_commit_objects``):
@@ -30,6 +31,9 @@ shard's record is still written last, and once (``_commit_objects``):
 A kill anywhere leaves the marker (or the finished record): the next ``extract`` rolls the
 marker forward by redoing 2-4 from the staged objects, so a redone shard's committed rows are
 never dropped and rebuilt. A shard with a marker is pending, not committed, for every reader.
+
+The store's metadata files belong to no shard; ``commits/store.json`` records them
+(``storage/store_record.py``).
 """
 
 from __future__ import annotations
@@ -110,15 +114,19 @@ def staging_dir(out: Path, shard: int, run_id: str) -> Path:
     return staging_root(out) / f"shard-{shard:05d}-{run_id}"
 
 
+def digest_bytes(data: bytes) -> FileDigest:
+    import google_crc32c  # zarr's own dependency, for its crc32c codec
+
+    return FileDigest(len(data), google_crc32c.Checksum(data).hexdigest().decode())
+
+
 def digest_file(path: Path, sync: bool = False) -> FileDigest:
     """Size and CRC-32C; ``sync`` also flushes the file to disk (before a record may name it)."""
     import google_crc32c  # zarr's own dependency, for its crc32c codec
 
-    checksum = google_crc32c.Checksum()
     if is_object(path):  # one GET: what the store holds is what gets digested
-        data = path.read_bytes()
-        checksum.update(data)
-        return FileDigest(len(data), checksum.hexdigest().decode())
+        return digest_bytes(path.read_bytes())
+    checksum = google_crc32c.Checksum()
     size = 0
     with open(path, "rb") as f:
         while block := f.read(_BLOCK):
@@ -254,10 +262,7 @@ def _roll_forward_objects(out, record: CommitRecord, before_switch=None) -> None
 
     record_path(out, record.shard).unlink(missing_ok=True)
     staged = out / record.pending
-    # Zarr files first, catalog files last: plain Parquet readers, which know no records, see a
-    # shard's catalog rows only once its arrays are in place.
-    in_order = sorted(record.files.items(), key=lambda item: (item[0].startswith(f"{CATALOG_DIRNAME}/"), item[0]))
-    for moved, (rel, digest) in enumerate(in_order):
+    for moved, (rel, digest) in enumerate(in_commit_order(record.files)):
         if digest is None:
             (out / rel).unlink(missing_ok=True)
         else:
@@ -271,13 +276,19 @@ def _roll_forward_objects(out, record: CommitRecord, before_switch=None) -> None
     remove_tree(staged)
 
 
+def in_commit_order(files: dict[str, FileDigest | None]) -> list[tuple[str, FileDigest | None]]:
+    """A shard's files in the order a commit moves them: Zarr files first, catalog files last, so
+    plain Parquet readers, which know no records, see a shard's rows only once its arrays are in place."""
+    return sorted(files.items(), key=lambda item: (item[0].startswith(f"{CATALOG_DIRNAME}/"), item[0]))
+
+
 def roll_forward(out: Path, record: CommitRecord) -> None:
     """Steps 2-3 of the protocol; safe to repeat after a kill at any point inside them."""
     from saldata.faults import fault_point
 
     out = as_out(out)
     staged = out / record.pending if record.pending else None
-    for moved, (rel, digest) in enumerate(sorted(record.files.items())):
+    for moved, (rel, digest) in enumerate(in_commit_order(record.files)):
         final = out / rel
         if digest is None:
             final.unlink(missing_ok=True)

@@ -7,6 +7,8 @@ shard's staging folder (a copy of the store's metadata); the commit moves them i
 Every chunk ends with a CRC-32C (Zarr v3's core ``crc32c`` codec), so any Zarr reader
 detects a flipped byte. An array without an image axis (``layer``) is one chunk, written with the
 store and never again; ``saldata verify`` checks it against the root attributes it comes from.
+The metadata files are final at creation, and the store record (``storage/store_record.py``)
+keeps them as written.
 """
 
 from __future__ import annotations
@@ -32,11 +34,13 @@ def store_path(out: Path) -> Path:
 def create_store(out: Path, geometry: Geometry, shard_size: int, attributes: dict) -> None:
     """Create the store aside and rename it into place: a kill at any moment leaves no store or a whole one."""
     from saldata.storage.commits import fsync_dir
+    from saldata.storage.store_record import write_store_record
 
     aside = store_aside(out)
     remove_tree(aside)
     _create_arrays(aside, geometry, shard_size, attributes)
     _consolidate(aside)
+    write_store_record(out, aside)  # before the store takes its place: a store in place has its record
     fault_point("store-created")
     if is_object(out):
         _copy_metadata_in(aside, store_path(out))
@@ -50,6 +54,19 @@ def store_aside(out: Path) -> Path:
     from saldata.storage.commits import staging_root
 
     return staging_root(out) / f"{STORE_DIRNAME}.new"
+
+
+def store_in_place(out: Path) -> bool:
+    """Whether OUT's store has taken its place: on an object store, whose copy into place leaves its
+    aside until it is done, a store beside its aside is still being copied in."""
+    check_reachable(store_path(out))
+    return store_path(out).exists() and not (is_object(out) and store_aside(out).exists())
+
+
+def metadata_relpaths() -> list[str]:
+    """Every metadata file of a store, relative to it: the group's ``zarr.json`` (root attributes and
+    consolidated metadata), then each array's."""
+    return [METADATA_FILE, *(f"{spec.name}/{METADATA_FILE}" for spec in ARRAYS)]
 
 
 def _copy_metadata_in(aside, final) -> None:
@@ -155,7 +172,7 @@ def store_schema_version(out: Path) -> int | None:
 
 def _metadata_problem(path: Path) -> str | None:
     """Why a store's metadata files cannot be trusted, naming the file; None when they parse."""
-    for meta in [path / METADATA_FILE, *(path / spec.name / METADATA_FILE for spec in ARRAYS)]:
+    for meta in (path / rel for rel in metadata_relpaths()):
         if not meta.is_file():
             continue
         try:
@@ -185,7 +202,7 @@ def stage_rows(out: Path, staging: Path, start: int, stop: int, block: dict[str,
     import zarr
 
     source, target = store_path(out), as_out(staging) / STORE_DIRNAME
-    for rel in [METADATA_FILE, *(f"{spec.name}/{METADATA_FILE}" for spec in ARRAYS)]:
+    for rel in metadata_relpaths():
         (target / rel).parent.mkdir(parents=True, exist_ok=True)
         copy_file(source / rel, target / rel)
     staged = zarr.open_group(zarr_target(target, "r+"), mode="r+", zarr_format=3)
