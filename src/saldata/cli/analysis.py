@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from saldata.cli.failure import fail
 from saldata.cli.locations import OutArg, StorageOptions, location
 from saldata.errors import SaldataError
 from saldata.storage.paths import refuse_url
@@ -47,7 +48,7 @@ def show(
         layer = data.layers.resolve(layer)
         words, maps = data.word_maps(row["idx"], grid=grid, reduce=reduce, layer=layer)
     except SaldataError as exc:
-        _fail(str(exc))
+        fail(exc)
     size = tuple(data.attrs["image_size"])
     source = ImageSource(row["dataset"], row["split"], row["image_id"], row["source_path"])
     loaded = load_image(row["idx"], source, size)
@@ -87,7 +88,7 @@ def stats(
         layer = data.layers.resolve(layer)
         table, maps = word_statistics(data, layer)
     except SaldataError as exc:
-        _fail(str(exc))
+        fail(exc)
     folder = write_statistics(out, table, maps, layer)
     title = f"{table.num_rows} distinct words over {data.images.num_rows} images (layer {layer})"
     view = Table(title=title, title_justify="left")

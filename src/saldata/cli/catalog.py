@@ -12,8 +12,9 @@ from typing import Annotated
 
 import typer
 
+from saldata.cli.failure import fail
 from saldata.cli.locations import OutArg, StorageOptions, location
-from saldata.errors import SaldataError, first_line
+from saldata.errors import FAILURE, SaldataError, first_line
 from saldata.storage.paths import refuse_inside
 
 app = typer.Typer(
@@ -60,7 +61,7 @@ def query(
     except duckdb.Error as exc:
         _fail(str(exc))
     except SaldataError as exc:
-        _fail(str(exc))
+        fail(exc)
     _write(table, format, output, max_rows)
 
 
@@ -82,9 +83,9 @@ def show(out: OutArg, storage_option: StorageOptions = None) -> None:
         group = open_store(out)
         counts = {name: con.sql(f"SELECT count(*) FROM {name}").fetchall()[0][0] for name in TABLES}
     except SaldataError as exc:
-        _fail(str(exc))
+        fail(exc)
     except duckdb.Error as exc:
-        _fail(f"{first_line(exc)}; run saldata verify {out} to see what is damaged.")
+        fail(f"{first_line(exc)}; run saldata verify {out} to see what is damaged.", code=FAILURE)
     console = Console()
     for name, spec in TABLES.items():
         count = counts[name]

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from saldata.cli.failure import fail
 from saldata.cli.locations import OutArg, StorageOptions, location
 from saldata.errors import SaldataError
 
@@ -51,8 +52,7 @@ def evaluate(
         data = Output(out)
         table, undefined, unscored = score_output(data, settings)
     except SaldataError as exc:
-        typer.secho(f"Error: {exc}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(code=2) from None
+        fail(exc)
     metrics_path = write_metrics(out, table)
     by_layer, centre = summarise(table)
     n_images = centre.n_images

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from saldata.cli.failure import fail
 from saldata.cli.locations import OutArg, StorageOptions, location
 from saldata.errors import SaldataError
 
@@ -99,7 +100,7 @@ def export(
                 on_total=lambda n: progress.update(task, total=n), on_image=lambda: progress.advance(task)
             )
     except SaldataError as exc:
-        _fail(str(exc))
+        fail(exc)
     except Interrupted as exc:
         typer.secho(
             f"interrupted: the files written so far are whole; rerun the same command to finish {dest}",

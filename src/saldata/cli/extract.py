@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from saldata.cli.failure import fail
 from saldata.cli.locations import StorageOptions, location
 from saldata.datasets import DATASETS, dataset_spec
 from saldata.errors import SaldataError
@@ -282,8 +283,8 @@ def extract(
             typer.echo(nothing_to_do(out), err=True)
             return
         plan, warnings = preflight(config, overwrite)
-    except SaldataError as exc:  # a mistake found before anything started: a usage error
-        _fail(exc, code=2)
+    except SaldataError as exc:  # found before anything started: a usage error, or a damaged OUT
+        fail(exc)
     try:
         catch_signals()
         run_with_progress(plan, warnings, overwrite=overwrite, retry_failed=retry_failed)
@@ -291,7 +292,7 @@ def extract(
         stop_local_ray()
     except SaldataError as exc:
         hold_signals()
-        _fail(exc, code=1)
+        fail(exc)
     except Interrupted as exc:
         hold_signals()  # a second Ctrl-C (or timeout's signal to the group) must not cut the clean-up
         code = exc.exit_code
@@ -302,8 +303,3 @@ def extract(
         stop_local_ray()
         typer.echo(interrupted_line(out), err=True)
         raise typer.Exit(code=code) from None
-
-
-def _fail(exc: Exception, code: int) -> None:
-    typer.secho(f"Error: {exc}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=code) from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from saldata.cli.failure import fail
 from saldata.cli.locations import OutArg, StorageOptions, location
 from saldata.errors import SaldataError
 
@@ -16,8 +17,7 @@ def status(out: OutArg, storage_option: StorageOptions = None) -> None:
     try:
         st = output_status(location(out, storage_option))
     except SaldataError as exc:
-        typer.secho(f"Error: {exc}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(code=1) from None
+        fail(exc)
     typer.echo(f"{out}")
     typer.echo(f"  images:  {st.total}   done {st.done}   failed {st.failed}   pending {st.pending}")
     typer.echo(f"  shards:  {st.shards_committed} of {st.shards_total} committed")

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from saldata.cli.failure import fail
 from saldata.cli.locations import OutArg, StorageOptions, location
 from saldata.errors import SaldataError
 
@@ -24,8 +25,7 @@ def verify(
     try:
         report = verify_output(location(out, storage_option), quick=quick)
     except SaldataError as exc:
-        typer.secho(f"Error: {exc}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(code=1) from None
+        fail(exc)
     how = "presence and sizes" if quick else "checksums and catalog rows"
     typer.echo(f"{out}: {report.checked} committed shards checked ({how})")
     for shard, problems in sorted(report.damaged.items()):

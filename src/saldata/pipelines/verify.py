@@ -40,12 +40,12 @@ class VerifyReport:
 
 def verify_output(out: Path, quick: bool = False) -> VerifyReport:
     """Every committed shard checked; ``quick`` checks presence and sizes only."""
-    from saldata.errors import StoreError
+    from saldata.errors import NotAnOutputError, StoreError
 
     out = as_out(out)
     version = store_schema_version(out)
     if version is None:
-        raise StoreError(f"No feature store at {out / 'features.zarr'}: is {out} a saldata extraction output?")
+        raise NotAnOutputError(f"No feature store at {out / 'features.zarr'}: is {out} a saldata extraction output?")
     if version < STORE_SCHEMA_VERSION:
         raise StoreError(
             f"{out} was written by an older saldata (store schema_version {version}) that kept no commit "

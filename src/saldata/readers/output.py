@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from saldata.errors import ConfigError, StoreError
+from saldata.errors import ConfigError, NotInOutputError, StoreError
 from saldata.readers.layers import PER_TOKEN_ARRAYS, StoredLayers
 from saldata.schemas.catalog import STATUS_DONE
 from saldata.schemas.store import ARRAY_SPECS, COORDINATE_ARRAYS, IMAGE_COORDINATE, STORE_SCHEMA_VERSION
@@ -170,7 +170,7 @@ class Output:
             missing = sorted(set(image_ids) - set(rows.column("image_id").to_pylist()))
             if missing:
                 listing = f'saldata catalog query {shlex.quote(str(self.path))} "SELECT image_id FROM images"'
-                raise StoreError(
+                raise NotInOutputError(
                     f"{self.path}: no committed image with id {', '.join(missing[:5])}; list the ids with: {listing}"
                 )
         return Selection(self, rows)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from saldata.errors import ConfigError, StoreError
+from saldata.errors import ConfigError, NotAnOutputError
 from saldata.schemas.catalog import TABLES
 from saldata.storage.catalog import catalog_dir, committed_files, read_table
 from saldata.storage.location import check_reachable, is_object
@@ -62,7 +62,7 @@ def connect(out: Path) -> ReadOnlyConnection:
 
     check_reachable(catalog_dir(out))
     if not catalog_dir(out).is_dir():
-        raise StoreError(f"No catalog at {catalog_dir(out)}: is {out} a saldata extraction output?")
+        raise NotAnOutputError(f"No catalog at {catalog_dir(out)}: is {out} a saldata extraction output?")
     con = duckdb.connect()
     if is_object(out):
         # DuckDB reads an object store only through its httpfs extension, which cannot be
