@@ -18,7 +18,7 @@ from saldata.extractors.image_inputs import PLACES
 from saldata.extractors.models import ATTENTIONS, DEFAULT_MODEL, DEVICES, DTYPES
 from saldata.extractors.prompts import PRESET_MAX_NEW_TOKENS, PROMPT_PRESETS
 from saldata.extractors.random_models import RANDOM_MODELS
-from saldata.extractors.settings import DEFAULT_MAX_NEW_TOKENS, HEADS_MODES
+from saldata.extractors.settings import DEFAULT_MAX_NEW_TOKENS, HEADS_MODES, LayerRangeError
 from saldata.pipelines.config import DEFAULT_IMAGE_SIZE, DEFAULT_PREFETCH_SHARDS, DEFAULT_SHARD_SIZE, format_size
 from saldata.pipelines.host_memory import DEFAULT_SHARE
 
@@ -280,9 +280,11 @@ def extract(
             print_plan(config)
             return
         if not (overwrite or retry_failed) and already_complete(config):
-            typer.echo(nothing_to_do(out), err=True)
+            typer.echo(nothing_to_do(out))
             return
         plan, warnings = preflight(config, overwrite)
+    except LayerRangeError as exc:
+        fail(exc.given_as("--layer" if layer is not None else "--layers"))
     except SaldataError as exc:  # found before anything started: a usage error, or a damaged OUT
         fail(exc)
     try:
