@@ -26,9 +26,16 @@ def _folder(root, broken=("d.jpg",)):
     return root
 
 
-def test_status_failed_lists_each_failed_image_with_its_file_and_reason(tmp_path):
-    images = _folder(tmp_path / "images", broken=("b.png", "d.jpg"))
-    out = build(tmp_path / "out", dataset=f"folder:{images}")
+@pytest.fixture(scope="module")
+def one_shard_with_failures(tmp_path_factory):
+    """Four images in one shard (the readers' shard size), b and d not images; built without Ray."""
+    root = tmp_path_factory.mktemp("failures")
+    images = _folder(root / "images", broken=("b.png", "d.jpg"))
+    return images, build(root / "out", dataset=f"folder:{images}")
+
+
+def test_status_failed_lists_each_failed_image_with_its_file_and_reason(one_shard_with_failures):
+    images, out = one_shard_with_failures
     result = CliRunner().invoke(app, ["status", str(out), "--failed"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
@@ -81,3 +88,14 @@ def test_a_layer_out_of_range_names_the_flag_given(tmp_path, tiny_model_dir, dem
     proc = run_cli([*EXTRACT, "--dataset", "demo", flag, value, "--out", tmp_path / "out"])
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith(f"Error: {flag} 5 is out of range:"), proc.stderr
+
+
+def test_counts_of_one_are_singular(one_shard_with_failures):
+    # "1 committed shards checked", "1 rows", "0 of 1 images" before.
+    _, out = one_shard_with_failures
+    verify = CliRunner().invoke(app, ["verify", str(out)])
+    assert verify.exit_code == 0 and f"{out}: 1 committed shard checked (" in verify.output, verify.output
+    query = CliRunner().invoke(app, ["catalog", "query", str(out), "SELECT 1 AS x"], env={"COLUMNS": "200"})
+    assert query.exit_code == 0 and "1 row" in query.output and "1 rows" not in query.output, query.output
+    show = CliRunner().invoke(app, ["catalog", "show", str(out)], env={"COLUMNS": "200"})
+    assert "fixations: 0 rows" in show.output and "images: 4 rows" in show.output, show.output

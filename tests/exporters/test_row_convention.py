@@ -106,7 +106,7 @@ def test_export_maps_description_and_word_units_hold_the_stated_rows(late_eos_ou
     )
     assert json.loads((dest / "saldata-export.json").read_text())["settings"]["rows"] == convention
     assert dropped_images, "the fixture must have an image that ended with EOS at once"
-    assert f"not scored, having no row under --rows {convention}: {dropped_images} images, {dropped_words} words" in (
-        text
-    )
+    images = f"{dropped_images} image{'' if dropped_images == 1 else 's'}"  # "1 images" before #26
+    words = f"{dropped_words} word{'' if dropped_words == 1 else 's'}"
+    assert f"not scored, having no row under --rows {convention}: {images}, {words}" in text
     assert bool(dropped_words) == (convention == "research")  # only the research's rows drop token 0

@@ -11,6 +11,7 @@ from saldata.cli.failure import fail
 from saldata.cli.locations import OutArg, StorageOptions, location
 from saldata.errors import SaldataError
 from saldata.storage.paths import refuse_url
+from saldata.words import plural
 
 LayerOption = Annotated[
     int | None,
@@ -61,7 +62,7 @@ def show(
     figure = word_figure(pixels, row["text"], labels, maps[:max_words], f"{image_id} (layer {layer})")
     figure.save(output)
     typer.echo(
-        f"{output}: {image_id}, {min(len(words), max_words)} of {len(words)} words "
+        f"{output}: {image_id}, {min(len(words), max_words)} of {plural(len(words), 'word')} "
         f"(layer {layer}, {grid} grid, {reduce})"
     )
 
@@ -90,7 +91,7 @@ def stats(
     except SaldataError as exc:
         fail(exc)
     folder = write_statistics(out, table, maps, layer)
-    title = f"{table.num_rows} distinct words over {data.images.num_rows} images (layer {layer})"
+    title = f"{plural(table.num_rows, 'distinct word')} over {plural(data.images.num_rows, 'image')} (layer {layer})"
     view = Table(title=title, title_justify="left")
     for header in ("word", "count", "images", "attention mass", "peak cell (row, col)"):
         view.add_column(header)

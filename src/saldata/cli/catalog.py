@@ -16,6 +16,7 @@ from saldata.cli.failure import fail
 from saldata.cli.locations import OutArg, StorageOptions, location
 from saldata.errors import FAILURE, SaldataError, first_line
 from saldata.storage.paths import refuse_inside
+from saldata.words import plural
 
 app = typer.Typer(
     help="SQL over an output's catalog (views images, tokens, words, fixations) and its schema.",
@@ -89,7 +90,7 @@ def show(out: OutArg, storage_option: StorageOptions = None) -> None:
     console = Console()
     for name, spec in TABLES.items():
         count = counts[name]
-        view = Table(title=f"{name}: {count} rows  ({spec.doc})", title_justify="left")
+        view = Table(title=f"{name}: {plural(count, 'row')}  ({spec.doc})", title_justify="left")
         for header in ("column", "type", "meaning"):
             view.add_column(header)
         for column in spec.columns:
@@ -156,7 +157,7 @@ def _print_table(table, max_rows: int, output: Path | None) -> None:
 
     view = Table(
         *table.column_names,
-        caption=f"{table.num_rows} rows" + (f", first {max_rows} shown" if table.num_rows > max_rows else ""),
+        caption=plural(table.num_rows, "row") + (f", first {max_rows} shown" if table.num_rows > max_rows else ""),
     )
     for row in table.slice(0, max_rows).to_pylist():
         view.add_row(*("NULL" if v is None else str(v) for v in row.values()))

@@ -10,6 +10,7 @@ import typer
 from saldata.cli.failure import fail
 from saldata.cli.locations import OutArg, StorageOptions, location
 from saldata.errors import SaldataError
+from saldata.words import agree, plural
 
 
 def evaluate(
@@ -56,19 +57,21 @@ def evaluate(
     metrics_path = write_metrics(out, table)
     by_layer, centre = summarise(table)
     n_images = centre.n_images
-    title = f"{out}: {n_images} images, {grid} grid, blur {blur:g} px, {rows} rows"
+    title = f"{out}: {plural(n_images, 'image')}, {grid} grid, blur {blur:g} px, {rows} rows"
     figure_path = out / EVAL_DIRNAME / LAYERS_FIGURE
     save_png(layers_figure(by_layer, centre, title), figure_path)
     _print_summary(by_layer, centre, title, data.attrs["image_size"])
     if unscored.images or unscored.words:  # what the convention means, not a problem: stdout
-        typer.echo(f"not scored, having no row under --rows {rows}: {unscored.images} images, {unscored.words} words")
+        typer.echo(
+            f"not scored, having no row under --rows {rows}: {plural(unscored.images, 'image')}, {plural(unscored.words, 'word')}"
+        )
     if undefined.count:
         typer.secho(
-            f"{undefined.count} scores are null (undefined for their image), e.g. {undefined.first}",
+            f"{plural(undefined.count, 'score')} {agree(undefined.count, 'is', 'are')} null (undefined for their image), e.g. {undefined.first}",
             fg=typer.colors.YELLOW,
             err=True,
         )
-    typer.echo(f"written: {metrics_path} ({table.num_rows} rows), {figure_path}")
+    typer.echo(f"written: {metrics_path} ({plural(table.num_rows, 'row')}), {figure_path}")
 
 
 def _print_summary(by_layer, centre, title: str, image_size) -> None:

@@ -11,6 +11,7 @@ import typer
 from saldata.cli.failure import fail
 from saldata.cli.locations import OutArg, StorageOptions, location
 from saldata.errors import SaldataError
+from saldata.words import plural
 
 
 class Format(str, enum.Enum):  # the names of saldata.exporters.EXPORTERS (a test keeps them equal)
@@ -111,7 +112,7 @@ def export(
     except OSError as exc:  # a full disk, a read-only DEST: finished files are kept
         _fail(f"cannot write {exc.filename or dest}: {exc.strerror or exc}; rerun the same command once fixed", code=1)
     typer.echo(
-        f"{dest}: {summary.images} images ({summary.written} written now, {summary.kept} already there), "
+        f"{dest}: {plural(summary.images, 'image')} ({summary.written} written now, {summary.kept} already there), "
         f"--format {format.value}, layer {exporter.layer}"
     )
     for note in summary.notes:

@@ -135,9 +135,11 @@ def extract(
     layer: Annotated[
         int | None,
         typer.Option(
-            help="Decoder layer to capture; -1 is the last (hidden state after the final norm). "
+            # No show_default: typer writes a text one as a description, "(-1)"; the value has no
+            # default of its own (None: not given, so --layers may be), so the help says it.
+            help="Decoder layer to capture; the default, -1, is the last (hidden state after the final norm). "
             "The one-layer form of --layers.",
-            show_default="-1",
+            show_default=False,
             rich_help_panel=PANEL_CAPTURE,
         ),
     ] = None,

@@ -9,6 +9,7 @@ import typer
 from saldata.cli.failure import fail
 from saldata.cli.locations import OutArg, StorageOptions, location
 from saldata.errors import SaldataError
+from saldata.words import plural
 
 
 def status(
@@ -41,7 +42,7 @@ def status(
             typer.echo("  this run: loading the model, ETA unknown")
         elif st.live:
             typer.echo(
-                f"  this run: {st.live.processed} of {st.live.total} images through the model, "
+                f"  this run: {st.live.processed} of {plural(st.live.total, 'image')} through the model, "
                 f"committed {st.live.committed}; {rate_text(st.live)}, ETA {format_eta(st.eta_s)}"
             )
         else:

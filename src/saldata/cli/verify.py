@@ -9,6 +9,7 @@ import typer
 from saldata.cli.failure import fail
 from saldata.cli.locations import OutArg, StorageOptions, location
 from saldata.errors import SaldataError
+from saldata.words import plural
 
 
 def verify(
@@ -27,7 +28,7 @@ def verify(
     except SaldataError as exc:
         fail(exc)
     how = "presence and sizes" if quick else "checksums and catalog rows"
-    typer.echo(f"{out}: {report.checked} committed shards checked ({how})")
+    typer.echo(f"{out}: {plural(report.checked, 'committed shard')} checked ({how})")
     for shard, problems in sorted(report.damaged.items()):
         for problem in problems:
             typer.echo(f"  damaged  shard {shard}: {problem}")
@@ -40,6 +41,6 @@ def verify(
         return
     damaged = ", ".join(map(str, sorted(report.damaged))) or "none"
     typer.echo(
-        f"  {len(report.damaged)} damaged shards ({damaged}); rerun the same saldata extract command to redo them."
+        f"  {plural(len(report.damaged), 'damaged shard')} ({damaged}); rerun the same saldata extract command to redo them."
     )
     raise typer.Exit(code=1)

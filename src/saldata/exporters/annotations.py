@@ -39,6 +39,7 @@ from saldata.datasets.ground_truth import salicon_fixations
 from saldata.errors import ConfigError, SaldataError
 from saldata.exporters.destination import link_atomic
 from saldata.storage.commits import write_atomic
+from saldata.words import agree, plural
 
 IMAGES_DIRNAME, SALIENCY_DIRNAME, FIXATION_DIRNAME = "images", "saliency_map", "fixation"
 SALICON_FORMAT = "salicon"
@@ -76,7 +77,7 @@ def link_annotations(dest: Path, output, rows: list[dict], name_of: Callable[[st
     linked = [dest / name for name in (IMAGES_DIRNAME, SALIENCY_DIRNAME, FIXATION_DIRNAME) if (dest / name).is_dir()]
     notes = [f"annotations: {', '.join(map(str, linked))} (symlinks{', and written .mat files' if written else ''})"]
     if no_map:
-        notes.append(f"{no_map} images have no saliency map file to link")
+        notes.append(f"{plural(no_map, 'image')} {agree(no_map, 'has', 'have')} no saliency map file to link")
     if written:
         whys = "; ".join(f"{count} with {why}" for why, count in sorted(written.items()))
         notes.append(

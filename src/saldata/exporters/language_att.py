@@ -34,6 +34,7 @@ from saldata.analysis.rows import trainer_rows
 from saldata.datasets.ground_truth import GT_OK
 from saldata.errors import ConfigError
 from saldata.exporters.base import Exporter, json_bytes, npy_bytes
+from saldata.words import plural
 
 FORMAT = "language-att"
 HIDDEN_DIRNAME, ATTENTION_DIRNAME = "hidden_state", "attention"
@@ -146,7 +147,7 @@ class LanguageAttExporter(Exporter):
                 f"every image ended with EOS: its last row is the step that produced EOS (as {TRAINER_SCRIPT} assumes)"
             )
         what = (
-            f"{cut} of {n_images} images did not end with EOS (they ran to --max-new-tokens): their last row is a "
+            f"{cut} of {plural(n_images, 'image')} did not end with EOS (they ran to --max-new-tokens): their last row is a "
             "real word, not EOS (caption.json: ended_with_eos false)"
         )
         if self.settings.require_eos:
@@ -163,7 +164,7 @@ class LanguageAttExporter(Exporter):
         dest = self.dest.resolve()  # the trainer runs from its own folder
         anno = dest if self.settings.annotations else "SALICON_PATH"
         notes = [
-            f"{len(lengths)} of {n_images} images in {self.dest} valid (splits {', '.join(splits)}; done, with "
+            f"{len(lengths)} of {plural(n_images, 'image')} in {self.dest} valid (splits {', '.join(splits)}; done, with "
             f"ground truth and at least one row{', ended with EOS' if self.settings.require_eos else ''}; "
             f"{VALID_FILE} marks the others false)",
         ]

@@ -43,6 +43,7 @@ from saldata.exporters.destination import MARKERS_DIRNAME, link_atomic
 from saldata.readers.output import GRIDS
 from saldata.schemas.evaluation import UNIT_DESCRIPTION
 from saldata.storage.commits import write_atomic
+from saldata.words import plural
 
 FORMAT = "pysaliency"
 MAPS_DIRNAME = "maps"
@@ -227,9 +228,9 @@ class PysaliencyExporter(Exporter):
         points = {name: np.concatenate([p[name] for p in parts]) for name in ("x", "y", "t", "n", "subject")}
         height, width = self.size
         note = (
-            f"{len(stimuli)} maps in {self.dest / MAPS_DIRNAME} (layer {self.layer}, {self.grid} grid, {self.unit}, "
+            f"{plural(len(stimuli), 'map')} in {self.dest / MAPS_DIRNAME} (layer {self.layer}, {self.grid} grid, {self.unit}, "
             f"{self.convention} rows, {width}x{height}); stimuli at {width}x{height}: {self.dest / STIMULI_FILE}; "
-            f"{len(points['x'])} fixation points of {int(with_truth.sum())} images with ground truth, in the "
+            f"{plural(len(points['x']), 'fixation point')} of {plural(int(with_truth.sum()), 'image')} with ground truth, in the "
             f"stimuli's pixels: {self.dest / FIXATIONS_FILE}; their saliency maps: {self.dest / GROUND_TRUTH_DIRNAME}"
         )
         files = {
