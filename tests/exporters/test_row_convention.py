@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 import saldata
 from saldata.analysis import metrics
 from saldata.cli.main import app
-from saldata.exporters.pysaliency_maps import map_stem
+from saldata.exporters.base import export_name
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*nanobind.*")
 
@@ -69,7 +69,7 @@ def test_export_maps_description_and_word_units_hold_the_stated_rows(late_eos_ou
     differs = dropped_images = dropped_words = checked_words = 0
     for image in images:
         rows = stated_rows(convention, image["n_tokens"], image["ended_with_eos"])
-        stem = map_stem(image["image_id"], image["source_path"])
+        stem = export_name(image["image_id"], image["source_path"])
         mine = [s for s in scores if s["idx"] == image["idx"]]
         if not rows:  # no map, no score, not even the centre bias's: every row of the table is on the same images
             assert not (dest / "maps" / f"{stem}.npy").exists() and not mine

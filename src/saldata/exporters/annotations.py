@@ -29,7 +29,6 @@ from __future__ import annotations
 import io
 import json
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +36,7 @@ import numpy as np
 from saldata.datasets.base import ImageSource
 from saldata.datasets.ground_truth import salicon_fixations
 from saldata.errors import ConfigError, SaldataError
+from saldata.exporters.base import export_name
 from saldata.exporters.destination import link_atomic
 from saldata.storage.commits import write_atomic
 from saldata.words import agree, plural
@@ -51,12 +51,12 @@ ONE_SUBJECT = "one subject only (the trainer's loader reads gaze as a list)"
 NOT_FINITE = "fixation coordinates that are not finite (NaN or Inf)"
 
 
-def link_annotations(dest: Path, output, rows: list[dict], name_of: Callable[[str], str]) -> list[str]:
+def link_annotations(dest: Path, output, rows: list[dict]) -> list[str]:
     """Link (or, for fixations, write) every row's image and ground truth under ``dest``; notes on what was done."""
     sources = dataset_sources(output, sorted({row["split"] for row in rows}))
     no_map, skipped, written, dropped = 0, Counter(), Counter(), 0
     for row in rows:
-        split, name = row["split"], name_of(row["image_id"])
+        split, name = row["split"], export_name(row["image_id"], row["source_path"])
         link_atomic(dest / IMAGES_DIRNAME / split / f"{name}.jpg", row["source_path"])
         source = sources.get((split, row["image_id"]))
         if source and source.saliency_path and Path(source.saliency_path).is_file():
