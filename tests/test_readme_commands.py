@@ -12,15 +12,11 @@ import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
-# What `saldata extract` itself writes on stderr: its plan line, the bar and the summary.
-# Anything else there (a library's warning, progress bar or log line) is noise.
+# What `saldata extract` itself writes on stderr: its plan line and the bar. Its summary is its
+# report, on stdout (#26). Anything else there (a library's warning, progress bar or log line) is noise.
 EXTRACT_LINES = [
     r"\d+ images? in \d+ shards?; model \S+ \(/\S+\)",
     r"extract .*",
-    r"done \d+  failed \d+  processed \d+ of \d+ images? in [\d.]+ s",
-    r"  store: +\S+",
-    r"  catalog: +\S+",
-    r"  model actors busy \d+% of their active time; images per model call: [\d, ]+",
 ]
 
 

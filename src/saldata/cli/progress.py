@@ -193,7 +193,8 @@ def run_with_progress(
     report.print(
         f"[green]done[/] {summary.done}  [red]failed[/] {summary.failed}  processed {summary.processed} of "
         f"{plural(summary.images, 'image')} in {summary.seconds:.1f} s\n  store:   {summary.store}\n"
-        f"  catalog: {summary.catalog}"
+        f"  catalog: {summary.catalog}",
+        soft_wrap=True,  # paths whole, whatever the width
     )
     if summary.actor_busy_fraction is not None:
         sizes = ", ".join(map(str, summary.batch_sizes))
