@@ -37,3 +37,11 @@ def test_same_output_compares_the_words_table(tmp_path, reference_run):
     pq.write_table(table.set_column(column, table.schema.field(column), pa.array(words, pa.string())), path)
     with pytest.raises(AssertionError, match="words"):
         assert_same_output(out, reference_run)
+
+
+def test_plural_and_agree():
+    from saldata.words import agree, plural
+
+    assert [plural(n, "shard") for n in (0, 1, 2)] == ["0 shards", "1 shard", "2 shards"]
+    assert plural(1, "failed image") == "1 failed image" and plural(3, "entry", "entries") == "3 entries"
+    assert (agree(1, "is", "are"), agree(2, "is", "are")) == ("is", "are")

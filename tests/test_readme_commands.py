@@ -12,15 +12,11 @@ import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
-# What `saldata extract` itself writes on stderr: its plan line, the bar and the summary.
-# Anything else there (a library's warning, progress bar or log line) is noise.
+# What `saldata extract` itself writes on stderr: its plan line and the bar. Its summary is its
+# report, on stdout (#26). Anything else there (a library's warning, progress bar or log line) is noise.
 EXTRACT_LINES = [
     r"\d+ images? in \d+ shards?; model \S+ \(/\S+\)",
     r"extract .*",
-    r"done \d+  failed \d+  processed \d+ of \d+ images? in [\d.]+ s",
-    r"  store: +\S+",
-    r"  catalog: +\S+",
-    r"  model actors busy \d+% of their active time; images per model call: [\d, ]+",
 ]
 
 
@@ -80,3 +76,14 @@ def _ours(command: str, line: str) -> bool:
     if command.startswith("saldata extract"):
         return any(re.fullmatch(pattern, line) for pattern in EXTRACT_LINES)
     return False  # every other command prints its output on stdout and nothing on stderr
+
+
+def test_the_quick_start_installs_no_test_tools_and_writes_outside_the_clone():
+    # It used to be `pip install -e ".[dev]" && saldata extract ... --out runs/demo`: moto, flask,
+    # docker and ruff for every user, and the outputs written into the repository's root.
+    quick = readme_blocks("bash")[0]
+    installs = [line for line in quick.splitlines() if "pip install" in line]
+    assert installs and not any("[dev]" in line for line in installs), installs
+    work = re.search(r"^mkdir -p (~/\S+) && cd \1$", quick, flags=re.M)
+    assert work and work.start() < quick.index("saldata extract"), quick
+    assert any('pip install -e ".[dev]" && python -m pytest -q' in block for block in readme_blocks("bash"))

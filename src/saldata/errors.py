@@ -3,15 +3,26 @@
 User-facing errors carry a message that says what is wrong and what to do; the CLI prints
 the message alone (no traceback). Subclasses also inherit the matching built-in so callers
 that catch ``ValueError``/``FileNotFoundError`` keep working.
+
+Each class carries the exit code every command gives for it: ``USAGE`` (2) for something the
+user typed (a setting, a path that is not what it should be), ``FAILURE`` (1) for a failure or
+damage. This is the one place that rule lives; the CLI reads ``exit_code`` and nothing else.
 """
+
+USAGE = 2
+FAILURE = 1
 
 
 class SaldataError(Exception):
     """Base of all saldata errors."""
 
+    exit_code = FAILURE
+
 
 class ConfigError(SaldataError, ValueError):
     """A setting is invalid or two settings contradict each other."""
+
+    exit_code = USAGE
 
 
 class ImageIndexError(ConfigError, IndexError):
@@ -21,9 +32,17 @@ class ImageIndexError(ConfigError, IndexError):
 class DatasetError(SaldataError, FileNotFoundError):
     """A dataset is missing or not laid out as expected."""
 
+    exit_code = USAGE
+
 
 class ModelLoadError(SaldataError, OSError):
     """A model could not be found or loaded."""
+
+
+class ModelNotFoundError(ModelLoadError):
+    """``--model`` names a path that holds no model: a usage error."""
+
+    exit_code = USAGE
 
 
 class ImageLoadError(SaldataError, OSError):
@@ -44,13 +63,26 @@ class DamagedChunkError(DamageError):
     """A committed chunk of the feature store fails its checksum: damage to repair, not a mistake (exit 1)."""
 
 
-def exit_code(exc: SaldataError) -> int:
-    """The CLI's exit status for ``exc``: 1 where the output is damaged, 2 for what the command asked."""
-    return 1 if isinstance(exc, DamageError) else 2
-
-
 class QueryTimeout(SaldataError, TimeoutError):
     """A catalog query ran past its time limit and was stopped."""
+
+
+class NotAnOutputError(StoreError):
+    """OUT holds no saldata output: a mistyped path, a usage error rather than damage."""
+
+    exit_code = USAGE
+
+
+class NotInOutputError(StoreError):
+    """A name the user gave (an image id) that the output does not hold: a usage error."""
+
+    exit_code = USAGE
+
+
+class OutputInUseError(StoreError):
+    """Another run holds OUT: the user's command collides with it; nothing is wrong with OUT."""
+
+    exit_code = USAGE
 
 
 def first_line(exc: BaseException) -> str:

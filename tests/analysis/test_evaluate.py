@@ -96,7 +96,8 @@ def test_rows_are_every_image_layer_and_unit_with_the_documented_columns(evaluat
             assert sum(r["unit"] == "word" for r in at) == n_words.get(idx, 0)
     assert {r["head"] for r in rows} == {-1}  # no --per-head
     assert only_token_0, "the demo must have a word made only of token 0"
-    assert f"not scored, having no row under --rows research: 0 images, {only_token_0} words" in text
+    words = f"{only_token_0} word{'' if only_token_0 == 1 else 's'}"
+    assert f"not scored, having no row under --rows research: 0 images, {words}" in text
 
 
 def test_integer_columns_read_as_integers_in_pandas(evaluated):

@@ -76,6 +76,19 @@ def test_usage_line_names_arguments_in_capitals(name):
     assert usage.split("[OPTIONS]")[1].split() == arguments, usage
 
 
+@pytest.mark.parametrize("name", COMMANDS)
+def test_defaults_are_values_not_parenthesised(name):
+    # typer writes a text show_default as a description, "(...)": --layer showed "[default: (-1)]".
+    path, _ = COMMANDS[name]
+    code, text = invoke(*path, "--help")
+    assert code == 0 and "[default: (" not in flat(text), text
+
+
+def test_layer_help_names_its_default():
+    code, text = invoke("extract", "--help")
+    assert code == 0 and "the default, -1, is the last" in flat(text), text
+
+
 # -- choices and defaults from the registries ------------------------------------------------------
 
 

@@ -90,7 +90,8 @@ def test_a_rerun_with_nothing_to_do_says_so_without_ray_or_torch(tmp_path, refer
     )
     seconds = time.perf_counter() - start
     assert proc.returncode == 0, proc.stderr
-    assert "Nothing to do" in proc.stderr and str(out) in proc.stderr
+    # The run's report, on stdout like every command's (#26): not on stderr with the bar.
+    assert "Nothing to do" in proc.stdout and str(out) in proc.stdout and "Nothing to do" not in proc.stderr
     assert "imported: []" in proc.stdout, proc.stdout  # neither Ray nor the model was started
     print(f"nothing-to-do rerun: {seconds:.2f} s")
 
@@ -102,7 +103,7 @@ def test_a_damaged_shard_is_not_nothing_to_do(tmp_path, reference_run):
     (out / "catalog" / "tokens" / "shard-00003.parquet").unlink()
     proc = run_cli(["extract", *DEMO_ARGS, "--out", str(out)])
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "Nothing to do" not in proc.stderr
+    assert "Nothing to do" not in proc.stderr + proc.stdout
     assert "Shard 3 is damaged and is redone" in proc.stderr
 
 

@@ -253,3 +253,19 @@ def test_no_clipping_counts_zero_and_no_fixations_count_none(tmp_path):
     gt = load_ground_truth(saliency_only, (640, 480), (640, 480))
     assert (gt.status, gt.n_fixations, gt.n_fixations_clipped) == (GT_OK, None, None)
     assert load_ground_truth(replace(saliency_only, saliency_path=None), (640, 480), (640, 480)) == GroundTruth(GT_NONE)
+
+
+@pytest.mark.parametrize(
+    "resolution", [[[0, 0]], [[-1, 640]], [[480, -640]], [[float("nan"), 480]], [[480, float("inf")]], [[480]]]
+)
+def test_impossible_salicon_resolution_fails_naming_the_file(tmp_path, resolution):
+    # A frame of 0x0 (or negative) once scaled every point onto the corner pixel and said "ok".
+    make_salicon(tmp_path, {"COCO_val2014_000000000001": [[[10, 10], [20, 20]]]})
+    (source,) = list_images("salicon", tmp_path, "val")
+    mat = scipy.io.loadmat(source.fixations_path)
+    scipy.io.savemat(source.fixations_path, {"gaze": mat["gaze"], "resolution": np.array(resolution, np.float64)})
+    gt = load_ground_truth(source, (640, 480), (320, 240))
+    assert gt.status == GT_FAILED
+    assert gt.error.startswith(f"{source.fixations_path}: cannot read fixations ('resolution' is ")
+    assert gt.error.endswith("not a positive (height, width))")
+    assert gt.fixations is None and gt.n_fixations is None and gt.points is None

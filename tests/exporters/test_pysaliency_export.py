@@ -22,7 +22,7 @@ import saldata
 from saldata.analysis import metrics
 from saldata.analysis.evaluate import EvalSettings, evaluate
 from saldata.cli.main import app
-from saldata.exporters.pysaliency_maps import map_stem
+from saldata.exporters.base import export_name
 from tests.exporters.conftest import SALICON_STEMS, SALICON_WITHOUT_TRUTH
 from tests.helpers import commit_rewrite
 
@@ -54,11 +54,11 @@ def stimuli_paths(dest: Path) -> list[Path]:
 
 
 def test_map_names_are_the_stimulus_file_stems():
-    assert map_stem("COCO_val2014_000000000001", "/d/images/val/COCO_val2014_000000000001.jpg") == (
+    assert export_name("COCO_val2014_000000000001", "/d/images/val/COCO_val2014_000000000001.jpg") == (
         "COCO_val2014_000000000001"
     )
-    assert map_stem("sub/a.png", "/root/sub/a.png") == "sub/a"  # folder ids keep the suffix
-    assert map_stem("Action/001", "/c/trainSet/Stimuli/Action/001.jpg") == "Action/001"  # CAT2000
+    assert export_name("sub/a.png", "/root/sub/a.png") == "sub__a"  # one flat name, as language-att's (#26)
+    assert export_name("Action/001", "/c/trainSet/Stimuli/Action/001.jpg") == "Action__001"  # CAT2000
 
 
 @pytest.mark.parametrize(("grid", "layer"), [("highres", None), ("base", 0)])
@@ -68,7 +68,7 @@ def test_maps_are_the_units_evaluate_scores(salicon_output, tmp_path, grid, laye
     output = saldata.open(salicon_output)
     position = output.layers.position(layer)
     rows = [r for r in output.images.to_pylist() if research_rows(r)]
-    stems = [map_stem(r["image_id"], r["source_path"]) for r in rows]
+    stems = [export_name(r["image_id"], r["source_path"]) for r in rows]
     assert [p.parent.name + "/" + p.stem for p in stimuli_paths(dest)] == [f"stimuli/{s}" for s in stems]
     assert sorted(p.name for p in (dest / "maps").iterdir()) == sorted(f"{s}.npy" for s in stems)
     decoder_layer = output.layers.layers[position]
@@ -97,7 +97,7 @@ def test_stimuli_have_the_stored_size_and_are_what_the_model_saw(late_eos_output
     assert len(paths) == len(rows)
     resized = 0
     for row, path in zip(rows, paths, strict=True):
-        assert path.stem == map_stem(row["image_id"], row["source_path"])
+        assert path.stem == export_name(row["image_id"], row["source_path"])
         with Image.open(path) as stimulus:
             assert stimulus.size == (640, 480) and stimulus.getexif().get(0x0112, 1) == 1
             pixels = np.asarray(stimulus.convert("RGB"))
@@ -121,7 +121,7 @@ def test_fixations_and_ground_truth_are_the_catalog_s_in_the_stimuli_s_pixels(sa
     output = saldata.open(salicon_output)
     rows = [r for r in output.images.to_pylist() if research_rows(r)]
     stems = [p.stem for p in stimuli_paths(dest)]
-    assert stems == [map_stem(r["image_id"], r["source_path"]) for r in rows]
+    assert stems == [export_name(r["image_id"], r["source_path"]) for r in rows]
     with np.load(dest / "fixations.npz") as f:
         arrays = {name: f[name] for name in f.files}
     assert sorted(arrays) == ["n", "subject", "t", "with_ground_truth", "x", "y"]
@@ -240,7 +240,7 @@ def test_pysaliency_scores_the_export_as_evaluate_does(request, fixture, tmp_pat
     dest = work / "runs" / "demo-pysaliency"
     stems = [p.stem for p in stimuli_paths(dest)]
     with_truth = np.load(dest / "fixations.npz")["with_ground_truth"]
-    images = {map_stem(r["image_id"], r["source_path"]): r["idx"] for r in saldata.open(out).images.to_pylist()}
+    images = {export_name(r["image_id"], r["source_path"]): r["idx"] for r in saldata.open(out).images.to_pylist()}
     ours = {r["idx"]: r for r in scores if r["unit"] == "description" and r["head"] == -1}
     assert len(ours) == int(with_truth.sum()) >= 3
     truth_index = {i: j for j, i in enumerate(np.flatnonzero(with_truth).tolist())}

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 import saldata
 from saldata.analysis import metrics
 from saldata.cli.main import app
-from saldata.exporters.pysaliency_maps import map_stem
+from saldata.exporters.base import export_name
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*nanobind.*")
 
@@ -69,7 +69,7 @@ def test_export_maps_description_and_word_units_hold_the_stated_rows(late_eos_ou
     differs = dropped_images = dropped_words = checked_words = 0
     for image in images:
         rows = stated_rows(convention, image["n_tokens"], image["ended_with_eos"])
-        stem = map_stem(image["image_id"], image["source_path"])
+        stem = export_name(image["image_id"], image["source_path"])
         mine = [s for s in scores if s["idx"] == image["idx"]]
         if not rows:  # no map, no score, not even the centre bias's: every row of the table is on the same images
             assert not (dest / "maps" / f"{stem}.npy").exists() and not mine
@@ -106,7 +106,7 @@ def test_export_maps_description_and_word_units_hold_the_stated_rows(late_eos_ou
     )
     assert json.loads((dest / "saldata-export.json").read_text())["settings"]["rows"] == convention
     assert dropped_images, "the fixture must have an image that ended with EOS at once"
-    assert f"not scored, having no row under --rows {convention}: {dropped_images} images, {dropped_words} words" in (
-        text
-    )
+    images = f"{dropped_images} image{'' if dropped_images == 1 else 's'}"  # "1 images" before #26
+    words = f"{dropped_words} word{'' if dropped_words == 1 else 's'}"
+    assert f"not scored, having no row under --rows {convention}: {images}, {words}" in text
     assert bool(dropped_words) == (convention == "research")  # only the research's rows drop token 0

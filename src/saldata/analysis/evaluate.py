@@ -25,7 +25,7 @@ import pyarrow as pa
 from saldata.analysis import metrics
 from saldata.analysis.rows import ROWS_RESEARCH, check_convention, image_rows, word_rows
 from saldata.datasets.ground_truth import GT_OK
-from saldata.errors import ConfigError, StoreError
+from saldata.errors import ConfigError
 from saldata.readers.output import GRIDS, Output
 from saldata.schemas.catalog import STATUS_DONE
 from saldata.schemas.evaluation import (
@@ -223,9 +223,10 @@ def _chosen_layers(output: Output, settings: EvalSettings) -> tuple[int, ...]:
 
 def _image_truths(output: Output, convention: str) -> tuple[list[ImageTruth], int]:
     """Ground truth of every done image that has it and has rows under ``convention`` (fixation points from
-    the catalog; the stored saliency map is read later, by the shard's task), and how many had no rows."""
+    the catalog; the stored saliency map is read later, by the shard's task), and how many had no rows.
+    Its refusals are usage errors (ConfigError): the output is intact, only not one evaluate can score."""
     if output.attrs["schema_version"] < FIXATIONS_SINCE:
-        raise StoreError(
+        raise ConfigError(
             f"{output.path} (schema_version {output.attrs['schema_version']}) has no fixations table; re-extract it "
             "with this saldata (--overwrite) to evaluate it."
         )
@@ -234,7 +235,7 @@ def _image_truths(output: Output, convention: str) -> tuple[list[ImageTruth], in
         f"AND gt_status = '{GT_OK}' ORDER BY idx"
     ).to_pylist()
     if not images:
-        raise StoreError(
+        raise ConfigError(
             f"{output.path}: no done image has ground truth (images.gt_status = 'ok'), so there is nothing to score; "
             "evaluate needs a dataset with fixations and saliency maps (saldata datasets lists them)."
         )
@@ -249,7 +250,7 @@ def _image_truths(output: Output, convention: str) -> tuple[list[ImageTruth], in
         lo, hi = np.searchsorted(idx, image["idx"], "left"), np.searchsorted(idx, image["idx"], "right")
         truths.append(ImageTruth(image["idx"], image["image_id"], rows, x[lo:hi], y[lo:hi]))
     if not truths:
-        raise StoreError(
+        raise ConfigError(
             f"{output.path}: none of the {len(images)} done images with ground truth has a row under --rows "
             f"{convention} (research: tokens 1 on and the EOS step; all-tokens: every token), so there is nothing "
             "to score."

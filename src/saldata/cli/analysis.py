@@ -7,10 +7,12 @@ from typing import Annotated
 
 import typer
 
+from saldata.cli.failure import fail
 from saldata.cli.locations import OutArg, StorageOptions, location
-from saldata.errors import ConfigError, SaldataError, exit_code
+from saldata.errors import FAILURE, ConfigError, SaldataError
 from saldata.storage.os_errors import write_failure
 from saldata.storage.paths import check_output_file
+from saldata.words import plural
 
 LayerOption = Annotated[
     int | None,
@@ -55,7 +57,7 @@ def show(
         layer = data.layers.resolve(layer)
         words, maps = data.word_maps(row["idx"], grid=grid, reduce=reduce, layer=layer)
     except SaldataError as exc:
-        _fail(str(exc), exit_code(exc))
+        fail(exc)
     size = tuple(data.attrs["image_size"])
     source = ImageSource(row["dataset"], row["split"], row["image_id"], row["source_path"])
     loaded = load_image(row["idx"], source, size)
@@ -69,9 +71,9 @@ def show(
     try:
         _save(figure, image_format, output)
     except OSError as exc:  # a full disk, a read-only folder
-        _fail(write_failure(exc, output), code=1)
+        fail(write_failure(exc, output), code=FAILURE)
     typer.echo(
-        f"{output}: {image_id}, {min(len(words), max_words)} of {len(words)} words "
+        f"{output}: {image_id}, {min(len(words), max_words)} of {plural(len(words), 'word')} "
         f"(layer {layer}, {grid} grid, {reduce})"
     )
 
@@ -124,12 +126,12 @@ def stats(
         layer = data.layers.resolve(layer)
         table, maps = word_statistics(data, layer)
     except SaldataError as exc:
-        _fail(str(exc), exit_code(exc))
+        fail(exc)
     try:
         folder = write_statistics(out, table, maps, layer)
     except OSError as exc:  # a full disk, a read-only OUT
-        _fail(write_failure(exc, out / STATS_DIRNAME), code=1)
-    title = f"{table.num_rows} distinct words over {data.images.num_rows} images (layer {layer})"
+        fail(write_failure(exc, out / STATS_DIRNAME), code=FAILURE)
+    title = f"{plural(table.num_rows, 'distinct word')} over {plural(data.images.num_rows, 'image')} (layer {layer})"
     view = Table(title=title, title_justify="left")
     for header in ("word", "count", "images", "attention mass", "peak cell (row, col)"):
         view.add_column(header)
@@ -139,8 +141,3 @@ def stats(
     console = report_console()
     console.print(view)
     console.print(f"written: {folder / 'words.parquet'}, {folder / 'word_maps.zarr'}")
-
-
-def _fail(message: str, code: int = 2) -> None:
-    typer.secho(f"Error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=code)

@@ -12,10 +12,12 @@ from typing import Annotated
 
 import typer
 
+from saldata.cli.failure import fail
 from saldata.cli.locations import OutArg, StorageOptions, location
-from saldata.errors import QueryTimeout, SaldataError, exit_code, first_line
+from saldata.errors import FAILURE, QueryTimeout, SaldataError, first_line
 from saldata.storage.os_errors import write_failure
 from saldata.storage.paths import check_output_file
+from saldata.words import plural
 
 DEFAULT_TIMEOUT_S = 600.0  # a query longer than this is more likely a mistake than a wish; --timeout 0 lifts it
 
@@ -64,7 +66,7 @@ def query(
     from saldata.storage.sql import query as run_query
 
     if format is Format.parquet and output is None:
-        _fail("--format parquet needs --output FILE.")
+        fail("--format parquet needs --output FILE.")
     try:
         out = location(out, storage_option)
         if output is not None:
@@ -74,21 +76,21 @@ def query(
         typer.echo("interrupted: the query was stopped; nothing was written", err=True)
         raise typer.Exit(code=130) from None
     except QueryTimeout as exc:
-        _fail(str(exc), code=1)
+        fail(exc)
     except duckdb.OutOfMemoryException as exc:
-        _fail(
+        fail(
             f"{first_line(exc)}: the query needs more than the memory DuckDB is given (half of this machine's) and "
             "its spill space (half the free space of the temp folder); select less, or set TMPDIR to a larger disk.",
-            code=1,
+            code=FAILURE,
         )
     except duckdb.Error as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except SaldataError as exc:
-        _fail(str(exc), exit_code(exc))
+        fail(exc)
     try:
         _write(table, format, output, max_rows)
     except OSError as exc:  # a full disk, a read-only folder: the output is never touched
-        _fail(write_failure(exc, output), code=1)
+        fail(write_failure(exc, output), code=FAILURE)
 
 
 @app.command(no_args_is_help=True)
@@ -109,13 +111,13 @@ def show(out: OutArg, storage_option: StorageOptions = None) -> None:
         group = open_store(out)
         counts = {name: con.sql(f"SELECT count(*) FROM {name}").fetchall()[0][0] for name in TABLES}
     except SaldataError as exc:
-        _fail(str(exc), exit_code(exc))
+        fail(exc)
     except duckdb.Error as exc:
-        _fail(f"{first_line(exc)}; run saldata verify {out} to see what is damaged.")
+        fail(f"{first_line(exc)}; run saldata verify {out} to see what is damaged.", code=FAILURE)
     console = report_console()
     for name, spec in TABLES.items():
         count = counts[name]
-        view = Table(title=f"{name}: {count} rows  ({spec.doc})", title_justify="left")
+        view = Table(title=f"{name}: {plural(count, 'row')}  ({spec.doc})", title_justify="left")
         for header in ("column", "type", "meaning"):
             view.add_column(header)
         for column in spec.columns:
@@ -201,7 +203,7 @@ def _print_table(table, max_rows: int, output: io.StringIO | None) -> None:
 
     view = Table(
         *table.column_names,
-        caption=f"{table.num_rows} rows" + (f", first {max_rows} shown" if table.num_rows > max_rows else ""),
+        caption=plural(table.num_rows, "row") + (f", first {max_rows} shown" if table.num_rows > max_rows else ""),
     )
     for row in table.slice(0, max_rows).to_pylist():
         view.add_row(*("NULL" if v is None else str(v) for v in row.values()))
@@ -209,8 +211,3 @@ def _print_table(table, max_rows: int, output: io.StringIO | None) -> None:
         report_console(output).print(view)
     else:
         report_console().print(view)
-
-
-def _fail(message: str, code: int = 2) -> None:
-    typer.secho(f"Error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=code)

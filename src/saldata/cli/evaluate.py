@@ -7,9 +7,11 @@ from typing import Annotated
 
 import typer
 
+from saldata.cli.failure import fail
 from saldata.cli.locations import OutArg, StorageOptions, location
-from saldata.errors import SaldataError, exit_code
+from saldata.errors import FAILURE, SaldataError
 from saldata.storage.os_errors import write_failure
+from saldata.words import agree, plural
 
 
 def evaluate(
@@ -52,28 +54,28 @@ def evaluate(
         data = Output(out)
         table, undefined, unscored = score_output(data, settings)
     except SaldataError as exc:
-        typer.secho(f"Error: {exc}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(code=exit_code(exc)) from None
+        fail(exc)
     by_layer, centre = summarise(table)
     n_images = centre.n_images
-    title = f"{out}: {n_images} images, {grid} grid, blur {blur:g} px, {rows} rows"
+    title = f"{out}: {plural(n_images, 'image')}, {grid} grid, blur {blur:g} px, {rows} rows"
     figure_path = out / EVAL_DIRNAME / LAYERS_FIGURE
     try:
         metrics_path = write_metrics(out, table)
         save_png(layers_figure(by_layer, centre, title), figure_path)
     except OSError as exc:  # a full disk, a read-only OUT: each file is whole or absent
-        typer.secho(f"Error: {write_failure(exc, out / EVAL_DIRNAME)}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(code=1) from None
+        fail(write_failure(exc, out / EVAL_DIRNAME), code=FAILURE)
     _print_summary(by_layer, centre, title, data.attrs["image_size"])
     if unscored.images or unscored.words:  # what the convention means, not a problem: stdout
-        typer.echo(f"not scored, having no row under --rows {rows}: {unscored.images} images, {unscored.words} words")
+        typer.echo(
+            f"not scored, having no row under --rows {rows}: {plural(unscored.images, 'image')}, {plural(unscored.words, 'word')}"
+        )
     if undefined.count:
         typer.secho(
-            f"{undefined.count} scores are null (undefined for their image), e.g. {undefined.first}",
+            f"{plural(undefined.count, 'score')} {agree(undefined.count, 'is', 'are')} null (undefined for their image), e.g. {undefined.first}",
             fg=typer.colors.YELLOW,
             err=True,
         )
-    typer.echo(f"written: {metrics_path} ({table.num_rows} rows), {figure_path}")
+    typer.echo(f"written: {metrics_path} ({plural(table.num_rows, 'row')}), {figure_path}")
 
 
 def _print_summary(by_layer, centre, title: str, image_size) -> None:

@@ -8,9 +8,11 @@ from typing import Annotated
 
 import typer
 
+from saldata.cli.failure import fail
 from saldata.cli.locations import OutArg, StorageOptions, location
-from saldata.errors import SaldataError, exit_code
+from saldata.errors import FAILURE, SaldataError
 from saldata.storage.os_errors import write_failure
+from saldata.words import plural
 
 
 class Format(str, enum.Enum):  # the names of saldata.exporters.EXPORTERS (a test keeps them equal)
@@ -88,7 +90,7 @@ def export(
     from saldata.readers.output import Output
 
     if require_eos and format is not Format.language_att:
-        _fail(f"--require-eos does not apply to --format {format.value}; leave it out.")
+        fail(f"--require-eos does not apply to --format {format.value}; leave it out.")
     catch_signals()
     progress = _progress()
     try:
@@ -100,7 +102,7 @@ def export(
                 on_total=lambda n: progress.update(task, total=n), on_image=lambda: progress.advance(task)
             )
     except SaldataError as exc:
-        _fail(str(exc), exit_code(exc))
+        fail(exc)
     except Interrupted as exc:
         typer.secho(
             f"interrupted: the files written so far are whole; rerun the same command to finish {dest}",
@@ -109,9 +111,9 @@ def export(
         )
         raise typer.Exit(code=exc.exit_code) from None
     except OSError as exc:  # a full disk, a read-only DEST: finished files are kept
-        _fail(f"{write_failure(exc, dest)}; finished files are kept: rerun the same command once fixed", code=1)
+        fail(f"{write_failure(exc, dest)}; finished files are kept: rerun the same command once fixed", code=FAILURE)
     typer.echo(
-        f"{dest}: {summary.images} images ({summary.written} written now, {summary.kept} already there), "
+        f"{dest}: {plural(summary.images, 'image')} ({summary.written} written now, {summary.kept} already there), "
         f"--format {format.value}, layer {exporter.layer}"
     )
     for note in summary.notes:
@@ -132,8 +134,3 @@ def _progress():
         console=console,
         disable=not console.is_terminal,
     )
-
-
-def _fail(message: str, code: int = 2) -> None:
-    typer.secho(f"Error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=code)

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from saldata.cli.failure import fail
 from saldata.cli.locations import StorageOptions, location
 from saldata.datasets import DATASETS, dataset_spec
 from saldata.errors import SaldataError
@@ -17,7 +18,7 @@ from saldata.extractors.image_inputs import PLACES
 from saldata.extractors.models import ATTENTIONS, DEFAULT_MODEL, DEVICES, DTYPES
 from saldata.extractors.prompts import PRESET_MAX_NEW_TOKENS, PROMPT_PRESETS
 from saldata.extractors.random_models import RANDOM_MODELS
-from saldata.extractors.settings import DEFAULT_MAX_NEW_TOKENS, HEADS_MODES
+from saldata.extractors.settings import DEFAULT_MAX_NEW_TOKENS, HEADS_MODES, LayerRangeError
 from saldata.pipelines.config import DEFAULT_IMAGE_SIZE, DEFAULT_PREFETCH_SHARDS, DEFAULT_SHARD_SIZE, format_size
 from saldata.pipelines.host_memory import DEFAULT_SHARE
 
@@ -134,9 +135,11 @@ def extract(
     layer: Annotated[
         int | None,
         typer.Option(
-            help="Decoder layer to capture; -1 is the last (hidden state after the final norm). "
+            # No show_default: typer writes a text one as a description, "(-1)"; the value has no
+            # default of its own (None: not given, so --layers may be), so the help says it.
+            help="Decoder layer to capture; the default, -1, is the last (hidden state after the final norm). "
             "The one-layer form of --layers.",
-            show_default="-1",
+            show_default=False,
             rich_help_panel=PANEL_CAPTURE,
         ),
     ] = None,
@@ -279,11 +282,13 @@ def extract(
             print_plan(config)
             return
         if not (overwrite or retry_failed) and already_complete(config):
-            typer.echo(nothing_to_do(out), err=True)
+            typer.echo(nothing_to_do(out))
             return
         plan, warnings = preflight(config, overwrite)
-    except SaldataError as exc:  # a mistake found before anything started: a usage error
-        _fail(exc, code=2)
+    except LayerRangeError as exc:
+        fail(exc.given_as("--layer" if layer is not None else "--layers"))
+    except SaldataError as exc:  # found before anything started: a usage error, or a damaged OUT
+        fail(exc)
     try:
         catch_signals()
         run_with_progress(plan, warnings, overwrite=overwrite, retry_failed=retry_failed)
@@ -291,7 +296,7 @@ def extract(
         stop_local_ray()
     except SaldataError as exc:
         hold_signals()
-        _fail(exc, code=1)
+        fail(exc)
     except Interrupted as exc:
         hold_signals()  # a second Ctrl-C (or timeout's signal to the group) must not cut the clean-up
         code = exc.exit_code
@@ -302,8 +307,3 @@ def extract(
         stop_local_ray()
         typer.echo(interrupted_line(out), err=True)
         raise typer.Exit(code=code) from None
-
-
-def _fail(exc: Exception, code: int) -> None:
-    typer.secho(f"Error: {exc}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=code) from None

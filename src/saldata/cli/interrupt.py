@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from saldata.pipelines.signals import Interrupted, catch_signals, hold_signals
+from saldata.words import plural
 
 __all__ = ["Interrupted", "catch_signals", "hold_signals", "interrupted_line", "stop_local_ray"]
 
@@ -27,4 +28,4 @@ def interrupted_line(out: Path) -> str:
         return "interrupted before any shard was committed; rerun the same command to start"
     attrs = open_store(out).attrs
     total = -(-int(attrs["n_images"]) // int(attrs["shard_size"]))
-    return f"interrupted: {len(committed_shards(out))} of {total} shards committed; rerun the same command to resume"
+    return f"interrupted: {len(committed_shards(out))} of {plural(total, 'shard')} committed; rerun the same command to resume"

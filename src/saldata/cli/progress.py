@@ -20,6 +20,7 @@ from saldata.cli.interrupt import catch_signals
 from saldata.pipelines.config import ExtractConfig
 from saldata.pipelines.live_progress import RunProgress, format_eta, rate_text
 from saldata.storage.os_errors import human_bytes
+from saldata.words import agree, plural
 
 
 class LiveColumn(ProgressColumn):
@@ -70,7 +71,7 @@ def print_plan(config: ExtractConfig, console: Console | None = None) -> None:
     )
     committed = committed_shards(config.out)
     if committed:
-        skips = "it" if len(committed) == 1 else "them"
+        skips = agree(len(committed), "it", "them")
         console.print(f"  already committed in {config.out}: {plural(len(committed), 'shard')} (a rerun skips {skips})")
     table = Table("array", "shape", "dtype", "uncompressed", "per image", title="Store size (upper bound)")
     sizes = plan.array_bytes()
@@ -176,7 +177,7 @@ def run_with_progress(
         for shard, problems in sorted(state.damaged.items()):
             console.print(f"Shard {shard} is damaged and is redone: {problems[0]}", markup=False, highlight=False)
         if state.committed and work:
-            console.print(f"Resuming: {plural(len(state.committed), 'shard')} already committed are skipped.")
+            _say_resumed(console, len(state.committed), [w for w in work if w.retry])
         if work:
             progress.update(task, total=sum(w.n_images for w in work))
             progress.start()  # only once the output is ours and has work: a refused run draws no bar
@@ -193,27 +194,47 @@ def run_with_progress(
         )
     finally:
         progress.stop()
+    report = Console()  # the command's report goes to stdout, like every other command's; the bar stays on stderr
     if summary.processed == 0 and summary.skipped_shards == len(plan.shards):
-        console.print(nothing_to_do(config.out), markup=False, highlight=False)
+        report.print(nothing_to_do(config.out), markup=False, highlight=False)
         return
-    console.print(
+    report.print(
         f"[green]done[/] {summary.done}  [red]failed[/] {summary.failed}  processed {summary.processed} of "
         f"{plural(summary.images, 'image')} in {summary.seconds:.1f} s\n  store:   {summary.store}\n"
-        f"  catalog: {summary.catalog}"
+        f"  catalog: {summary.catalog}",
+        soft_wrap=True,  # paths whole, whatever the width
     )
     if summary.actor_busy_fraction is not None:
         sizes = ", ".join(map(str, summary.batch_sizes))
-        console.print(
+        report.print(
             f"  model actors busy {100 * summary.actor_busy_fraction:.0f}% of their active time; "
             f"images per model call: {sizes}"
         )
     if summary.failed:
         from saldata.pipelines.status import output_status
 
-        console.print("  failures by reason (whole output):")
+        report.print("  failures by reason (whole output):")
         for reason, count in output_status(config.out).failures:
-            console.print(f"    {count:5d}  {reason}", markup=False, highlight=False)
-        console.print(f"  details: saldata status {config.out}; redo them with --retry-failed")
+            report.print(f"    {count:5d}  {reason}", markup=False, highlight=False)
+        report.print(
+            f"  details: saldata status {config.out} --failed; redo them with --retry-failed",
+            soft_wrap=True,
+            markup=False,
+            highlight=False,
+        )
+
+
+def _say_resumed(console: Console, committed: int, retried: list) -> None:
+    """What a rerun does with the shards already committed: skips them, or retries their failed images."""
+    skipped = committed - len(retried)
+    if skipped:
+        console.print(f"Resuming: {plural(skipped, 'shard')} already committed {agree(skipped, 'is', 'are')} skipped.")
+    if retried:
+        images = sum(len(w.retry) for w in retried)
+        console.print(
+            f"Retrying {plural(images, 'failed image')} in {plural(len(retried), 'committed shard')} "
+            f"({_listed([w.shard.index for w in retried])}); {agree(len(retried), 'its', 'their')} done images are kept."
+        )
 
 
 def nothing_to_do(out) -> str:
@@ -229,10 +250,6 @@ def has_work(plan, retry_failed: bool) -> bool:
         return True
     log = read_commit_log(out)
     return bool(log.pending or log.unreadable) or len(log.committed) < len(plan.shards)
-
-
-def plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def _listed(numbers: list[int]) -> str:

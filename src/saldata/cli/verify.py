@@ -6,8 +6,10 @@ from typing import Annotated
 
 import typer
 
+from saldata.cli.failure import fail
 from saldata.cli.locations import OutArg, StorageOptions, location
 from saldata.errors import SaldataError
+from saldata.words import plural
 
 
 def verify(
@@ -24,10 +26,9 @@ def verify(
     try:
         report = verify_output(location(out, storage_option), quick=quick)
     except SaldataError as exc:
-        typer.secho(f"Error: {exc}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(code=1) from None
+        fail(exc)
     how = "presence and sizes" if quick else "checksums and catalog rows"
-    typer.echo(f"{out}: {report.checked} committed shards checked ({how})")
+    typer.echo(f"{out}: {plural(report.checked, 'committed shard')} checked ({how})")
     for shard, problems in sorted(report.damaged.items()):
         for problem in problems:
             typer.echo(f"  damaged  shard {shard}: {problem}")
@@ -45,6 +46,6 @@ def verify(
         return
     damaged = ", ".join(map(str, sorted(report.damaged))) or "none"
     typer.echo(
-        f"  {len(report.damaged)} damaged shards ({damaged}); rerun the same saldata extract command to redo them."
+        f"  {plural(len(report.damaged), 'damaged shard')} ({damaged}); rerun the same saldata extract command to redo them."
     )
     raise typer.Exit(code=1)

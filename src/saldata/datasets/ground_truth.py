@@ -4,7 +4,8 @@ Saliency maps are resized like the image (bilinear, 0..255). Fixations are point
 ORIGINAL image's pixel coordinates; they are rescaled to the stored size and rasterised into
 a binary map, never resampled as a picture (resampling a sparse map loses points). Points off
 the image are clipped to its border and counted; a NaN or Inf coordinate fails the image's
-fixations instead (cast to an index it would pass for a real fixation at column 0). The points
+fixations instead (cast to an index it would pass for a real fixation at column 0), as does a
+frame (SALICON's ``resolution``) that is not a positive size. The points
 themselves, with their subject, order and duration, are kept for the catalog's fixations table.
 """
 
@@ -100,11 +101,19 @@ def salicon_fixations(path: str) -> FixationPoints:
         if fixations is None:
             raise GroundTruthError("a gaze entry has no 'fixations' field")
         points.append(np.asarray(fixations, dtype=np.float64).reshape(-1, 2) - 1.0)
-    size = None
-    if "resolution" in mat:
-        height, width = (int(v) for v in np.asarray(mat["resolution"]).ravel()[:2])
-        size = (width, height)
+    size = _salicon_frame(mat["resolution"]) if "resolution" in mat else None
     return _by_subject(points, None, size)
+
+
+def _salicon_frame(resolution) -> tuple[int, int]:
+    """``resolution`` (height, width) as a (width, height) frame, refused unless both are finite and
+    positive: points are scaled by it, so a 0x0 or negative frame would put every one in a corner."""
+    values = np.asarray(resolution, dtype=np.float64).ravel()
+    if len(values) < 2 or not (np.isfinite(values[:2]).all() and (values[:2] >= 1).all()):
+        shown = ", ".join(f"{v:g}" for v in values)
+        raise GroundTruthError(f"'resolution' is [{shown}]: not a positive (height, width)")
+    height, width = (int(v) for v in values[:2])
+    return width, height
 
 
 def points_image_fixations(path: str) -> FixationPoints:

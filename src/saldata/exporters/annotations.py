@@ -29,7 +29,6 @@ from __future__ import annotations
 import io
 import json
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +36,10 @@ import numpy as np
 from saldata.datasets.base import ImageSource
 from saldata.datasets.ground_truth import salicon_fixations
 from saldata.errors import ConfigError, SaldataError
+from saldata.exporters.base import export_name
 from saldata.exporters.destination import link_atomic
 from saldata.storage.commits import write_atomic
+from saldata.words import agree, plural
 
 IMAGES_DIRNAME, SALIENCY_DIRNAME, FIXATION_DIRNAME = "images", "saliency_map", "fixation"
 SALICON_FORMAT = "salicon"
@@ -50,12 +51,12 @@ ONE_SUBJECT = "one subject only (the trainer's loader reads gaze as a list)"
 NOT_FINITE = "fixation coordinates that are not finite (NaN or Inf)"
 
 
-def link_annotations(dest: Path, output, rows: list[dict], name_of: Callable[[str], str]) -> list[str]:
+def link_annotations(dest: Path, output, rows: list[dict]) -> list[str]:
     """Link (or, for fixations, write) every row's image and ground truth under ``dest``; notes on what was done."""
     sources = dataset_sources(output, sorted({row["split"] for row in rows}))
     no_map, skipped, written, dropped = 0, Counter(), Counter(), 0
     for row in rows:
-        split, name = row["split"], name_of(row["image_id"])
+        split, name = row["split"], export_name(row["image_id"], row["source_path"])
         link_atomic(dest / IMAGES_DIRNAME / split / f"{name}.jpg", row["source_path"])
         source = sources.get((split, row["image_id"]))
         if source and source.saliency_path and Path(source.saliency_path).is_file():
@@ -76,7 +77,7 @@ def link_annotations(dest: Path, output, rows: list[dict], name_of: Callable[[st
     linked = [dest / name for name in (IMAGES_DIRNAME, SALIENCY_DIRNAME, FIXATION_DIRNAME) if (dest / name).is_dir()]
     notes = [f"annotations: {', '.join(map(str, linked))} (symlinks{', and written .mat files' if written else ''})"]
     if no_map:
-        notes.append(f"{no_map} images have no saliency map file to link")
+        notes.append(f"{plural(no_map, 'image')} {agree(no_map, 'has', 'have')} no saliency map file to link")
     if written:
         whys = "; ".join(f"{count} with {why}" for why, count in sorted(written.items()))
         notes.append(

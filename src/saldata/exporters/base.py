@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import ClassVar
 
 import numpy as np
@@ -42,6 +42,19 @@ from saldata.schemas.catalog import STATUS_DONE
 from saldata.storage.commits import write_atomic
 
 FileMaker = Callable[[], bytes]
+
+
+def export_name(image_id: str, source_path: str) -> str:
+    """An image's file name, without extension, in every format: one image, one name in every DEST.
+
+    Its id less the source file's suffix (a folder dataset's id is a relative path, suffix
+    included), with '/' made '__': the trainer reads one flat folder per split, and pysaliency
+    matches a stimulus to its map by file stem, which a flat name serves as well. So
+    ``attention/<split>/<name>.npy`` and ``maps/<name>.npy`` are the same image.
+    """
+    suffix = PurePosixPath(source_path).suffix
+    stem = image_id[: -len(suffix)] if suffix and image_id.endswith(suffix) else image_id
+    return stem.replace("/", "__")
 
 
 @dataclass(frozen=True, slots=True)

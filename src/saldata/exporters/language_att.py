@@ -33,7 +33,8 @@ import numpy as np
 from saldata.analysis.rows import trainer_rows
 from saldata.datasets.ground_truth import GT_OK
 from saldata.errors import ConfigError
-from saldata.exporters.base import Exporter, json_bytes, npy_bytes
+from saldata.exporters.base import Exporter, export_name, json_bytes, npy_bytes
+from saldata.words import plural
 
 FORMAT = "language-att"
 HIDDEN_DIRNAME, ATTENTION_DIRNAME = "hidden_state", "attention"
@@ -43,12 +44,6 @@ TRAINER_SCRIPT = "main.py"
 # What the trainer assumes of the 8B model on 640x480 images, whatever it is told on its command line:
 LOADER_HIDDEN_SIZE = 4096  # its loader pads hidden states with zeros(max_len - seq, 4096)
 MODEL_PATCH_GRID = (36, 48)  # its model's learned prior for the patch attention is 36x48
-
-
-def trainer_id(image_id: str) -> str:
-    """An image's name in the trainer's folders: it globs one folder per split, so a '/' in an id
-    (CAT2000's category, a nested folder) becomes '__'."""
-    return image_id.replace("/", "__")
 
 
 def token_strings(tokenizer, ids: list[int]) -> list[str]:
@@ -75,7 +70,7 @@ class LanguageAttExporter(Exporter):
         rows = self.done_rows()
         seen: dict[tuple[str, str], str] = {}
         for row in rows:
-            key = (row["split"], trainer_id(row["image_id"]))
+            key = (row["split"], export_name(row["image_id"], row["source_path"]))
             if key in seen:
                 raise ConfigError(
                     f"images {seen[key]!r} and {row['image_id']!r} would both be {key[1]}.npy in split {key[0]}; "
@@ -91,7 +86,7 @@ class LanguageAttExporter(Exporter):
             array = output.layers.rows(output.group[name], row["idx"], wanted.stop, self.layer)
             return np.asarray(array)[wanted.start :]
 
-        name = f"{row['split']}/{trainer_id(row['image_id'])}.npy"
+        name = f"{row['split']}/{export_name(row['image_id'], row['source_path'])}.npy"
         return {
             f"{HIDDEN_DIRNAME}/{name}": lambda: npy_bytes(read("hidden")),
             f"{ATTENTION_DIRNAME}/{name}": lambda: npy_bytes(
@@ -109,7 +104,7 @@ class LanguageAttExporter(Exporter):
             wanted = trainer_rows(row["n_tokens"], row["ended_with_eos"])
             ids = [int(t) for t in token_ids[row["idx"], wanted.start : wanted.stop]]  # the EOS too, if any
             text_ids = ids[: max(0, row["n_tokens"] - wanted.start)]  # EOS is never text, special token or not
-            name = trainer_id(row["image_id"])
+            name = export_name(row["image_id"], row["source_path"])
             split = fragments.setdefault(row["split"], {"captions": {}, "valid": {}})
             ended = bool(row["ended_with_eos"])
             split["captions"][name] = {
@@ -123,7 +118,7 @@ class LanguageAttExporter(Exporter):
         if self.settings.annotations:
             from saldata.exporters.annotations import link_annotations
 
-            notes = link_annotations(self.dest, self.output, rows, trainer_id)
+            notes = link_annotations(self.dest, self.output, rows)
         return fragments, notes
 
     def assemble(self, fragments: dict) -> tuple[dict[str, bytes], list[str]]:
@@ -146,7 +141,7 @@ class LanguageAttExporter(Exporter):
                 f"every image ended with EOS: its last row is the step that produced EOS (as {TRAINER_SCRIPT} assumes)"
             )
         what = (
-            f"{cut} of {n_images} images did not end with EOS (they ran to --max-new-tokens): their last row is a "
+            f"{cut} of {plural(n_images, 'image')} did not end with EOS (they ran to --max-new-tokens): their last row is a "
             "real word, not EOS (caption.json: ended_with_eos false)"
         )
         if self.settings.require_eos:
@@ -163,7 +158,7 @@ class LanguageAttExporter(Exporter):
         dest = self.dest.resolve()  # the trainer runs from its own folder
         anno = dest if self.settings.annotations else "SALICON_PATH"
         notes = [
-            f"{len(lengths)} of {n_images} images in {self.dest} valid (splits {', '.join(splits)}; done, with "
+            f"{len(lengths)} of {plural(n_images, 'image')} in {self.dest} valid (splits {', '.join(splits)}; done, with "
             f"ground truth and at least one row{', ended with EOS' if self.settings.require_eos else ''}; "
             f"{VALID_FILE} marks the others false)",
         ]

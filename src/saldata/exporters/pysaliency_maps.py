@@ -21,8 +21,9 @@ DEST holds, for every done image whose rows (``--rows``, ``analysis/rows.py``) a
   one value per point; and ``with_ground_truth``, one bool per stimulus.
 
 pysaliency finds a stimulus's map by file stem, the stimulus's path with its suffix dropped,
-matched from the end: ``<stem>`` is the image id without the source file's suffix
-(``COCO_val2014_000000000001``, CAT2000's ``Action/001``). Each split's fixation points wait in
+matched from the end: ``<stem>`` is the image's name in every export (``export_name``), its id
+without the source file's suffix, '/' made '__' (``COCO_val2014_000000000001``, CAT2000's
+``Action__001``, a folder's ``sub/X.jpg`` ``sub__X``). Each split's fixation points wait in
 DEST's marker folder until ``fixations.npz`` is assembled from every split in DEST.
 """
 
@@ -38,11 +39,12 @@ from saldata.analysis.evaluate import description_map, layer_maps, on_image
 from saldata.analysis.rows import check_convention, image_rows
 from saldata.datasets.ground_truth import GT_OK
 from saldata.errors import ConfigError
-from saldata.exporters.base import Exporter, json_bytes, npy_bytes
+from saldata.exporters.base import Exporter, export_name, json_bytes, npy_bytes
 from saldata.exporters.destination import MARKERS_DIRNAME, link_atomic
 from saldata.readers.output import GRIDS
 from saldata.schemas.evaluation import UNIT_DESCRIPTION
 from saldata.storage.commits import write_atomic
+from saldata.words import plural
 
 FORMAT = "pysaliency"
 MAPS_DIRNAME = "maps"
@@ -53,13 +55,6 @@ FIXATIONS_FILE = "fixations.npz"
 NO_SUBJECT = -1  # fixations.npz's subject where the dataset names none (catalog: null)
 EXIF_ORIENTATION = 0x0112
 UNITS = {UNIT_DESCRIPTION: description_map}  # units that make one map per image, by --unit name
-
-
-def map_stem(image_id: str, source_path: str) -> str:
-    """The map's path under ``maps/`` without ``.npy``: the id, less the source's suffix where the id has it
-    (folder ids are relative paths, suffix included)."""
-    suffix = PurePosixPath(source_path).suffix
-    return image_id[: -len(suffix)] if suffix and image_id.endswith(suffix) else image_id
 
 
 def source_fits(source_path: str, size: tuple[int, int]) -> bool:
@@ -107,7 +102,7 @@ class PysaliencyExporter(Exporter):
         rows = [row for row in self.done_rows() if self.image_rows(row)]  # a map is made of the image's rows
         seen: dict[str, str] = {}
         for row in rows:
-            stem = map_stem(row["image_id"], row["source_path"])
+            stem = export_name(row["image_id"], row["source_path"])
             if stem in seen:
                 raise ConfigError(
                     f"images {seen[stem]!r} and {row['image_id']!r} would both be {MAPS_DIRNAME}/{stem}.npy; "
@@ -121,7 +116,7 @@ class PysaliencyExporter(Exporter):
         splits = {row["split"] for row in rows}
         taken = {entry[0]: split for split, entries in fragments.items() if split not in splits for entry in entries}
         for row in rows:
-            stem = map_stem(row["image_id"], row["source_path"])
+            stem = export_name(row["image_id"], row["source_path"])
             if stem in taken:
                 raise ConfigError(
                     f"{MAPS_DIRNAME}/{stem}.npy in {self.dest} is the map of an image of split {taken[stem]}; "
@@ -131,14 +126,14 @@ class PysaliencyExporter(Exporter):
 
     def stimulus(self, row: dict) -> tuple[str, bool]:
         """The stimulus's path relative to DEST, and whether it is a link to the source (else a PNG to write)."""
-        stem = map_stem(row["image_id"], row["source_path"])
+        stem = export_name(row["image_id"], row["source_path"])
         height, width = self.size
         if source_fits(row["source_path"], (width, height)):
             return f"{STIMULI_DIRNAME}/{stem}{PurePosixPath(row['source_path']).suffix}", True
         return f"{STIMULI_DIRNAME}/{stem}.png", False
 
     def image_files(self, output, row: dict) -> dict:
-        stem = map_stem(row["image_id"], row["source_path"])
+        stem = export_name(row["image_id"], row["source_path"])
 
         def unit_map() -> bytes:
             maps = layer_maps(output, output.group[f"attn_{self.grid}"], row["idx"], self.image_rows(row), self.layer)
@@ -175,7 +170,7 @@ class PysaliencyExporter(Exporter):
             if linked:
                 link_atomic(self.dest / path, row["source_path"])
             written += not linked
-            entry = [map_stem(row["image_id"], row["source_path"]), path]
+            entry = [export_name(row["image_id"], row["source_path"]), path]
             fragments.setdefault(row["split"], []).append([*entry, row["gt_status"] == GT_OK])
         for split in fragments:
             split_rows = [row for row in rows if row["split"] == split]
@@ -227,9 +222,9 @@ class PysaliencyExporter(Exporter):
         points = {name: np.concatenate([p[name] for p in parts]) for name in ("x", "y", "t", "n", "subject")}
         height, width = self.size
         note = (
-            f"{len(stimuli)} maps in {self.dest / MAPS_DIRNAME} (layer {self.layer}, {self.grid} grid, {self.unit}, "
+            f"{plural(len(stimuli), 'map')} in {self.dest / MAPS_DIRNAME} (layer {self.layer}, {self.grid} grid, {self.unit}, "
             f"{self.convention} rows, {width}x{height}); stimuli at {width}x{height}: {self.dest / STIMULI_FILE}; "
-            f"{len(points['x'])} fixation points of {int(with_truth.sum())} images with ground truth, in the "
+            f"{plural(len(points['x']), 'fixation point')} of {plural(int(with_truth.sum()), 'image')} with ground truth, in the "
             f"stimuli's pixels: {self.dest / FIXATIONS_FILE}; their saliency maps: {self.dest / GROUND_TRUTH_DIRNAME}"
         )
         files = {

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from saldata.errors import ConfigError, ModelLoadError
+from saldata.errors import ConfigError, ModelLoadError, ModelNotFoundError
 from saldata.extractors.random_models import RANDOM_MODELS, random_model_dir
 
 DEFAULT_MODEL = "llava-hf/llama3-llava-next-8b-hf"
@@ -81,10 +81,10 @@ def resolve_model_dir(model: str, cache_dir: Path | None = None) -> Path:
     path = Path(model).expanduser()
     if path.is_dir():
         if not (path / "config.json").exists():
-            raise ModelLoadError(f"Model directory {path} has no config.json; is it a saved Hugging Face model?")
+            raise ModelNotFoundError(f"Model directory {path} has no config.json; is it a saved Hugging Face model?")
         return path.resolve()
     if path.exists() or model.startswith((".", "/", "~")):
-        raise ModelLoadError(f"Model path {model!r} is not a directory.")
+        raise ModelNotFoundError(f"Model path {model!r} is not a directory.")
     from huggingface_hub import snapshot_download
 
     try:

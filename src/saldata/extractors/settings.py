@@ -62,11 +62,25 @@ def resolve_layers(layers: tuple[int, ...] | str, n_layers: int, model: str = "t
     """
     if layers == ALL_LAYERS:
         return tuple(range(n_layers))
-    bad = [layer for layer in layers if not -n_layers <= layer < n_layers]
+    bad = tuple(layer for layer in layers if not -n_layers <= layer < n_layers)
     if bad:
-        flag = "--layer" if len(layers) == 1 else "--layers"
-        raise ConfigError(
+        raise LayerRangeError(bad, n_layers, model, "--layer" if len(layers) == 1 else "--layers")
+    return tuple(sorted({layer % n_layers for layer in layers}))
+
+
+class LayerRangeError(ConfigError):
+    """Layers the model does not have. The settings hold layers, not the flag that gave them (``--layer N``
+    is ``--layers N``), so the message guesses it from their count; the CLI, which knows, says ``given_as``."""
+
+    def __init__(self, bad: tuple[int, ...], n_layers: int, model: str, flag: str):
+        self.bad, self.n_layers, self.model, self.flag = bad, n_layers, model, flag
+        super().__init__(
             f"{flag} {', '.join(map(str, bad))} is out of range: {model} has {n_layers} decoder layers "
             f"(0..{n_layers - 1}, or -1..-{n_layers} from the end)."
         )
-    return tuple(sorted({layer % n_layers for layer in layers}))
+
+    def __reduce__(self):  # pickled (a model actor raises it) with its fields, not its message
+        return LayerRangeError, (self.bad, self.n_layers, self.model, self.flag)
+
+    def given_as(self, flag: str) -> LayerRangeError:
+        return LayerRangeError(self.bad, self.n_layers, self.model, flag)

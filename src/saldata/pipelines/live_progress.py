@@ -34,10 +34,13 @@ class RunProgress:
     def counts(self) -> tuple:
         return self.processed, self.committed, self.model_ready
 
+    def elapsed_s(self, now: float | None = None) -> float:
+        """Seconds since the model was ready: to the last count once finished, else to ``now``."""
+        return (self.updated if self.finished else (now or time.time())) - self.started
+
     def rate(self, now: float | None = None) -> float | None:
         """Images per second through the model since it was ready (None before the first image)."""
-        now = self.updated if self.finished else (now or time.time())
-        elapsed = now - self.started
+        elapsed = self.elapsed_s(now)
         return self.processed / elapsed if self.processed and elapsed > 0 else None
 
     def eta_s(self, now: float | None = None) -> float | None:
@@ -73,6 +76,8 @@ def rate_text(progress: RunProgress, now: float | None = None) -> str:
     """The rate as the bar and ``status`` both write it."""
     if not progress.model_ready:
         return "loading the model..."
+    if progress.finished and progress.processed == 1:  # a run of one image: its time, not a throughput
+        return f"1 image in {progress.elapsed_s(now):.2f} s"
     rate = progress.rate(now)
     return f"{rate:.2f} images/s" if rate else "first image..."
 

@@ -13,7 +13,7 @@ import os
 import shutil
 from pathlib import Path
 
-from saldata.errors import ConfigError, StoreError
+from saldata.errors import ConfigError, OutputInUseError, StoreError
 from saldata.pipelines.config import ExtractConfig
 from saldata.storage.location import check_reachable, is_object
 
@@ -74,7 +74,7 @@ def check_not_in_use(out: Path) -> None:
         return
     if lock.get("corrupt"):
         raise StoreError(lock["error"])
-    raise StoreError(
+    raise OutputInUseError(
         f"{out} is in use by run {lock.get('run_id')} (pid {lock.get('pid')} on {lock.get('host')}, heartbeat "
         f"{lock['heartbeat_age_s']:.0f} s ago). Wait for it to finish, or choose another --out."
     )

@@ -8,6 +8,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow.compute as pc
+
 from saldata.pipelines.live_progress import RunProgress, latest_progress, read_progress
 from saldata.schemas.catalog import STATUS_DONE, STATUS_FAILED
 from saldata.storage.catalog import read_table
@@ -30,12 +32,28 @@ class OutputStatus:
     rate: float | None = None  # images/s of the latest run
     eta_s: float | None = None
     live: RunProgress | None = None  # the running run's counts: images through the model, committed
+    last: RunProgress | None = None  # the finished last run's counts, where its record is kept
     interrupted_commits: list[int] = field(default_factory=list)  # finished by the next extract
     unreadable_records: list[int] = field(default_factory=list)  # redone by the next extract
 
     @property
     def pending(self) -> int:
         return self.total - self.done - self.failed
+
+
+@dataclass(frozen=True, slots=True)
+class FailedImage:
+    idx: int
+    image_id: str
+    source_path: str
+    error: str
+
+
+def failed_images(out: Path) -> list[FailedImage]:
+    """Each committed image that failed, in idx order: what ``status --failed`` lists."""
+    images = read_table(out, "images")
+    rows = images.filter(pc.equal(images["status"], STATUS_FAILED)).sort_by("idx").to_pylist()
+    return [FailedImage(r["idx"], r["image_id"], r["source_path"], r["error"] or "unknown") for r in rows]
 
 
 def failure_reason(error: str, path: str) -> str:
@@ -55,7 +73,7 @@ def output_status(out: Path) -> OutputStatus:
     log = read_commit_log(out) if commits_dir(out).is_dir() else None
     lock = read_lock(out)
     running = lock if lock and not is_stale(lock) else None
-    rate = eta = live = None
+    rate = eta = live = last = None
     runs = read_journals(out)
     if running and running.get("run_id"):
         live = read_progress(out, str(running["run_id"]))
@@ -64,7 +82,8 @@ def output_status(out: Path) -> OutputStatus:
         rate, eta = live.rate(now), live.eta_s(now)
     elif runs:  # the last run: the rate its bar ended with, or (older outputs) from its commits
         last = latest_progress(out)
-        rate = last.rate() if last and last.finished else _rate(runs[-1])
+        last = last if last and last.finished else None
+        rate = last.rate() if last else _rate(runs[-1])
     return OutputStatus(
         out=out,
         total=total,
@@ -77,6 +96,7 @@ def output_status(out: Path) -> OutputStatus:
         rate=rate,
         eta_s=eta,
         live=live,
+        last=last,
         interrupted_commits=sorted(log.pending) if log else [],
         unreadable_records=sorted(log.unreadable) if log else [],
     )

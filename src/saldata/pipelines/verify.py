@@ -45,13 +45,13 @@ class VerifyReport:
 
 def verify_output(out: Path, quick: bool = False) -> VerifyReport:
     """Every committed shard checked; ``quick`` checks presence and sizes only."""
-    from saldata.errors import StoreError
+    from saldata.errors import NotAnOutputError, StoreError
 
     out = as_out(out)
     check_metadata(out)  # first: every later read goes through the metadata
     version = store_schema_version(out)
     if version is None:
-        raise StoreError(f"No feature store at {out / 'features.zarr'}: is {out} a saldata extraction output?")
+        raise NotAnOutputError(f"No feature store at {out / 'features.zarr'}: is {out} a saldata extraction output?")
     if version < VERIFIABLE_SINCE:
         raise StoreError(
             f"{out} was written by an older saldata (store schema_version {version}) that kept no commit "

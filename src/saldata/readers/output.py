@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from saldata.errors import ConfigError, ImageIndexError, StoreError
+from saldata.errors import ConfigError, ImageIndexError, NotInOutputError, StoreError
 from saldata.readers.checked import CheckedGroup
 from saldata.readers.layers import PER_TOKEN_ARRAYS, StoredLayers
 from saldata.schemas.catalog import STATUS_DONE
@@ -181,7 +181,7 @@ class Output:
             missing = sorted(set(image_ids) - set(rows.column("image_id").to_pylist()))
             if missing:
                 listing = f'saldata catalog query {shlex.quote(str(self.path))} "SELECT image_id FROM images"'
-                raise StoreError(
+                raise NotInOutputError(
                     f"{self.path}: no committed image with id {', '.join(missing[:5])}; list the ids with: {listing}"
                 )
         return Selection(self, rows)

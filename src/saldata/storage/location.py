@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import functools
+import inspect
 import posixpath
 import shutil
 from pathlib import Path, PurePosixPath
@@ -61,6 +63,54 @@ def parse_storage_options(pairs: list[str] | None) -> dict:
             target = target.setdefault(part, {})
         target[leaf] = _value(value)
     return options
+
+
+def check_option_keys(protocol: str, options: dict) -> None:
+    """A one-line ConfigError, before any connection, for a key the store's filesystem does not take.
+
+    Left to the client, a misspelled key (``endpoint-url``) surfaces at the first request as
+    "cannot be reached (AioSession.__init__() got an unexpected keyword argument ...)".
+    """
+    known = known_option_keys(protocol)
+    unknown = sorted(set(options) - known) if known else []
+    if unknown:
+        raise ConfigError(
+            f"--storage-option {unknown[0]} is not an option of {protocol}:// (known: {', '.join(sorted(known))})."
+        )
+
+
+@functools.cache
+def known_option_keys(protocol: str) -> frozenset[str]:
+    """The top-level keys ``protocol``'s filesystem takes; empty where they cannot all be listed.
+
+    Read from the signatures, so a new s3fs's options are known without a list here: every named
+    parameter of the class's ``__init__`` chain, the listings-cache and instance-cache keys
+    fsspec's base takes from its ``**storage_options``, and for s3fs, whose remaining keywords
+    go to aiobotocore's session, that session's. Other stores pass their ``**kwargs`` to clients
+    saldata does not know, so their keys are left to the filesystem to refuse.
+    """
+    if protocol not in ("s3", "s3a"):
+        return frozenset()
+    import fsspec
+
+    try:
+        from aiobotocore.session import AioSession
+
+        chain = [
+            k.__dict__["__init__"] for k in fsspec.get_filesystem_class(protocol).__mro__ if "__init__" in k.__dict__
+        ]
+    except ImportError:  # s3fs missing: ObjectPath.fs says so in its own line
+        return frozenset()
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    keys = {
+        p.name
+        for init in [*chain, AioSession.__init__]
+        for p in inspect.signature(init).parameters.values()
+        if p.kind in named
+    }
+    return frozenset(
+        keys - {"self"} | {"use_listings_cache", "listings_expiry_time", "max_paths", "skip_instance_cache"}
+    )
 
 
 def _value(text: str):
@@ -128,9 +178,11 @@ class ObjectPath:
         protocol, _, key = url.partition("://")
         if not key.strip("/"):
             raise ConfigError(f"{url} names no bucket; give one, e.g. s3://bucket/prefix.")
+        check_option_keys(protocol, options)
         return cls(protocol, key, options)
 
     def with_options(self, options: dict) -> ObjectPath:
+        check_option_keys(self.protocol, options)
         return ObjectPath(self.protocol, self.key, {**self.options, **options})
 
     def __reduce__(self):

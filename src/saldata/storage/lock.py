@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from saldata.errors import ConfigError, StoreError
+from saldata.errors import ConfigError, OutputInUseError, StoreError
 
 LOCK_FILE = ".saldata.lock"
 HEARTBEAT_S = 5.0
@@ -291,7 +291,7 @@ class OutputLock(HeldLock):
             if seen is None:
                 continue  # released in between: try again
             if not is_stale(seen.info(), self.stale_after):
-                raise StoreError(self._refusal(seen))
+                raise OutputInUseError(self._refusal(seen))
             if self._take_over(seen, body):
                 break
         else:

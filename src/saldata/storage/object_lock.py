@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 
-from saldata.errors import ConfigError, StoreError, first_line
+from saldata.errors import ConfigError, OutputInUseError, StoreError, first_line
 from saldata.storage.conditional import Version, Versioned
 from saldata.storage.lock import LOCK_FILE, STALE_AFTER_S, HeldLock, _parse, _unreadable, is_stale, refusal
 
@@ -81,7 +81,7 @@ class ObjectLock(HeldLock):
                 continue  # released in between
             info = _info(self.path, seen)
             if not is_stale(info, self.stale_after):
-                raise StoreError(refusal(self.path, info, self.stale_after))
+                raise OutputInUseError(refusal(self.path, info, self.stale_after))
             self._etag = self._store.replace(self._body(), seen.etag) or self._ours()  # only the version judged
             if self._etag:
                 self.took_over = info

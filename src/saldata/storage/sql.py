@@ -35,7 +35,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from saldata.errors import ConfigError, QueryTimeout, StoreError
+from saldata.errors import ConfigError, NotAnOutputError, QueryTimeout
 from saldata.schemas.catalog import TABLES
 from saldata.storage.catalog import catalog_dir, committed_files, committed_shards, read_table
 from saldata.storage.location import check_reachable, is_object
@@ -81,7 +81,7 @@ def connect(out: Path) -> ReadOnlyConnection:
 
     check_reachable(catalog_dir(out))
     if not catalog_dir(out).is_dir() and not committed_shards(out):  # committed: its files are missing, said below
-        raise StoreError(f"No catalog at {catalog_dir(out)}: is {out} a saldata extraction output?")
+        raise NotAnOutputError(f"No catalog at {catalog_dir(out)}: is {out} a saldata extraction output?")
     con = duckdb.connect(config=resource_settings())
     con.execute("SET enable_progress_bar = false")  # DuckDB draws it on stdout, into the user's results
     if is_object(out):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from saldata.errors import StoreError
+from saldata.errors import NotAnOutputError, StoreError
 from saldata.faults import fault_point
 from saldata.schemas.store import ARRAYS, SHARD_ARRAYS, STORE_DIRNAME, STRING, Geometry, creation_values
 from saldata.storage.location import as_out, check_reachable, copy_file, is_object, remove_tree, zarr_target
@@ -147,7 +147,7 @@ def open_store(out: Path, mode: str = "r"):
     path = store_path(out)
     check_reachable(path)
     if not path.is_dir():
-        raise StoreError(f"No feature store at {path}: is {out} a saldata extraction output?")
+        raise NotAnOutputError(f"No feature store at {path}: is {out} a saldata extraction output?")
     problem = _metadata_problem(path)  # zarr reads array metadata lazily, deep inside later calls
     if problem:
         raise StoreError(f"{problem}; the store cannot be opened.")
