@@ -27,8 +27,9 @@ def demo_run(tmp_path_factory, tiny_model_dir, demo_root):
 @pytest.mark.slow
 def test_summary_says_what_happened(demo_run):
     out, proc = demo_run
-    assert "done 6" in proc.stderr and "failed 0" in proc.stderr
-    assert str(out / "features.zarr") in proc.stderr
+    # the summary is the command's report: stdout, like every other command's (#26 point 13)
+    assert "done 6" in proc.stdout and "failed 0" in proc.stdout
+    assert str(out / "features.zarr") in proc.stdout
 
 
 @pytest.mark.slow

@@ -45,7 +45,7 @@ def test_run_completes_with_exit_code_zero(hostile_run):
     _, _, proc = hostile_run
     assert proc.returncode == 0, proc.stderr[-3000:]
     failed = sum(1 for reason in EXPECTED.values() if reason)
-    assert f"done {len(EXPECTED) - failed}" in proc.stderr and f"failed {failed}" in proc.stderr
+    assert f"done {len(EXPECTED) - failed}" in proc.stdout and f"failed {failed}" in proc.stdout
 
 
 @pytest.mark.slow
@@ -66,7 +66,7 @@ def test_every_file_is_handled_or_failed_with_its_reason(hostile_run):
 @pytest.mark.slow
 def test_summary_and_status_group_failures_by_reason(hostile_run):
     _, out, proc = hostile_run
-    assert "failures by reason" in proc.stderr and "permission denied" in proc.stderr
+    assert "failures by reason" in proc.stdout and "permission denied" in proc.stdout
     result = CliRunner().invoke(app, ["status", str(out)])
     assert result.exit_code == 0
     assert "failed 6" in result.output
