@@ -14,6 +14,7 @@ from saldata.cli.evaluate import evaluate
 from saldata.cli.export import export
 from saldata.cli.extract import extract
 from saldata.cli.help_format import use_click_conventions
+from saldata.cli.objects import objects
 from saldata.cli.status import status
 from saldata.cli.verify import verify
 
@@ -33,6 +34,7 @@ app.command(no_args_is_help=True)(show)
 app.command(no_args_is_help=True)(stats)
 app.command(no_args_is_help=True)(evaluate)
 app.command(no_args_is_help=True)(export)
+app.command(no_args_is_help=True)(objects)
 app.command()(datasets)
 
 
