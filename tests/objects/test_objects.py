@@ -3,6 +3,7 @@ DuckDB, ``saldata.open(OUT).objects()`` and ``.object_mask()``, reruns, and bad 
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import duckdb
@@ -57,6 +58,10 @@ def test_coco_and_visual_genome_objects_are_placed_with_known_answers(out, tmp_p
     assert rows[("visual_genome", 5001)]["category"] == "dog"
     assert rows[("visual_genome", 5001)]["synsets"] == ["dog.n.01"]
     assert rows[("visual_genome", 101)]["names"] == ["sky", "cloud"]
+    record = json.loads((out / "commits" / "objects.json").read_text())
+    reasons = {r["object_id"]: r["reason"] for r in record["sources"]["coco"]["rejected"]}
+    assert set(reasons) == set(REJECTED) and all(REJECTED[i] in reasons[i] for i in REJECTED), reasons
+    assert record["sources"]["coco"]["not_in_output"] == 1 and record["sources"]["visual_genome"]["n_rejected"] == 1
     # the polygon rectangle fills exactly its pixels: columns 100..299, rows 100..199
     mask = output.object_mask(0, 101, source="coco")
     assert mask[100:200, 100:300].all() and mask.sum() == 200 * 100
@@ -120,8 +125,6 @@ def test_successive_runs_replace_their_source_and_keep_the_other_and_a_rerun_cha
 
 
 def json_without(path, object_id):
-    import json
-
     data = json.loads(path.read_text())
     data["annotations"] = [a for a in data["annotations"] if a["id"] != object_id]
     target = path.with_name(f"without-{object_id}.json")
