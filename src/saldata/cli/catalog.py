@@ -22,7 +22,7 @@ from saldata.words import plural
 DEFAULT_TIMEOUT_S = 600.0  # a query longer than this is more likely a mistake than a wish; --timeout 0 lifts it
 
 app = typer.Typer(
-    help="SQL over an output's catalog (views images, tokens, words, fixations) and its schema.",
+    help="SQL over an output's catalog (views images, tokens, words, fixations, objects, object_masks) and its schema.",
     no_args_is_help=True,
 )
 
@@ -40,7 +40,8 @@ def query(
     sql: Annotated[
         str,
         typer.Argument(
-            help='One SQL query over the views images, tokens, words, fixations, e.g. "SELECT * FROM words".'
+            help="One SQL query over the views images, tokens, words, fixations, objects, object_masks, "
+            'e.g. "SELECT * FROM words".'
         ),
     ],
     format: Annotated[Format, typer.Option("--format", "-f", help="How to print the result.")] = Format.table,
@@ -100,7 +101,7 @@ def show(out: OutArg, storage_option: StorageOptions = None) -> None:
     from rich.table import Table
 
     from saldata.cli.report import report_console
-    from saldata.schemas.catalog import TABLES
+    from saldata.schemas.catalog import CATALOG_TABLES as TABLES
     from saldata.schemas.store import ARRAY_SPECS
     from saldata.storage.sql import connect
     from saldata.storage.zarr_store import open_store

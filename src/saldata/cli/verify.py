@@ -34,6 +34,8 @@ def verify(
             typer.echo(f"  damaged  shard {shard}: {problem}")
     for shard in report.pending:
         typer.echo(f"  pending  shard {shard}: a commit was interrupted; rerun the extraction to finish it")
+    for problem in report.objects:
+        typer.echo(f"  damaged  objects: {problem}")
     for rel in report.stray:
         typer.echo(f"  stray    {rel}: no commit record names this file")
     if not report.metadata_checked:
@@ -48,4 +50,6 @@ def verify(
     typer.echo(
         f"  {plural(len(report.damaged), 'damaged shard')} ({damaged}); rerun the same saldata extract command to redo them."
     )
+    if report.objects:
+        typer.echo("  the objects tables are damaged; rerun saldata objects with the same sources to rebuild them.")
     raise typer.Exit(code=1)

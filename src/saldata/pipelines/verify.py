@@ -10,10 +10,14 @@ A file written with the store and never again belongs to no shard. Its metadata 
 first, against the store record (``storage/store_record.py``), since every later read goes
 through them; the ``layer`` array's chunk against the root attributes it was written from. A
 damaged one stops the check with one line naming it, as a corrupt ``zarr.json`` does.
+
+The object tables (``saldata objects``) belong to no shard either: their files are checked
+against their own record, ``commits/objects.json`` (``objects/checks.py``).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,10 +41,11 @@ class VerifyReport:
     pending: list[int] = field(default_factory=list)  # commits a killed run left half done
     stray: list[str] = field(default_factory=list)  # catalog files no record names
     metadata_checked: bool = True  # False for an output older than the store record: nothing to check against
+    objects: list[str] = field(default_factory=list)  # what is wrong with the object tables (saldata objects)
 
     @property
     def intact(self) -> bool:
-        return not (self.damaged or self.pending or self.stray)
+        return not (self.damaged or self.pending or self.stray or self.objects)
 
 
 def verify_output(out: Path, quick: bool = False) -> VerifyReport:
@@ -87,7 +92,21 @@ def verify_output(out: Path, quick: bool = False) -> VerifyReport:
         for p in (catalog_dir(out) / name).glob("*")
         if str(p.relative_to(out)) not in named
     )
+    _check_objects(out, report, log, quick)
     return report
+
+
+def _check_objects(out: Path, report: VerifyReport, log, quick: bool) -> None:
+    """The object tables (``saldata objects``): their own record, not a shard's."""
+    from saldata.errors import DamageError
+    from saldata.objects.checks import object_problems
+    from saldata.objects.table import read_objects_record, unnamed_files
+
+    committed = {i for record in log.committed.values() for i in range(record.start, record.stop)}
+    report.objects = object_problems(out, committed, quick)
+    # an unreadable record is in report.objects already; the files it would have named are not stray
+    with contextlib.suppress(DamageError):
+        report.stray = sorted(report.stray + unnamed_files(out, read_objects_record(out)))
 
 
 def check_files(out: Path, record: CommitRecord, quick: bool) -> list[str]:
