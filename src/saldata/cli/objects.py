@@ -61,4 +61,6 @@ def objects(
         if result.n_rejected > SHOWN_REJECTED:
             typer.echo(f"  ... {result.n_rejected - SHOWN_REJECTED} more, listed in {objects_record_path(where)}")
     total = sum(report.record.rows[rel] for rel in report.record.files_of("objects"))
-    typer.echo(f"written: {where}/catalog/objects ({plural(total, 'row')} in all, every source)")
+    typer.echo(
+        f"committed: {plural(total, 'object')} in the objects table, every source's (record: {objects_record_path(where)})"
+    )
