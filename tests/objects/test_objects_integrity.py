@@ -64,3 +64,14 @@ def test_a_rerun_repairs_a_changed_file_and_sweeps_strays(out, tmp_path):
     result = CliRunner().invoke(app, ["objects", str(out), "--coco", str(tmp_path / "i.json")])
     assert result.exit_code == 0, result.output
     assert path.read_bytes() == good and verify_output(out).intact
+
+
+def test_saldata_objects_takes_the_output_lock(out, tmp_path):
+    from saldata.storage.lock import output_lock
+
+    record = (out / "commits" / "objects.json").read_bytes()
+    with output_lock(out, "another-run"):
+        result = CliRunner().invoke(app, ["objects", str(out), "--coco", str(tmp_path / "i.json")])
+    assert result.exit_code == 2 and "another-run" in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert (out / "commits" / "objects.json").read_bytes() == record
