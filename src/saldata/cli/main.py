@@ -13,6 +13,7 @@ from saldata.cli.datasets import datasets
 from saldata.cli.evaluate import evaluate
 from saldata.cli.export import export
 from saldata.cli.extract import extract
+from saldata.cli.report_command import report
 from saldata.cli.help_format import use_click_conventions
 from saldata.cli.status import status
 from saldata.cli.verify import verify
@@ -33,6 +34,7 @@ app.command(no_args_is_help=True)(show)
 app.command(no_args_is_help=True)(stats)
 app.command(no_args_is_help=True)(evaluate)
 app.command(no_args_is_help=True)(export)
+app.command(no_args_is_help=True)(report)
 app.command()(datasets)
 
 
