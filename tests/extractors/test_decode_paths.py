@@ -3,7 +3,7 @@
 ``chunk`` (the default) generates uncaptured and computes every row in one forward of the
 generated tokens; ``steps`` records a row inside each decoding step. test_capture.py holds the
 default against Hugging Face eager ``generate``; this file holds the old path against the new one,
-on the sharpened model (see test_capture.py: a wrong row or key moves its maps by far more than
+on the sharpened model (conftest.py; see test_capture.py: a wrong row or key moves its maps by far more than
 the tolerance), with the images of one batch stopping at different steps.
 """
 
@@ -13,14 +13,7 @@ import numpy as np
 import pytest
 
 from saldata.extractors.settings import DECODE_CHUNK, DECODE_STEPS
-from tests.extractors.test_capture import (  # noqa: F401  (sharp_model_dir: the sharpened model, a fixture)
-    ATTN_TOL,
-    HIDDEN_TOL,
-    SIZES,
-    images_of_size,
-    make_extractor,
-    sharp_model_dir,
-)
+from tests.extractors.test_capture import ATTN_TOL, HIDDEN_TOL, SIZES, images_of_size, make_extractor
 
 
 def _stopping_apart(model_dir, images, **capture):

@@ -181,7 +181,9 @@ class StepRecorder:
     def _next(self, counts: list[int], position: int, n: int) -> slice:
         step = counts[position]
         if step + n > self.buffers.hidden.shape[1]:
-            raise RuntimeError(f"generate ran more than the {self.buffers.hidden.shape[1]} steps reserved for the capture")
+            raise RuntimeError(
+                f"generate ran more than the {self.buffers.hidden.shape[1]} steps reserved for the capture"
+            )
         counts[position] = step + n
         return slice(step, step + n)
 
