@@ -3,8 +3,8 @@
 Its columns never hold a null integer, so pandas reads ``layer``, ``head`` and ``word_index`` as
 integers: ``NO_LAYER`` (-1) is the centre bias's layer, ``HEAD_MEAN`` (-1) the mean over heads,
 ``NO_WORD`` (-1) the word index of a unit that is not a word. Metric names follow pysaliency's
-where the definitions agree (``auc`` is its ``AUC``, ``auc_judd`` its ``AUC_Judd``). The file's
-schema metadata holds ``saldata.metrics_version`` and ``saldata.evaluation``, the settings it
+where the definitions agree (``auc`` is its ``AUC``, ``auc_judd`` its ``AUC_Judd``, ``sauc`` its
+``sAUC``). The file's schema metadata holds ``saldata.metrics_version`` and ``saldata.evaluation``, the settings it
 was scored with (JSON: rows, grid, blur_px, per_head, layers).
 """
 
@@ -18,6 +18,10 @@ from saldata.schemas.catalog import Column, TableSpec
 
 EVAL_DIRNAME = "eval"
 METRICS_FILE = "metrics.parquet"
+# Every table an evaluation writes, OUT/eval/<name>.parquet (and OUT/eval/<run>/<name>.parquet for a
+# run named with --name): metrics (below) and objects (grounding scores, evaluate --objects). info
+# lists them and catalog query shows them as views, whichever are present.
+EVALUATION_TABLES = ("metrics", "objects")
 LAYERS_FIGURE = "layers.png"
 
 UNIT_DESCRIPTION = "description"
@@ -26,13 +30,18 @@ UNIT_CENTRE_BIAS = "centre_bias"
 HEAD_MEAN = -1
 NO_LAYER = -1  # the layer of the centre-bias baseline, which is no layer's map
 NO_WORD = -1  # the word_index of the description and centre-bias units
-METRIC_NAMES = ("nss", "auc", "auc_judd", "cc", "kld", "sim")
+METRIC_NAMES = ("nss", "auc", "auc_judd", "sauc", "cc", "kld", "sim")
 FIXATION_METRICS = ("nss", "auc", "auc_judd")  # scored against the fixation points; the others against the map
+SHUFFLED_METRIC = "sauc"  # against the fixation points and other images' (analysis/shuffled.py)
+SAUC_OTHER_IMAGES = 100  # how many other images' fixations are an image's sauc negatives, at most
+SAUC_SEED = 2028  # seeds the draw of those images; another seed is another sauc, so another METRICS_VERSION
 
 # The layout of metrics.parquet. 1 (no saldata.metrics_version in the file): auc_judd held what
 # auc holds now, and layer and word_index were null where they are now -1. 2: auc (pysaliency's
-# AUC), auc_judd (pysaliency's AUC_Judd), the -1 sentinels, the settings in the metadata.
-METRICS_VERSION = 2
+# AUC), auc_judd (pysaliency's AUC_Judd), the -1 sentinels, the settings in the metadata. 3: sauc
+# (pysaliency's sAUC; negatives: the fixations of up to 100 other images, drawn with a fixed seed,
+# analysis/shuffled.py).
+METRICS_VERSION = 3
 SETTINGS_KEY = "saldata.evaluation"
 
 METRICS = TableSpec(
@@ -62,6 +71,14 @@ METRICS = TableSpec(
             pa.float64(),
             "ROC area, fixated pixels against unfixated pixels, thresholds at the fixated values "
             "(pysaliency's AUC_Judd without its random jitter).",
+            nullable=True,
+        ),
+        Column(
+            "sauc",
+            pa.float64(),
+            f"Shuffled AUC: fixated pixels against the pixels other images' fixations fall on (up to "
+            f"{SAUC_OTHER_IMAGES} other images, drawn with a fixed seed; pysaliency's sAUC). Null when no other "
+            "image has fixations.",
             nullable=True,
         ),
         Column("cc", pa.float64(), "Pearson correlation with the ground-truth saliency map.", nullable=True),
