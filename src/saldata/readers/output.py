@@ -85,7 +85,8 @@ class Output:
         return read_table(self.path, "fixations")
 
     def sql(self, query: str) -> pa.Table:
-        """Run read-only SQL (SELECT only) over the views ``images``, ``tokens``, ``words``, ``fixations``; an Arrow table."""
+        """Run read-only SQL (SELECT only) over the views ``images``, ``tokens``, ``words``, ``fixations`` (and
+        the evaluation tables: ``metrics``, ``eval.<table>``, ``eval_<name>.<table>``); an Arrow table."""
         from saldata.storage.sql import query as readonly_query
 
         return readonly_query(self.path, query)
