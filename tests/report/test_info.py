@@ -129,3 +129,22 @@ def test_describe_works_on_an_s3_url(s3_server, demo_output_ray_free):
 def test_an_empty_folder_is_not_an_output(tmp_path):
     with pytest.raises(saldata.errors.NotAnOutputError, match="is .* a saldata extraction output"):
         describe(tmp_path)
+
+
+def test_a_damaged_evaluation_table_is_named_and_never_replaced_unasked(demo_output_ray_free, tmp_path):
+    from typer.testing import CliRunner
+
+    from saldata.cli.main import app
+
+    out = tmp_path / "out"
+    shutil.copytree(demo_output_ray_free, out)
+    (out / "eval").mkdir()
+    (out / "eval" / "metrics.parquet").write_bytes(b"not parquet")
+    (table,) = describe(out)["evaluation"]
+    assert table["rows"] is None and table["error"].startswith(f"{out}/eval/metrics.parquet cannot be read (")
+    result = CliRunner().invoke(app, ["evaluate", str(out)])
+    assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
+    assert f"{out}/eval/metrics.parquet cannot be read (" in result.output and "--overwrite" in result.output
+    assert (out / "eval" / "metrics.parquet").read_bytes() == b"not parquet"
+    result = CliRunner().invoke(app, ["info", str(out)])
+    assert result.exit_code == 0 and f"    eval/metrics.parquet: {table['error']}" in result.output, result.output
