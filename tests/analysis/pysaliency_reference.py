@@ -1,8 +1,11 @@
 """Scores cases with pysaliency itself; run by test_metrics_vs_pysaliency.py in pysaliency's own venv.
 
 Usage: python pysaliency_reference.py CASES.npz  (prints one JSON list of scores per case)
+       python pysaliency_reference.py --shuffled IMAGES.npz  (prints the sAUC of each image)
 
-Each case i in the npz holds pred_i, gt_i (2-D maps) and x_i, y_i (fixations). Runs in a
+Each case i in the npz holds pred_i, gt_i (2-D maps) and x_i, y_i (fixations); with --shuffled,
+image i of one set of same-sized stimuli holds pred_i, x_i and y_i, and each image's negatives
+are every other image's fixations (pysaliency's nonfixations="shuffled"). Runs in a
 separate interpreter because pysaliency needs numpy < 2.4 (it calls np.trapz); it imports
 nothing from saldata.
 """
@@ -47,6 +50,20 @@ def score(index, pred, gt, x, y):
         }
 
 
+def shuffled(path):
+    """sAUC per image: pysaliency's per-fixation sAUCs, averaged over each image's fixations."""
+    data = np.load(path)
+    count = len([k for k in data.files if k.startswith("pred_")])
+    maps = {i: data[f"pred_{i}"] for i in range(count)}
+    stimuli = pysaliency.Stimuli([np.full((*maps[i].shape, 3), i, dtype=np.uint8) for i in range(count)])
+    xs = [data[f"x_{i}"] for i in range(count)]
+    ys = [data[f"y_{i}"] for i in range(count)]
+    ns = np.concatenate([np.full(len(x), i) for i, x in enumerate(xs)])
+    fixations = pysaliency.Fixations.create_without_history(np.concatenate(xs), np.concatenate(ys), ns)
+    per_fixation = ArrayModel(maps).sAUCs(stimuli, fixations)
+    print(json.dumps([float(per_fixation[ns == i].mean()) for i in range(count)]))
+
+
 def main(path):
     data = np.load(path)
     count = len([k for k in data.files if k.startswith("pred_")])
@@ -55,4 +72,7 @@ def main(path):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    if sys.argv[1] == "--shuffled":
+        shuffled(sys.argv[2])
+    else:
+        main(sys.argv[1])

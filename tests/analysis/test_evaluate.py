@@ -114,7 +114,7 @@ def test_integer_columns_read_as_integers_in_pandas(evaluated):
 def test_the_file_records_how_it_was_scored(evaluated):
     out, _, _ = evaluated
     metadata = pq.read_schema(out / "eval" / "metrics.parquet").metadata
-    assert metadata[b"saldata.metrics_version"] == b"2"
+    assert metadata[b"saldata.metrics_version"] == b"3"
     assert json.loads(metadata[b"saldata.evaluation"]) == {
         "blur_px": 0.0,
         "grid": "highres",
@@ -169,6 +169,45 @@ def test_description_and_word_scores_match_a_recomputation_from_the_store(evalua
     assert checked >= 8
 
 
+def test_sauc_matches_a_recomputation_with_every_other_images_fixations(evaluated):
+    """The demo's six images are fewer than SAUC_OTHER_IMAGES + 1, so an image's negatives are every
+    fixation of the five others (pysaliency's sAUC), read here from the catalog's Parquet files."""
+    out, _, table = evaluated
+    group = zarr.open_group(out / "features.zarr", mode="r")
+    height, width = group["saliency_map"].shape[1:]
+    points = duckdb.sql(
+        f"SELECT f.idx, f.x, f.y FROM read_parquet('{out}/catalog/fixations/*.parquet') f "
+        f"JOIN read_parquet('{out}/catalog/images/*.parquet') i USING (idx) "
+        "WHERE i.status = 'done' AND i.gt_status = 'ok'"
+    ).fetchnumpy()
+    rows = table.to_pylist()
+    checked = 0
+    for idx in (0, 2, 5):
+        x, y = fixations(out, idx)
+        others = points["idx"] != idx
+        other_x, other_y = points["x"][others], points["y"][others]
+        assert len(set(points["idx"][others].tolist())) == 5
+        n = int(group["n_tokens"][idx])
+        eos = duckdb.sql(
+            f"SELECT ended_with_eos FROM read_parquet('{out}/catalog/images/*.parquet') WHERE idx = {idx}"
+        ).fetchall()[0][0]
+        rows_ = research_rows(n, eos)
+        small = group["attn_highres"][idx, : rows_.stop, 1].astype(np.float64).mean(axis=1)[rows_.start :].mean(axis=0)
+        prediction = metrics.upsample_bilinear(small, (height, width))
+        sigma = 0.15 * np.hypot(height, width)
+        r, c = np.mgrid[0:height, 0:width]
+        centre = np.exp(-((r - (height - 1) / 2) ** 2 + (c - (width - 1) / 2) ** 2) / (2 * sigma**2))
+        for unit, layer, values in (("description", 1, prediction), ("centre_bias", -1, centre)):
+            (row,) = [r for r in rows if r["idx"] == idx and r["unit"] == unit and r["layer"] == layer]
+            positives = values[np.floor(y).astype(int), np.floor(x).astype(int)]
+            negatives = values[np.floor(other_y).astype(int), np.floor(other_x).astype(int)]
+            # The share of negatives below each positive, ties half, averaged over the fixations, by pairs.
+            pairs = (positives[:, None] > negatives[None, :]) + 0.5 * (positives[:, None] == negatives[None, :])
+            assert row["sauc"] == pytest.approx(pairs.mean(), abs=1e-12), (idx, unit)
+            checked += 1
+    assert checked == 6
+
+
 def test_centre_bias_row_scores_the_documented_gaussian(evaluated):
     out, _, table = evaluated
     group = zarr.open_group(out / "features.zarr", mode="r")
@@ -203,7 +242,7 @@ def test_a_constant_map_scores_chance_and_a_map_on_the_fixations_scores_high(dem
     table = pq.read_table(out / "eval" / "metrics.parquet").to_pylist()
     assert {r["layer"] for r in table} == {0, -1}
     for r in (r for r in table if r["idx"] == flat_idx and r["layer"] == 0):
-        assert (r["nss"], r["auc"], r["auc_judd"], r["cc"]) == (0.0, 0.5, 0.5, 0.0), r
+        assert (r["nss"], r["auc"], r["auc_judd"], r["sauc"], r["cc"]) == (0.0, 0.5, 0.5, 0.5, 0.0), r
     (centre,) = [r for r in table if r["idx"] == peaked_idx and r["unit"] == "centre_bias"]
     (described,) = [r for r in table if r["idx"] == peaked_idx and r["unit"] == "description"]
     assert described["nss"] > 2 and described["nss"] > centre["nss"]

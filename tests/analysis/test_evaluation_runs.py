@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from saldata.cli.main import app
 from saldata.report.info import describe
+from saldata.schemas.catalog import OBJECTS
 from saldata.storage.location import as_out
 from saldata.storage.sql import query
 
@@ -114,7 +115,9 @@ def test_every_evaluation_table_present_is_a_view_and_objects_stays_the_catalogs
     assert query(out, "SELECT sum(ratio) AS s FROM eval.objects").to_pylist() == [{"s": 6.0}]
     tables = query(out, "SELECT schema, name FROM (SHOW ALL TABLES) WHERE name IN ('metrics', 'objects')").to_pylist()
     assert sorted((t["schema"], t["name"]) for t in tables) == [
-        ("eval", "metrics"), ("eval", "objects"), ("eval_blur8", "metrics"), ("main", "metrics")]  # fmt: skip
+        ("eval", "metrics"), ("eval", "objects"), ("eval_blur8", "metrics"), ("main", "metrics"), ("main", "objects")
+    ]  # fmt: skip
+    assert query(out, "SELECT * FROM objects").column_names == OBJECTS.names  # the catalog's, not the evaluation's
     (out / "eval" / "blur8" / "metrics.parquet").write_bytes(b"not parquet")  # damaged: the rest stays queryable
     assert query(out, "SELECT count(*) AS n FROM images").to_pylist() == [{"n": 6}]
 

@@ -8,7 +8,10 @@ pysaliency calls ``np.trapz``, gone in numpy 2.4, so it cannot share this enviro
     SALDATA_PYSALIENCY_PYTHON=/tmp/pysal-venv/bin/python pytest tests/analysis tests/exporters
 
 (pysaliency's package imports torch and pkg_resources, hence the last two; a CPU build of torch
-does.) tests/exporters/test_pysaliency_export.py scores a whole export with it the same way.
+does.) Or, on this environment's numpy: ``pip install --target DIR pysaliency`` and its pure
+dependencies (``--no-deps``: boltons deprecation dill imageio natsort piexif schema numba llvmlite
+"setuptools<81"), a ``DIR/sitecustomize.py`` setting ``np.trapz = np.trapezoid``, and a script
+that runs ``PYTHONPATH=DIR python "$@"`` as SALDATA_PYSALIENCY_PYTHON. tests/exporters/test_pysaliency_export.py scores a whole export with it the same way.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from saldata.analysis.metrics import auc, auc_judd, blur, cc, centre_bias, kld, nss, sim, upsample_bilinear
+from saldata.analysis.metrics import auc, auc_judd, blur, cc, centre_bias, kld, nss, sauc, sim, upsample_bilinear
+from saldata.analysis.shuffled import ShuffledNegatives
 
 REFERENCE_PYTHON = os.environ.get("SALDATA_PYSALIENCY_PYTHON")
 REFERENCE_SCRIPT = Path(__file__).with_name("pysaliency_reference.py")
@@ -63,13 +67,10 @@ def _cases() -> list[dict[str, np.ndarray]]:
     return cases
 
 
-def test_metrics_match_pysaliency(tmp_path):
-    cases = _cases()
-    arrays = {f"{key}_{i}": value for i, case in enumerate(cases) for key, value in case.items()}
-    np.savez(tmp_path / "cases.npz", **arrays)
+def _reference(tmp_path: Path, *args: str) -> list:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # nothing of ours in its interpreter
     proc = subprocess.run(
-        [REFERENCE_PYTHON, str(REFERENCE_SCRIPT), str(tmp_path / "cases.npz")],
+        [REFERENCE_PYTHON, str(REFERENCE_SCRIPT), *args],
         capture_output=True,
         text=True,
         timeout=300,
@@ -77,7 +78,14 @@ def test_metrics_match_pysaliency(tmp_path):
         env=env,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    reference = json.loads(proc.stdout)
+    return json.loads(proc.stdout)
+
+
+def test_metrics_match_pysaliency(tmp_path):
+    cases = _cases()
+    arrays = {f"{key}_{i}": value for i, case in enumerate(cases) for key, value in case.items()}
+    np.savez(tmp_path / "cases.npz", **arrays)
+    reference = _reference(tmp_path, str(tmp_path / "cases.npz"))
 
     for case, expected in zip(cases, reference, strict=True):
         pred, gt, x, y = case["pred"], case["gt"], case["x"], case["y"]
@@ -91,3 +99,31 @@ def test_metrics_match_pysaliency(tmp_path):
         }
         for name, value in ours.items():
             assert value == pytest.approx(expected[name], rel=1e-9, abs=1e-12), (name, pred.shape)
+
+
+def test_sauc_matches_pysaliency_on_an_output_small_enough_to_use_every_other_image(tmp_path):
+    """Fewer than SAUC_OTHER_IMAGES images: each image's negatives are every other image's fixations,
+    pysaliency's nonfixations="shuffled" exactly; ties (a rounded map), edge points and duplicates included."""
+    rng = np.random.default_rng(28)
+    height, width, count = 24, 36, 5
+    maps, xs, ys = [], [], []
+    for i in range(count):
+        x, y = _fixations(rng, height, width, 12 + i)
+        xs.append(x)
+        ys.append(y)
+        maps.append(
+            blur(upsample_bilinear(rng.random((3, 4)), (height, width)), 1.5) if i % 2 else rng.random((height, width))
+        )
+    maps[3] = np.round(maps[3] * 4)  # ties among positives and negatives
+    xs[4][0], ys[4][0] = width - 1e-9, height - 1e-9  # the last pixel
+    arrays = {
+        f"{key}_{i}": value for i in range(count) for key, value in (("pred", maps[i]), ("x", xs[i]), ("y", ys[i]))
+    }
+    np.savez(tmp_path / "images.npz", **arrays)
+    reference = _reference(tmp_path, "--shuffled", str(tmp_path / "images.npz"))
+
+    idx = np.concatenate([np.full(len(x), i) for i, x in enumerate(xs)])
+    negatives = ShuffledNegatives.of(idx, np.concatenate(xs), np.concatenate(ys), range(count))
+    for i in range(count):
+        ours = sauc(maps[i], xs[i], ys[i], *negatives.points(i))
+        assert ours == pytest.approx(reference[i], rel=1e-12, abs=1e-12), i

@@ -15,6 +15,8 @@ import zarr
 
 import saldata
 from saldata.report.info import describe, hub_revision
+from saldata.schemas.catalog import CATALOG_SCHEMA_VERSION
+from saldata.schemas.store import STORE_SCHEMA_VERSION
 from tests.helpers import commit_rewrite
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*nanobind.*")
@@ -39,7 +41,7 @@ def test_describe_reads_what_the_output_holds(demo_output):
     assert info["heads"] == {"captured": "all", "stored": heads} and heads > 1
     assert info["grids"] == {"base": [24, 24], "highres": [36, 48]}
     assert (info["dtype"], info["max_new_tokens"], info["shard_size"]) == ("float32", 12, 4)
-    assert info["schema"] == {"store": 6, "catalog": 5}
+    assert info["schema"] == {"store": STORE_SCHEMA_VERSION, "catalog": CATALOG_SCHEMA_VERSION}
     written = {"saldata": attrs["saldata_version"], "transformers": attrs["transformers_version"]}
     import transformers
 
@@ -54,7 +56,7 @@ def test_describe_reads_what_the_output_holds(demo_output):
         "catalog": walked_bytes(demo_output / "catalog"),
         "total": walked_bytes(demo_output),
     }
-    assert info["evaluation"] == [] and info["objects"] == {"added": False, "rows": None}
+    assert info["evaluation"] == [] and info["objects"] == {"added": False, "rows": None, "sources": {}}
 
 
 def test_pending_and_failed_images_by_reason(demo_output_ray_free, tmp_path):
@@ -100,13 +102,26 @@ def test_evaluation_tables_and_their_settings_are_listed(demo_output_ray_free, t
     assert table["settings"]["blur_px"] == 4.0 and table["settings"]["layers"] == [1]
 
 
-def test_an_objects_table_is_seen_by_its_files(demo_output_ray_free, tmp_path):
+def test_objects_added_by_saldata_objects_are_counted_by_source(demo_output_ray_free, tmp_path):
+    from typer.testing import CliRunner
+
+    from saldata.cli.main import app
+    from tests.objects.formats import write_coco
+
     out = tmp_path / "out"
     shutil.copytree(demo_output_ray_free, out)
-    folder = out / "catalog" / "objects"
-    folder.mkdir()
-    pq.write_table(pa.table({"idx": [0, 0, 3], "object_id": [1, 2, 3]}), folder / "shard-00000.parquet")
-    assert describe(out)["objects"] == {"added": True, "rows": 3}
+    coco = write_coco(tmp_path / "instances.json")
+    result = CliRunner().invoke(app, ["objects", str(out), "--coco", str(coco)])
+    assert result.exit_code == 0, result.output
+    n_objects = pq.read_table(out / "catalog" / "objects").num_rows
+    assert describe(out)["objects"] == {
+        "added": True,
+        "rows": n_objects,
+        "sources": {"coco": {"inputs": [str(coco)], "placed": n_objects, "n_rejected": 3, "not_in_output": 1}},
+    }
+    result = CliRunner().invoke(app, ["info", str(out)])
+    assert f"  objects:    {n_objects} objects\n" in result.output
+    assert f"    coco: {n_objects} placed, 3 rejected, 1 for images not in this output; from {coco}" in result.output
 
 
 def test_a_hub_snapshot_path_names_its_revision():

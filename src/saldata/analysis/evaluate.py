@@ -4,7 +4,8 @@ For every committed, done image with ground truth, each captured layer's maps be
 description's mean map, each word's summed map; head-averaged, or per head), are upsampled to
 the stored image size (``metrics.upsample_bilinear``), optionally blurred, and scored with the
 saliency benchmark's metrics against the image's fixation points (the catalog's ``fixations``
-table) and its stored saliency map. A centre-bias map is scored beside them on the same images.
+table), other images' fixation points (``sauc``, ``analysis/shuffled.py``) and its stored saliency
+map. A centre-bias map is scored beside them on the same images.
 The store rows a unit is made of follow one convention (``analysis/rows.py``; ``--rows``): by
 default the research's, rows 1 to n_tokens - 1 and the EOS step, where a word keeps its tokens'
 rows but token 0 and the EOS row belongs to the description only. An image with no rows, and a
@@ -24,6 +25,7 @@ import pyarrow as pa
 
 from saldata.analysis import metrics
 from saldata.analysis.rows import ROWS_RESEARCH, check_convention, image_rows, word_rows
+from saldata.analysis.shuffled import ShuffledNegatives
 from saldata.datasets.ground_truth import GT_OK
 from saldata.errors import ConfigError
 from saldata.readers.output import GRIDS, Output
@@ -35,6 +37,7 @@ from saldata.schemas.evaluation import (
     METRICS_FILE,
     NO_LAYER,
     NO_WORD,
+    SHUFFLED_METRIC,
     UNIT_CENTRE_BIAS,
     UNIT_DESCRIPTION,
     UNIT_WORD,
@@ -70,6 +73,8 @@ class ImageTruth:
     x: np.ndarray  # fixation points, stored-image pixels, 0-based; duplicates kept
     y: np.ndarray
     saliency: np.ndarray | None = None  # (height, width) float64, read by the shard's task (not all at once)
+    other_x: np.ndarray | None = None  # sauc's negatives (analysis/shuffled.py), gathered by the shard's task too
+    other_y: np.ndarray | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +100,9 @@ def score(prediction: np.ndarray, truth: ImageTruth, problems: list[str]) -> dic
     for name in METRIC_NAMES:
         function = getattr(metrics, name)
         try:
-            if name in FIXATION_METRICS:
+            if name == SHUFFLED_METRIC:
+                scores[name] = function(prediction, truth.x, truth.y, truth.other_x, truth.other_y)
+            elif name in FIXATION_METRICS:
                 scores[name] = function(prediction, truth.x, truth.y, **(ranked if name.startswith("auc") else {}))
             else:
                 scores[name] = function(prediction, truth.saliency)
@@ -136,7 +143,12 @@ def unit_maps(maps: np.ndarray, rows: range, words: list[dict], per_head: bool):
 
 
 def shard_scores(
-    path: Path, truths: list[ImageTruth], words: dict[int, list[dict]], layers: tuple[int, ...], settings: EvalSettings
+    path: Path,
+    truths: list[ImageTruth],
+    words: dict[int, list[dict]],
+    layers: tuple[int, ...],
+    settings: EvalSettings,
+    negatives: ShuffledNegatives,
 ) -> tuple[list[dict], list[str]]:
     """Rows of ``metrics.parquet`` for the images of one shard, and why any score is null."""
     output = Output(path)
@@ -144,7 +156,9 @@ def shard_scores(
     rows, problems = [], []
     for truth in truths:
         # Read here, one image at a time: a dataset's saliency maps at once would not fit in memory.
-        truth = replace(truth, saliency=np.asarray(output.group["saliency_map"][truth.idx], dtype=np.float64))
+        saliency = np.asarray(output.group["saliency_map"][truth.idx], dtype=np.float64)
+        other_x, other_y = negatives.points(truth.idx)
+        truth = replace(truth, saliency=saliency, other_x=other_x, other_y=other_y)
         size = truth.saliency.shape
         centre = metrics.blur(metrics.centre_bias(*size), settings.blur_px)
         rows.append(_row(truth, NO_LAYER, HEAD_MEAN, UNIT_CENTRE_BIAS, None, score(centre, truth, problems)))
@@ -183,13 +197,15 @@ def evaluate(output: Output, settings: EvalSettings) -> tuple[pa.Table, Undefine
         raise ConfigError(
             f"--blur {settings.blur_px:.0f} px is wider than the {width}x{height} images; give at most {max(width, height)}."
         )
-    truths, images_without_rows = _image_truths(output, settings.rows)
+    truths, images_without_rows, negatives = _image_truths(output, settings.rows)
     words, words_without_rows = _words_with_rows(output, truths)
     shard_size = int(output.attrs["shard_size"])
     by_shard: dict[int, list[ImageTruth]] = {}
     for truth in truths:
         by_shard.setdefault(truth.idx // shard_size, []).append(truth)
-    tasks = [dask.delayed(shard_scores)(output.path, part, words, layers, settings) for part in by_shard.values()]
+    tasks = [
+        dask.delayed(shard_scores)(output.path, part, words, layers, settings, negatives) for part in by_shard.values()
+    ]
     results = dask.compute(*tasks, scheduler="threads", num_workers=os.cpu_count()) if tasks else []
     rows = [row for part_rows, _ in results for row in part_rows]
     problems = [p for _, part_problems in results for p in part_problems]
@@ -227,9 +243,10 @@ def _chosen_layers(output: Output, settings: EvalSettings) -> tuple[int, ...]:
     return tuple(sorted({output.layers.resolve(layer) for layer in settings.layers}))
 
 
-def _image_truths(output: Output, convention: str) -> tuple[list[ImageTruth], int]:
+def _image_truths(output: Output, convention: str) -> tuple[list[ImageTruth], int, ShuffledNegatives]:
     """Ground truth of every done image that has it and has rows under ``convention`` (fixation points from
-    the catalog; the stored saliency map is read later, by the shard's task), and how many had no rows.
+    the catalog; the stored saliency map is read later, by the shard's task), how many had no rows, and the
+    pool of sauc's negatives (every done image with ground truth, rows or not).
     Its refusals are usage errors (ConfigError): the output is intact, only not one evaluate can score."""
     if output.attrs["schema_version"] < FIXATIONS_SINCE:
         raise ConfigError(
@@ -261,7 +278,8 @@ def _image_truths(output: Output, convention: str) -> tuple[list[ImageTruth], in
             f"{convention} (research: tokens 1 on and the EOS step; all-tokens: every token), so there is nothing "
             "to score."
         )
-    return truths, len(images) - len(truths)
+    negatives = ShuffledNegatives.of(idx, x, y, [image["idx"] for image in images])
+    return truths, len(images) - len(truths), negatives
 
 
 def _words_with_rows(output: Output, truths: list[ImageTruth]) -> tuple[dict[int, list[dict]], int]:

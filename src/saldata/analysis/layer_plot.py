@@ -16,6 +16,7 @@ LABELS = {
     "nss": "NSS",
     "auc": "AUC",
     "auc_judd": "AUC-Judd",
+    "sauc": "sAUC",
     "cc": "CC",
     "kld": "KLD (lower is better)",
     "sim": "SIM",

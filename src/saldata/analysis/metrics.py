@@ -1,9 +1,9 @@
 """Saliency metrics with the saliency benchmark's (pysaliency's) definitions, in numpy.
 
 An attention map is first brought to the stored image size (``upsample_bilinear``, optionally
-``blur``), then scored against the image's fixations (``nss``, ``auc``, ``auc_judd``) and its stored
-ground-truth saliency map (``cc``, ``kld``, ``sim``). ``centre_bias`` is the baseline every
-model should beat.
+``blur``), then scored against the image's fixations (``nss``, ``auc``, ``auc_judd``; ``sauc``
+against other images' fixations as well) and its stored ground-truth saliency map (``cc``,
+``kld``, ``sim``). ``centre_bias`` is the baseline every model should beat.
 
 Fixations are float pixel coordinates ``x`` (column) and ``y`` (row) of the stored image,
 0-based; a fixation falls on pixel ``(floor(y), floor(x))`` and duplicates each count. A
@@ -160,6 +160,30 @@ def auc_judd(saliency_map: np.ndarray, x: np.ndarray, y: np.ndarray, sorted_valu
     hits = np.concatenate([[0.0], (positives.size - np.searchsorted(positives, thresholds, "left")) / positives.size])
     false = np.concatenate([[0.0], at_or_above / n_negatives])
     return float(np.sum(np.diff(false) * (hits[1:] + hits[:-1]) / 2))
+
+
+def sauc(saliency_map: np.ndarray, x: np.ndarray, y: np.ndarray, other_x: np.ndarray, other_y: np.ndarray) -> float:
+    """Shuffled AUC (pysaliency's ``sAUC``: its ``AUC`` with ``nonfixations="shuffled"``).
+
+    Positives: the map at this image's fixations; negatives: the map at ``other_x``, ``other_y``,
+    the fixations of other images placed on this image (``analysis/shuffled.py`` picks them).
+    Per positive, the share of negatives below it, ties counted half (pysaliency's
+    ``general_rocs_per_positive``), averaged over this image's fixations. The negatives carry the
+    centre bias all fixations share, so a map scores above 0.5 only by what it predicts of this
+    image beyond that bias: a constant map scores 0.5, and so does any map when this image's
+    fixations are where the other images' are. Other images' points fall on pixel
+    ``(floor(y), floor(x))`` like the positives (pysaliency truncates: the same for points >= 0).
+    """
+    values = _as_map(saliency_map, "saliency_map")
+    rows, cols = _fixation_pixels(values.shape, x, y)
+    if np.size(other_x) == 0:
+        raise MetricInputError("sauc: no other image of the output has fixations, so there is no negative")
+    other_rows, other_cols = _fixation_pixels(values.shape, other_x, other_y)
+    negatives = np.sort(values[other_rows, other_cols])
+    positives = values[rows, cols]
+    below = np.searchsorted(negatives, positives, side="left")
+    at_or_below = np.searchsorted(negatives, positives, side="right")
+    return float(np.mean(below + 0.5 * (at_or_below - below)) / negatives.size)
 
 
 def _sorted(values: np.ndarray, sorted_values: np.ndarray | None) -> np.ndarray:

@@ -50,7 +50,7 @@ def evaluate(
     ] = MIN_WORD_COUNT,
     storage_option: StorageOptions = None,
 ) -> None:
-    """Score attention maps against human fixations and saliency maps (NSS, AUC, AUC-Judd, CC, KLD, SIM).
+    """Score attention maps against human fixations and saliency maps (NSS, AUC, AUC-Judd, sAUC, CC, KLD, SIM).
 
     Every done image with ground truth, every chosen layer: the description's mean map and each
     word's map, upsampled to the stored image, beside a centre-bias baseline. Writes

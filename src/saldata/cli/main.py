@@ -16,6 +16,8 @@ from saldata.cli.export import export
 from saldata.cli.extract import extract
 from saldata.cli.help_format import use_click_conventions
 from saldata.cli.info import info
+from saldata.cli.objects import objects
+from saldata.cli.report_command import report
 from saldata.cli.status import status
 from saldata.cli.verify import verify
 
@@ -36,6 +38,8 @@ app.command(no_args_is_help=True)(show)
 app.command(no_args_is_help=True)(stats)
 app.command(no_args_is_help=True)(evaluate)
 app.command(no_args_is_help=True)(export)
+app.command(no_args_is_help=True)(objects)
+app.command(no_args_is_help=True)(report)
 app.command()(datasets)
 
 

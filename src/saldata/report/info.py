@@ -146,17 +146,20 @@ def evaluation(out: Path) -> list[dict]:
 
 
 def objects(out: Path) -> dict:
-    """Whether object annotations were added to the catalog (its ``objects`` table), and their rows."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    """Whether ``saldata objects`` added object annotations: the rows of the catalog's ``objects``
+    table and, per source, its input files and what was placed and rejected (``commits/objects.json``)."""
+    from saldata.errors import DamageError
+    from saldata.objects.table import read_objects_record
 
-    folder = out / CATALOG_DIRNAME / OBJECTS_TABLE
-    files = sorted(p for p in folder.iterdir() if p.name.endswith(".parquet")) if folder.is_dir() else []
-    rows: int | None = 0
     try:
-        for path in files:
-            with path.open("rb") as f:
-                rows += pq.read_metadata(f).num_rows
-    except (OSError, pa.ArrowException):  # a count is a courtesy: saldata verify names a damaged file
-        rows = None
-    return {"added": bool(files), "rows": rows if files else None}
+        record = read_objects_record(out)
+    except DamageError as exc:  # info still describes the rest; verify and saldata objects say what to do
+        return {"added": True, "rows": None, "sources": {}, "error": str(exc)}
+    if record is None:
+        return {"added": False, "rows": None, "sources": {}}
+    rows = sum(record.rows.get(rel, 0) for rel in record.files_of(OBJECTS_TABLE))
+    sources = {
+        name: {key: result.get(key) for key in ("inputs", "placed", "n_rejected", "not_in_output")}
+        for name, result in sorted(record.sources.items())
+    }
+    return {"added": True, "rows": rows, "sources": sources}

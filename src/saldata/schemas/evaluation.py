@@ -3,12 +3,12 @@
 Its columns never hold a null integer, so pandas reads ``layer``, ``head`` and ``word_index`` as
 integers: ``NO_LAYER`` (-1) is the centre bias's layer, ``HEAD_MEAN`` (-1) the mean over heads,
 ``NO_WORD`` (-1) the word index of a unit that is not a word. Metric names follow pysaliency's
-where the definitions agree (``auc`` is its ``AUC``, ``auc_judd`` its ``AUC_Judd``). The file's
-schema metadata holds ``saldata.metrics_version`` and ``saldata.evaluation``, the settings it
-was scored with (JSON: rows, grid, blur_px, per_head, layers, and saldata_version, the saldata
-that scored it). A run named with ``--name`` writes ``OUT/eval/<name>/metrics.parquet`` instead
-(``storage/eval_tables.py``), and ``catalog query`` shows every table as ``eval.<table>`` (a named
-run's as ``eval_<name>.<table>``), the default run's metrics also as ``metrics``.
+where the definitions agree (``auc`` is its ``AUC``, ``auc_judd`` its ``AUC_Judd``, ``sauc`` its
+``sAUC``). The file's schema metadata holds ``saldata.metrics_version`` and ``saldata.evaluation``,
+the settings it was scored with (JSON: rows, grid, blur_px, per_head, layers, and saldata_version,
+the saldata that scored it). A run named with ``--name`` writes ``OUT/eval/<name>/metrics.parquet``
+instead (``storage/eval_tables.py``), and ``catalog query`` shows every table as ``eval.<table>``
+(a named run's as ``eval_<name>.<table>``), the default run's metrics also as ``metrics``.
 """
 
 from __future__ import annotations
@@ -33,13 +33,18 @@ UNIT_CENTRE_BIAS = "centre_bias"
 HEAD_MEAN = -1
 NO_LAYER = -1  # the layer of the centre-bias baseline, which is no layer's map
 NO_WORD = -1  # the word_index of the description and centre-bias units
-METRIC_NAMES = ("nss", "auc", "auc_judd", "cc", "kld", "sim")
+METRIC_NAMES = ("nss", "auc", "auc_judd", "sauc", "cc", "kld", "sim")
 FIXATION_METRICS = ("nss", "auc", "auc_judd")  # scored against the fixation points; the others against the map
+SHUFFLED_METRIC = "sauc"  # against the fixation points and other images' (analysis/shuffled.py)
+SAUC_OTHER_IMAGES = 100  # how many other images' fixations are an image's sauc negatives, at most
+SAUC_SEED = 2028  # seeds the draw of those images; another seed is another sauc, so another METRICS_VERSION
 
 # The layout of metrics.parquet. 1 (no saldata.metrics_version in the file): auc_judd held what
 # auc holds now, and layer and word_index were null where they are now -1. 2: auc (pysaliency's
-# AUC), auc_judd (pysaliency's AUC_Judd), the -1 sentinels, the settings in the metadata.
-METRICS_VERSION = 2
+# AUC), auc_judd (pysaliency's AUC_Judd), the -1 sentinels, the settings in the metadata. 3: sauc
+# (pysaliency's sAUC; negatives: the fixations of up to 100 other images, drawn with a fixed seed,
+# analysis/shuffled.py).
+METRICS_VERSION = 3
 SETTINGS_KEY = "saldata.evaluation"
 
 METRICS = TableSpec(
@@ -69,6 +74,14 @@ METRICS = TableSpec(
             pa.float64(),
             "ROC area, fixated pixels against unfixated pixels, thresholds at the fixated values "
             "(pysaliency's AUC_Judd without its random jitter).",
+            nullable=True,
+        ),
+        Column(
+            "sauc",
+            pa.float64(),
+            f"Shuffled AUC: fixated pixels against the pixels other images' fixations fall on (up to "
+            f"{SAUC_OTHER_IMAGES} other images, drawn with a fixed seed; pysaliency's sAUC). Null when no other "
+            "image has fixations.",
             nullable=True,
         ),
         Column("cc", pa.float64(), "Pearson correlation with the ground-truth saliency map.", nullable=True),
