@@ -80,6 +80,17 @@ def test_pending_and_failed_images_by_reason(demo_output_ray_free, tmp_path):
     assert info["shards"] == {"committed": 1, "total": 2}
 
 
+def test_the_catalog_version_is_what_its_files_say(demo_output_ray_free, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(demo_output_ray_free, out)
+    images = out / "catalog" / "images" / "shard-00000.parquet"
+    table = pq.read_table(images)
+    older = table.replace_schema_metadata({**table.schema.metadata, b"saldata.schema_version": b"4"})
+    pq.write_table(older, images)
+    commit_rewrite(out, images)
+    assert describe(out)["schema"] == {"store": STORE_SCHEMA_VERSION, "catalog": 4}
+
+
 def test_evaluation_tables_and_their_settings_are_listed(demo_output_ray_free, tmp_path):
     from typer.testing import CliRunner
 
