@@ -130,3 +130,8 @@ def test_evaluation_views_on_an_s3_output(s3_server, two_runs):
     assert query(url, sql).to_pylist() == query(two_runs, sql).to_pylist()
     sql = "SELECT count(*) AS n FROM metrics"
     assert query(url, sql).to_pylist() == query(two_runs, sql).to_pylist()
+
+
+def test_a_minimum_word_count_below_one_is_one_line(demo_output_ray_free):
+    code, text = invoke("evaluate", demo_output_ray_free, "--min-word-count", "0")
+    assert code == 2 and "--min-word-count must be at least 1, not 0." in text and text.count("\n") == 1, text
