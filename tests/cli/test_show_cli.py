@@ -16,9 +16,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import saldata
+from saldata.analysis.human import FIXATION_FILL
 from saldata.analysis.overlay import (
     COLUMNS,
-    FIXATION_COLOUR,
     FIXATION_RADIUS,
     LABEL_HEIGHT,
     PANEL,
@@ -69,13 +69,13 @@ def test_fixations_and_saliency_map_are_drawn_beside_the_image(demo_output, tmp_
     width, height = output.attrs["image_size"]
     px, py = x * PANEL[0] / width, y * PANEL[1] / height
     fixations = slots[1]
-    cyan = (fixations == FIXATION_COLOUR).all(axis=2)
+    cyan = (fixations == FIXATION_FILL).all(axis=2)
     for cx, cy in zip(px, py):  # every point is a cyan dot at its place
         assert cyan[min(int(cy), PANEL[1] - 1), min(int(cx), PANEL[0] - 1)], (cx, cy)
     rows, cols = np.nonzero(cyan)  # and there is no cyan anywhere else
     distance = np.hypot(cols[:, None] + 0.5 - px[None], rows[:, None] + 0.5 - py[None]).min(axis=1)
     assert distance.max() <= FIXATION_RADIUS + 1
-    assert not (slots[0] == FIXATION_COLOUR).all(axis=2).any()  # nor on the image itself
+    assert not (slots[0] == FIXATION_FILL).all(axis=2).any()  # nor on the image itself
 
     saliency = np.asarray(output.group["saliency_map"][IDX], np.float64)
     small = np.asarray(Image.fromarray(saliency.astype(np.float32), mode="F").resize(PANEL), np.float64)

@@ -36,10 +36,9 @@ def overlay(image: np.ndarray, attention: np.ndarray, alpha: float = 0.6) -> np.
     return (image.astype(np.float32) * (1 - alpha) + heat * alpha).astype(np.uint8)
 
 
-# Fixation points are drawn in cyan, a colour the colormap never takes, on the image at half
-# brightness (no channel above 128), so every pure-cyan pixel of that panel is a fixation's.
-FIXATION_COLOUR = (0, 255, 255)
-FIXATION_RADIUS = 2  # pixels of the panel
+# Fixation points are drawn as analysis/human.py draws them (the report's too), on the image at half
+# brightness (no channel above 128): they stand out, and every pixel of their fill colour is a point's.
+FIXATION_RADIUS = 3  # pixels of the panel
 DIMMED = 0.5
 
 
@@ -53,27 +52,23 @@ class HumanAttention:
 
 
 def fixation_panel(small: np.ndarray, x: np.ndarray, y: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """The panel-sized image, dimmed, with each point (stored-image pixels; ``size`` is that image's
-    (width, height)) drawn as a dot of ``FIXATION_COLOUR``."""
-    from PIL import Image, ImageDraw
+    """The panel-sized image, dimmed, with a dot at each point (stored-image pixels; ``size`` is that
+    image's (width, height))."""
+    from saldata.analysis.human import draw_fixations  # it imports this module's colormap
 
-    panel = Image.fromarray((small.astype(np.float32) * DIMMED).astype(np.uint8))
-    draw = ImageDraw.Draw(panel)
+    dimmed = (small.astype(np.float32) * DIMMED).astype(np.uint8)
     sx, sy = small.shape[1] / size[0], small.shape[0] / size[1]
-    r = FIXATION_RADIUS
-    for px, py in zip(np.asarray(x, np.float64) * sx, np.asarray(y, np.float64) * sy):
-        draw.ellipse((px - r, py - r, px + r, py + r), fill=FIXATION_COLOUR)
-    return np.asarray(panel)
+    return draw_fixations(dimmed, np.asarray(x, np.float64) * sx, np.asarray(y, np.float64) * sy, FIXATION_RADIUS)
 
 
 def saliency_panel(saliency: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """The saliency map alone at the panel's ``size`` (width, height), in the colormap from its min to its max."""
     from PIL import Image
 
-    values = np.asarray(saliency, np.float32)
-    low, span = float(values.min()), float(values.max() - values.min())
-    scaled = (values - low) / span if span > 0 else np.zeros_like(values)
-    return colorize(np.asarray(Image.fromarray(scaled, mode="F").resize(size, Image.Resampling.BILINEAR)))
+    from saldata.analysis.human import saliency_picture
+
+    resized = Image.fromarray(np.asarray(saliency, np.float32), mode="F").resize(size, Image.Resampling.BILINEAR)
+    return saliency_picture(np.asarray(resized))
 
 
 def word_label(word: dict, peak: float) -> str:
