@@ -19,6 +19,7 @@ import zarr
 from PIL import Image
 from typer.testing import CliRunner
 
+import saldata
 from saldata.analysis import metrics
 from saldata.cli.main import app
 from saldata.schemas.evaluation import METRICS
@@ -120,6 +121,7 @@ def test_the_file_records_how_it_was_scored(evaluated):
         "layers": [0, 1],
         "per_head": False,
         "rows": "research",
+        "saldata_version": saldata.__version__,
     }
 
 
@@ -259,6 +261,32 @@ def test_summary_names_the_best_layer_and_the_figure_is_written(evaluated):
         assert figure.size[0] >= 1000 and len(np.unique(np.asarray(figure.convert("RGB")).reshape(-1, 3), axis=0)) > 3
 
 
+def test_summary_lists_the_best_and_worst_words_by_nss(evaluated):
+    out, text, _ = evaluated
+    best = int(text.split("best layer by NSS: ")[1].split(" ")[0])
+    words = duckdb.sql(
+        f"SELECT lower(word) AS w, avg(nss) AS nss, count(nss) AS n FROM '{out}/eval/metrics.parquet' "
+        f"WHERE unit = 'word' AND head = -1 AND layer = {best} GROUP BY w HAVING n >= 3 ORDER BY nss DESC, w"
+    ).fetchall()
+    assert len(words) >= 2, "the demo must have words seen three times"
+    n_words = duckdb.sql(
+        f"SELECT count(DISTINCT lower(word)) FROM '{out}/eval/metrics.parquet' WHERE unit = 'word' AND layer = {best}"
+    ).fetchall()[0][0]
+    assert (
+        f"words by NSS at layer {best}: mean over each word's occurrences (lower case, heads averaged), of words "
+        f"seen at least 3 times ({len(words)} of {n_words} words)" in text
+    )
+    half = (len(words) + 1) // 2  # best down the left, worst (lowest first) on the right
+    lines = text.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("┃ best"))
+    for i in range(half):
+        cells = [c.strip() for c in lines[header + 2 + i].split("│")[1:7]]
+        word, nss, n = words[i]
+        assert cells[:3] == [word, f"{nss:.3f}", str(n)]
+        worst = words[::-1][i] if i < len(words) - half else ("", None, "")
+        assert cells[3:] == [worst[0], "" if worst[1] is None else f"{worst[1]:.3f}", str(worst[2])]
+
+
 def test_per_head_blur_and_base_grid(demo_output_ray_free, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(demo_output_ray_free, out)
@@ -304,7 +332,10 @@ def test_only_committed_shards_are_scored_and_a_rerun_replaces_the_file(demo_out
     assert code == 0, text
     first = pq.read_table(out / "eval" / "metrics.parquet")
     assert set(first.column("idx").to_pylist()) == {0, 1, 2, 3}
-    code, text = invoke("evaluate", out, "--layers", "0")
+    code, text = invoke("evaluate", out, "--layers", "0")  # other settings: never silently over the first
+    assert code == 2 and "was made with other settings (layers [0], not [1])" in text, text
+    assert pq.read_table(out / "eval" / "metrics.parquet").equals(first)
+    code, text = invoke("evaluate", out, "--layers", "0", "--overwrite")
     assert code == 0, text
     second = pq.read_table(out / "eval" / "metrics.parquet")
     assert set(second.column("layer").to_pylist()) == {0, -1}

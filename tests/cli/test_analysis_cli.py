@@ -32,15 +32,20 @@ def test_show_draws_one_panel_per_word(demo_output, tmp_path):
     assert result.exit_code == 0, result.output
     n_words = len(words_of(demo_output, 2))
     assert f"{min(n_words, 5)} of {n_words} words" in result.output
+    human = 2  # the fixations and the saliency map, beside the image (the demo has ground truth)
     with Image.open(target) as figure:
-        panels = 1 + min(n_words, 5)
+        panels = 1 + human + min(n_words, 5)
         rows = -(-panels // COLUMNS)
         assert figure.width == COLUMNS * PANEL[0]
         assert (figure.height - SCALE_HEIGHT - rows * (PANEL[1] + LABEL_HEIGHT)) > 0  # text strip on top
         pixels = np.asarray(figure)
     # an overlay panel is not the plain picture: the map was drawn on it
     top = figure.height - SCALE_HEIGHT - rows * (PANEL[1] + LABEL_HEIGHT) + LABEL_HEIGHT
-    plain, first_word = pixels[top : top + PANEL[1], : PANEL[0]], pixels[top : top + PANEL[1], PANEL[0] : 2 * PANEL[0]]
+    word_x = (1 + human) * PANEL[0]  # the first word's panel: the last of the first row
+    plain, first_word = (
+        pixels[top : top + PANEL[1], : PANEL[0]],
+        pixels[top : top + PANEL[1], word_x : word_x + PANEL[0]],
+    )
     assert n_words == 0 or np.abs(plain.astype(int) - first_word.astype(int)).mean() > 5
     # the colour scale runs along the bottom, dark to bright
     scale_row = pixels[figure.height - SCALE_HEIGHT + 8, PANEL[0] : 3 * PANEL[0]]
@@ -50,7 +55,7 @@ def test_show_draws_one_panel_per_word(demo_output, tmp_path):
     result = invoke("show", demo_output, "COCO_val2014_000000000003", "-o", other, "--max-words", "5", "--layer", "0")
     assert result.exit_code == 0 and "(layer 0," in result.output, result.output
     with Image.open(other) as figure0:
-        word0 = np.asarray(figure0)[top : top + PANEL[1], PANEL[0] : 2 * PANEL[0]]
+        word0 = np.asarray(figure0)[top : top + PANEL[1], word_x : word_x + PANEL[0]]
     assert n_words == 0 or np.abs(word0.astype(int) - first_word.astype(int)).mean() > 1
     result = invoke("show", demo_output, "COCO_val2014_000000000003", "-o", other, "--layer", "5")
     assert result.exit_code == 2 and "layer 5 is out of range" in result.output

@@ -12,6 +12,8 @@ from typer.testing import CliRunner
 import saldata
 from saldata.cli.main import app
 from saldata.report.info import describe
+from saldata.schemas.catalog import CATALOG_SCHEMA_VERSION
+from saldata.schemas.store import STORE_SCHEMA_VERSION
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*nanobind.*")
 
@@ -35,7 +37,7 @@ def test_info_prints_the_overview_and_json_for_scripts(demo_output_ray_free, tmp
         "  images:     6 at 640x480   done 6   failed 0   pending 0   (2 of 2 shards committed)",
         "  layers:     0, 1 of 2 decoder layers",
         f"  heads:      all ({info['heads']['stored']} heads stored)",
-        "  schema:     store 6, catalog 5",
+        f"  schema:     store {STORE_SCHEMA_VERSION}, catalog {CATALOG_SCHEMA_VERSION}",
         "  evaluate:   not run",
         "  objects:    not added",
     ]

@@ -56,7 +56,7 @@ def test_describe_reads_what_the_output_holds(demo_output):
         "catalog": walked_bytes(demo_output / "catalog"),
         "total": walked_bytes(demo_output),
     }
-    assert info["evaluation"] == [] and info["objects"] == {"added": False, "rows": None}
+    assert info["evaluation"] == [] and info["objects"] == {"added": False, "rows": None, "sources": {}}
 
 
 def test_pending_and_failed_images_by_reason(demo_output_ray_free, tmp_path):
@@ -78,6 +78,17 @@ def test_pending_and_failed_images_by_reason(demo_output_ray_free, tmp_path):
         "failed_by_reason": [{"reason": "cannot identify image file", "count": 2}],
     }
     assert info["shards"] == {"committed": 1, "total": 2}
+
+
+def test_the_catalog_version_is_what_its_files_say(demo_output_ray_free, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(demo_output_ray_free, out)
+    images = out / "catalog" / "images" / "shard-00000.parquet"
+    table = pq.read_table(images)
+    older = table.replace_schema_metadata({**table.schema.metadata, b"saldata.schema_version": b"4"})
+    pq.write_table(older, images)
+    commit_rewrite(out, images)
+    assert describe(out)["schema"] == {"store": STORE_SCHEMA_VERSION, "catalog": 4}
 
 
 def test_evaluation_tables_and_their_settings_are_listed(demo_output_ray_free, tmp_path):
@@ -102,13 +113,26 @@ def test_evaluation_tables_and_their_settings_are_listed(demo_output_ray_free, t
     assert table["settings"]["blur_px"] == 4.0 and table["settings"]["layers"] == [1]
 
 
-def test_an_objects_table_is_seen_by_its_files(demo_output_ray_free, tmp_path):
+def test_objects_added_by_saldata_objects_are_counted_by_source(demo_output_ray_free, tmp_path):
+    from typer.testing import CliRunner
+
+    from saldata.cli.main import app
+    from tests.objects.formats import write_coco
+
     out = tmp_path / "out"
     shutil.copytree(demo_output_ray_free, out)
-    folder = out / "catalog" / "objects"
-    folder.mkdir()
-    pq.write_table(pa.table({"idx": [0, 0, 3], "object_id": [1, 2, 3]}), folder / "shard-00000.parquet")
-    assert describe(out)["objects"] == {"added": True, "rows": 3}
+    coco = write_coco(tmp_path / "instances.json")
+    result = CliRunner().invoke(app, ["objects", str(out), "--coco", str(coco)])
+    assert result.exit_code == 0, result.output
+    n_objects = pq.read_table(out / "catalog" / "objects").num_rows
+    assert describe(out)["objects"] == {
+        "added": True,
+        "rows": n_objects,
+        "sources": {"coco": {"inputs": [str(coco)], "placed": n_objects, "n_rejected": 3, "not_in_output": 1}},
+    }
+    result = CliRunner().invoke(app, ["info", str(out)])
+    assert f"  objects:    {n_objects} objects\n" in result.output
+    assert f"    coco: {n_objects} placed, 3 rejected, 1 for images not in this output; from {coco}" in result.output
 
 
 def test_a_hub_snapshot_path_names_its_revision():
@@ -131,3 +155,22 @@ def test_describe_works_on_an_s3_url(s3_server, demo_output_ray_free):
 def test_an_empty_folder_is_not_an_output(tmp_path):
     with pytest.raises(saldata.errors.NotAnOutputError, match="is .* a saldata extraction output"):
         describe(tmp_path)
+
+
+def test_a_damaged_evaluation_table_is_named_and_never_replaced_unasked(demo_output_ray_free, tmp_path):
+    from typer.testing import CliRunner
+
+    from saldata.cli.main import app
+
+    out = tmp_path / "out"
+    shutil.copytree(demo_output_ray_free, out)
+    (out / "eval").mkdir()
+    (out / "eval" / "metrics.parquet").write_bytes(b"not parquet")
+    (table,) = describe(out)["evaluation"]
+    assert table["rows"] is None and table["error"].startswith(f"{out}/eval/metrics.parquet cannot be read (")
+    result = CliRunner().invoke(app, ["evaluate", str(out)])
+    assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
+    assert f"{out}/eval/metrics.parquet cannot be read (" in result.output and "--overwrite" in result.output
+    assert (out / "eval" / "metrics.parquet").read_bytes() == b"not parquet"
+    result = CliRunner().invoke(app, ["info", str(out)])
+    assert result.exit_code == 0 and f"    eval/metrics.parquet: {table['error']}" in result.output, result.output

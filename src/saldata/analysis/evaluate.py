@@ -31,7 +31,6 @@ from saldata.errors import ConfigError
 from saldata.readers.output import GRIDS, Output
 from saldata.schemas.catalog import STATUS_DONE
 from saldata.schemas.evaluation import (
-    EVAL_DIRNAME,
     FIXATION_METRICS,
     HEAD_MEAN,
     METRIC_NAMES,
@@ -44,7 +43,6 @@ from saldata.schemas.evaluation import (
     UNIT_WORD,
     metrics_schema,
 )
-from saldata.storage.location import as_out
 
 FIXATIONS_SINCE = 4  # the schema version whose catalog first holds fixation points
 
@@ -222,13 +220,21 @@ def evaluate(output: Output, settings: EvalSettings) -> tuple[pa.Table, Undefine
 
 def settings_record(settings: EvalSettings, layers: tuple[int, ...]) -> dict:
     """What ``metrics.parquet`` records of how it was scored (its schema metadata, ``saldata.evaluation``)."""
+    from saldata import __version__
+
     return {
         "rows": settings.rows,
         "grid": settings.grid,
         "blur_px": settings.blur_px,
         "per_head": settings.per_head,
         "layers": list(layers),
+        "saldata_version": __version__,
     }
+
+
+def planned_record(output: Output, settings: EvalSettings) -> dict:
+    """The record ``evaluate`` will write, known before any scoring (to refuse a replacement first)."""
+    return settings_record(settings, _chosen_layers(output, settings))
 
 
 def _chosen_layers(output: Output, settings: EvalSettings) -> tuple[int, ...]:
@@ -292,13 +298,15 @@ def _words_with_rows(output: Output, truths: list[ImageTruth]) -> tuple[dict[int
     return words, dropped
 
 
-def write_metrics(out: Path, table: pa.Table) -> Path:
-    """``OUT/eval/metrics.parquet``, replaced whole (``write_atomic``): a rerun never leaves half a file."""
+def write_metrics(out: Path, table: pa.Table, run: str | None = None) -> Path:
+    """``OUT/eval/metrics.parquet`` (``OUT/eval/<run>/`` for a named run), replaced whole (``write_atomic``):
+    a rerun never leaves half a file."""
     import pyarrow.parquet as pq
 
     from saldata.storage.commits import write_atomic
+    from saldata.storage.eval_tables import eval_dir
 
-    target = as_out(out) / EVAL_DIRNAME / METRICS_FILE
+    target = eval_dir(out, run) / METRICS_FILE
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
     write_atomic(target, sink.getvalue().to_pybytes())

@@ -1,8 +1,10 @@
-"""A figure for a person: the image, its description, and one attention overlay per word."""
+"""A figure for a person: the image, its description, and one attention overlay per word, beside
+where people looked at the same image (its fixation points and saliency map) where the output has them."""
 
 from __future__ import annotations
 
 import textwrap
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -34,6 +36,41 @@ def overlay(image: np.ndarray, attention: np.ndarray, alpha: float = 0.6) -> np.
     return (image.astype(np.float32) * (1 - alpha) + heat * alpha).astype(np.uint8)
 
 
+# Fixation points are drawn as analysis/human.py draws them (the report's too), on the image at half
+# brightness (no channel above 128): they stand out, and every pixel of their fill colour is a point's.
+FIXATION_RADIUS = 3  # pixels of the panel
+DIMMED = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class HumanAttention:
+    """Where people looked at one image, at the stored image size: fixation points and the saliency map."""
+
+    x: np.ndarray  # 0-based columns of the fixation points (catalog fixations.x)
+    y: np.ndarray
+    saliency: np.ndarray  # (height, width), the stored saliency_map
+
+
+def fixation_panel(small: np.ndarray, x: np.ndarray, y: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The panel-sized image, dimmed, with a dot at each point (stored-image pixels; ``size`` is that
+    image's (width, height))."""
+    from saldata.analysis.human import draw_fixations  # it imports this module's colormap
+
+    dimmed = (small.astype(np.float32) * DIMMED).astype(np.uint8)
+    sx, sy = small.shape[1] / size[0], small.shape[0] / size[1]
+    return draw_fixations(dimmed, np.asarray(x, np.float64) * sx, np.asarray(y, np.float64) * sy, FIXATION_RADIUS)
+
+
+def saliency_panel(saliency: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The saliency map alone at the panel's ``size`` (width, height), in the colormap from its min to its max."""
+    from PIL import Image
+
+    from saldata.analysis.human import saliency_picture
+
+    resized = Image.fromarray(np.asarray(saliency, np.float32), mode="F").resize(size, Image.Resampling.BILINEAR)
+    return saliency_picture(np.asarray(resized))
+
+
 def word_label(word: dict, peak: float) -> str:
     """A panel's label: the word, its token positions (rows of the store's per-token arrays), its peak."""
     first, last = word["first_position"], word["last_position"]
@@ -49,15 +86,33 @@ def colour_scale(width: int, height: int = 12) -> np.ndarray:
 SCALE_HEIGHT = 34
 
 
-def word_figure(image: np.ndarray, text: str, labels: list[str], maps: np.ndarray, title: str):
-    """A PIL image: the picture with ``text`` first, then one panel per word with its map, then the colour scale."""
+def word_figure(
+    image: np.ndarray,
+    text: str,
+    labels: list[str],
+    maps: np.ndarray,
+    title: str,
+    *,
+    image_label: str = "",
+    human: HumanAttention | None = None,
+):
+    """A PIL image: ``title`` and ``text`` on top; then the picture, the fixations and saliency map
+    (``human``, where given), one panel per word with its map; then the colour scale. The title is
+    also the figure's ``info["title"]`` (saved as the file's title)."""
     from PIL import Image, ImageDraw, ImageFont
 
     font = ImageFont.load_default()
     small = np.asarray(Image.fromarray(image).resize(PANEL, Image.Resampling.BILINEAR))
-    panels = [(small, title)] + [(overlay(small, m), label) for label, m in zip(labels, maps)]
+    panels = [(small, image_label)]
+    if human is not None:
+        size = (image.shape[1], image.shape[0])
+        panels += [
+            (fixation_panel(small, human.x, human.y, size), f"fixations ({len(human.x)} points)"),
+            (saliency_panel(human.saliency, PANEL), "saliency map (people)"),
+        ]
+    panels += [(overlay(small, m), label) for label, m in zip(labels, maps)]
     rows = -(-len(panels) // COLUMNS)
-    wrapped = textwrap.wrap(text or "(no description)", width=COLUMNS * PANEL[0] // 7) or [""]
+    wrapped = [title] + (textwrap.wrap(text or "(no description)", width=COLUMNS * PANEL[0] // 7) or [""])
     text_height = 14 * len(wrapped) + 10
     grid_height = rows * (PANEL[1] + LABEL_HEIGHT)
     figure = Image.new("RGB", (COLUMNS * PANEL[0], text_height + grid_height + SCALE_HEIGHT), "white")
@@ -76,4 +131,5 @@ def word_figure(image: np.ndarray, text: str, labels: list[str], maps: np.ndarra
     draw.text((6, top), "colour scale:", fill="black", font=font)
     draw.text((PANEL[0], top + 14), "panel's min", fill="black", font=font)
     draw.text((PANEL[0] * 3 - 60, top + 14), "panel's max", fill="black", font=font)
+    figure.info["title"] = title
     return figure

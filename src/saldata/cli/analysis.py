@@ -35,16 +35,34 @@ def show(
     grid: Annotated[str, typer.Option(help="Attention grid to draw: highres or base.")] = "highres",
     reduce: Annotated[str, typer.Option(help="A word's map from its tokens' maps: sum or mean.")] = "sum",
     max_words: Annotated[int, typer.Option(help="Draw at most this many words.")] = 23,
+    words: Annotated[
+        str | None,
+        typer.Option(
+            "--words",
+            help="Words to draw, comma separated: a word's text (every occurrence, any case) or its index in the "
+            "description (words.word_index, from 0; digits are an index). Default every word.",
+            show_default=False,
+        ),
+    ] = None,
+    head: Annotated[
+        int | None,
+        typer.Option(
+            help="Draw one attention head's maps (an output extracted with --heads all); default the mean of the heads.",
+            show_default=False,
+        ),
+    ] = None,
     layer: LayerOption = None,
     storage_option: StorageOptions = None,
 ) -> None:
-    """Draw the image with its description and one attention overlay per word."""
+    """Draw the image, its fixations and saliency map, its description and one attention overlay per word."""
     import numpy as np
 
     from saldata.analysis.overlay import word_figure, word_label
+    from saldata.analysis.word_choice import check_head, pick_words
     from saldata.datasets.base import ImageSource
     from saldata.pipelines.preprocess import load_image
     from saldata.readers.output import Output
+    from saldata.report.info import stored_heads
 
     try:
         out = location(out, storage_option)
@@ -55,9 +73,18 @@ def show(
         if row["status"] != "done":
             raise SaldataError(f"{image_id} failed during extraction: {row['error']}")
         layer = data.layers.resolve(layer)
-        words, maps = data.word_maps(row["idx"], grid=grid, reduce=reduce, layer=layer)
+        if head is not None:
+            check_head(head, data.attrs.get("heads"), stored_heads(data) or 1, out)
+        heads = "mean" if head is None else "all"
+        all_words, maps = data.word_maps(row["idx"], grid=grid, reduce=reduce, heads=heads, layer=layer)
+        if head is not None:
+            maps = maps[:, head]
+        chosen = pick_words(all_words, words, image_id) if words else list(range(len(all_words)))
+        human = human_attention(data, row)
     except SaldataError as exc:
         fail(exc)
+    picked = [all_words[i] for i in chosen][:max_words]
+    maps = maps[chosen][:max_words]
     size = tuple(data.attrs["image_size"])
     source = ImageSource(row["dataset"], row["split"], row["image_id"], row["source_path"])
     loaded = load_image(row["idx"], source, size)
@@ -66,16 +93,33 @@ def show(
         pixels = np.full((size[1], size[0], 3), 128, np.uint8)
     else:
         pixels = loaded.pixels
-    labels = [word_label(w, float(m.max())) for w, m in zip(words[:max_words], maps[:max_words])]
-    figure = word_figure(pixels, row["text"], labels, maps[:max_words], f"{image_id} (layer {layer})")
+    labels = [word_label(w, float(m.max())) for w, m in zip(picked, maps)]
+    heads_text = "mean of heads" if head is None else f"head {head}"
+    title = f"{image_id}: {data.attrs.get('model')}, layer {layer}, {grid} grid, {heads_text}, words' tokens {reduce}"
+    figure = word_figure(pixels, row["text"], labels, maps, title, image_label=image_id, human=human)
     try:
         _save(figure, image_format, output)
     except OSError as exc:  # a full disk, a read-only folder
         fail(write_failure(exc, output), code=FAILURE)
+    beside = "fixations and saliency map beside" if human else "no ground truth to draw beside"
     typer.echo(
-        f"{output}: {image_id}, {min(len(words), max_words)} of {plural(len(words), 'word')} "
-        f"(layer {layer}, {grid} grid, {reduce})"
+        f"{output}: {image_id}, {len(picked)} of {plural(len(all_words), 'word')} "
+        f"(layer {layer}, {grid} grid, {reduce}{'' if head is None else f', head {head}'}); {beside}"
     )
+
+
+def human_attention(data, row: dict):
+    """The image's fixation points and saliency map where the output holds its ground truth, else None."""
+    import numpy as np
+
+    from saldata.analysis.overlay import HumanAttention
+    from saldata.datasets.ground_truth import GT_OK
+
+    if row.get("gt_status") != GT_OK or "saliency_map" not in data.group:
+        return None
+    points = data.sql(f"SELECT x, y FROM fixations WHERE idx = {int(row['idx'])} ORDER BY subject, fixation_index")
+    saliency = np.asarray(data.group["saliency_map"][row["idx"]])
+    return HumanAttention(points.column("x").to_numpy(), points.column("y").to_numpy(), saliency)
 
 
 FIGURE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF",
@@ -100,7 +144,17 @@ def _save(figure, image_format: str, output: Path) -> None:
     from saldata.storage.commits import write_atomic
 
     buffer = io.BytesIO()
-    figure.save(buffer, format=image_format)
+    title = figure.info.get("title")
+    if image_format == "PNG" and title:  # image viewers show it; a script reads it (PIL: Image.open(f).text)
+        from PIL.PngImagePlugin import PngInfo
+
+        info = PngInfo()
+        info.add_text("Title", title)
+        figure.save(buffer, format=image_format, pnginfo=info)
+    elif image_format == "PDF" and title:
+        figure.save(buffer, format=image_format, title=title)
+    else:
+        figure.save(buffer, format=image_format)
     write_atomic(output, buffer.getvalue())
 
 

@@ -74,9 +74,21 @@ def info_lines(info: dict) -> list[str]:
         f"{human_bytes(info['bytes']['store'])}, catalog {human_bytes(info['bytes']['catalog'])}",
     ]
     lines += _evaluation_lines(info["evaluation"])
-    objects = info["objects"]
-    counted = plural(objects["rows"], "object") if objects["rows"] is not None else "rows unreadable"
-    lines.append(f"  objects:    {counted if objects['added'] else 'not added'}")
+    lines += _objects_lines(info["objects"])
+    return lines
+
+
+def _objects_lines(objects: dict) -> list[str]:
+    if not objects["added"]:
+        return ["  objects:    not added"]
+    if "error" in objects:
+        return [f"  objects:    {objects['error']}"]
+    lines = [f"  objects:    {plural(objects['rows'], 'object')}"]
+    for name, source in objects["sources"].items():
+        lines.append(
+            f"    {name}: {source['placed']} placed, {source['n_rejected']} rejected, {source['not_in_output']} for "
+            f"images not in this output; from {', '.join(source['inputs'] or [])}"
+        )
     return lines
 
 

@@ -109,7 +109,8 @@ class Output:
 
     def sql(self, query: str) -> pa.Table:
         """Run read-only SQL (SELECT only) over the views ``images``, ``tokens``, ``words``, ``fixations``,
-        ``objects`` and ``object_masks``; an Arrow table."""
+        ``objects`` and ``object_masks`` (and the evaluation tables: ``metrics``, ``eval.<table>``,
+        ``eval_<name>.<table>``); an Arrow table."""
         from saldata.storage.sql import query as readonly_query
 
         return readonly_query(self.path, query)

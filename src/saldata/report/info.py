@@ -8,6 +8,7 @@ plain values, so ``--format json`` is that dict.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections import Counter
 from pathlib import Path
@@ -81,23 +82,28 @@ def stored_heads(output: Output) -> int | None:
 
 
 def catalog_version(out: Path, attrs: dict) -> int | None:
-    """The catalog schema its files say they were written with; for an output with no committed
-    file yet, the one that goes with its store version (schemas/history.py)."""
+    """The catalog schema its first committed images file says it was written with (its footer, one
+    file read however many shards); for an output with no committed file yet, or one that cannot be
+    read, the version that goes with its store's (schemas/history.py)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from saldata.schemas.catalog import IMAGES
     from saldata.schemas.history import SCHEMA_HISTORY
-    from saldata.storage.catalog import committed_files
+    from saldata.storage.catalog import committed_shards, shard_file
     from saldata.storage.location import read_many
 
-    files = committed_files(out, "images")
-    if files:
-        data = read_many(files[:1])[0]
-        if not isinstance(data, Exception):
-            metadata = pq.read_schema(pa.BufferReader(data)).metadata or {}
-            version = metadata.get(b"saldata.schema_version", b"").decode()
-            if version.isdigit():
-                return int(version)
+    shards = committed_shards(out)
+    if shards:
+        data = read_many([shard_file(out, IMAGES, min(shards))])[0]
+        metadata = {}
+        # a damaged file: verify names it; the version is only a label here
+        with contextlib.suppress(pa.ArrowException):
+            if isinstance(data, bytes):
+                metadata = pq.read_schema(pa.BufferReader(data)).metadata or {}
+        version = metadata.get(b"saldata.schema_version", b"").decode()
+        if version.isdigit():
+            return int(version)
     return next((catalog for store, catalog, _ in SCHEMA_HISTORY if store == attrs.get("schema_version")), None)
 
 
@@ -146,17 +152,20 @@ def evaluation(out: Path) -> list[dict]:
 
 
 def objects(out: Path) -> dict:
-    """Whether object annotations were added to the catalog (its ``objects`` table), and their rows."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    """Whether ``saldata objects`` added object annotations: the rows of the catalog's ``objects``
+    table and, per source, its input files and what was placed and rejected (``commits/objects.json``)."""
+    from saldata.errors import DamageError
+    from saldata.objects.table import read_objects_record
 
-    folder = out / CATALOG_DIRNAME / OBJECTS_TABLE
-    files = sorted(p for p in folder.iterdir() if p.name.endswith(".parquet")) if folder.is_dir() else []
-    rows: int | None = 0
     try:
-        for path in files:
-            with path.open("rb") as f:
-                rows += pq.read_metadata(f).num_rows
-    except (OSError, pa.ArrowException):  # a count is a courtesy: saldata verify names a damaged file
-        rows = None
-    return {"added": bool(files), "rows": rows if files else None}
+        record = read_objects_record(out)
+    except DamageError as exc:  # info still describes the rest; verify and saldata objects say what to do
+        return {"added": True, "rows": None, "sources": {}, "error": str(exc)}
+    if record is None:
+        return {"added": False, "rows": None, "sources": {}}
+    rows = sum(record.rows.get(rel, 0) for rel in record.files_of(OBJECTS_TABLE))
+    sources = {
+        name: {key: result.get(key) for key in ("inputs", "placed", "n_rejected", "not_in_output")}
+        for name, result in sorted(record.sources.items())
+    }
+    return {"added": True, "rows": rows, "sources": sources}

@@ -4,8 +4,11 @@ Its columns never hold a null integer, so pandas reads ``layer``, ``head`` and `
 integers: ``NO_LAYER`` (-1) is the centre bias's layer, ``HEAD_MEAN`` (-1) the mean over heads,
 ``NO_WORD`` (-1) the word index of a unit that is not a word. Metric names follow pysaliency's
 where the definitions agree (``auc`` is its ``AUC``, ``auc_judd`` its ``AUC_Judd``, ``sauc`` its
-``sAUC``). The file's schema metadata holds ``saldata.metrics_version`` and ``saldata.evaluation``, the settings it
-was scored with (JSON: rows, grid, blur_px, per_head, layers).
+``sAUC``). The file's schema metadata holds ``saldata.metrics_version`` and ``saldata.evaluation``,
+the settings it was scored with (JSON: rows, grid, blur_px, per_head, layers, and saldata_version,
+the saldata that scored it). A run named with ``--name`` writes ``OUT/eval/<name>/metrics.parquet``
+instead (``storage/eval_tables.py``), and ``catalog query`` shows every table as ``eval.<table>``
+(a named run's as ``eval_<name>.<table>``), the default run's metrics also as ``metrics``.
 """
 
 from __future__ import annotations

@@ -5,15 +5,20 @@ run named with ``--name``; ``<table>`` is one of ``schemas/evaluation.EVALUATION
 file's schema metadata records the settings it was made with (``saldata.evaluation``, JSON) and
 its layout's version (``saldata.<table>_version``). The files are written whole
 (``write_atomic``), so one that exists is complete.
+
+A table is replaced only by a run with the same settings (``check_replace``): results made
+otherwise are never lost to a rerun unless the user says so (``--overwrite``), or kept beside
+it under another name (``--name``).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from saldata.errors import first_line
+from saldata.errors import ConfigError, first_line
 from saldata.schemas.evaluation import EVAL_DIRNAME, EVALUATION_TABLES, SETTINGS_KEY
 from saldata.storage.location import as_out
 
@@ -37,6 +42,51 @@ class TableRecord:
     error: str | None = None
 
 
+# A run's name is a folder under OUT/eval and, in catalog query, the SQL schema eval_<name>: a plain
+# lower-case token (DuckDB folds identifiers' case, so Blur8 and blur8 would be one schema).
+RUN_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+PROVENANCE = ("saldata_version",)  # recorded with the settings, but who scored is not how
+
+
+def check_run_name(name: str | None) -> str | None:
+    """``name`` when it may name a run (None: the default run); a one-line ConfigError otherwise."""
+    if name is not None and not RUN_NAME.fullmatch(name):
+        raise ConfigError(
+            f"--name {name!r} is not a plain name: use up to 64 lower-case letters, digits and _, starting with a "
+            "letter (e.g. blur8); it names the folder OUT/eval/NAME and the SQL schema eval_NAME."
+        )
+    return name
+
+
+def sql_schema(run: str | None) -> str:
+    """The DuckDB schema of a run's tables in ``catalog query``: ``eval``, or ``eval_<name>``."""
+    return EVAL_DIRNAME if run is None else f"{EVAL_DIRNAME}_{run}"
+
+
+def check_replace(path: Path, settings: dict, overwrite: bool = False) -> None:
+    """Refuse, in one line, to replace the table at ``path`` by one made with other ``settings``.
+
+    The same settings (saldata's version aside) may replace it: a rerun of the same command. A
+    table that records no settings, or cannot be read, is never replaced unasked either."""
+    if overwrite or not path.is_file():
+        return
+    record = read_record(path)
+    advice = "pass --name NAME to write the new results beside it, or --overwrite to replace it."
+    if record.error:
+        raise ConfigError(f"{record.error}; {advice}")
+    if record.settings is None:
+        raise ConfigError(f"{path} records no settings (written by an older saldata); {advice}")
+    differ = settings_differences(record.settings, settings)
+    if differ:
+        raise ConfigError(f"{path} was made with other settings ({'; '.join(differ)}); {advice}")
+
+
+def settings_differences(old: dict, new: dict) -> list[str]:
+    """'KEY NEW, not OLD' for each setting both records hold that differs (provenance aside)."""
+    keys = sorted((old.keys() & new.keys()) - set(PROVENANCE))
+    return [f"{k} {json.dumps(new[k])}, not {json.dumps(old[k])}" for k in keys if old[k] != new[k]]
+
+
 def eval_dir(out: Path, run: str | None = None) -> Path:
     """``OUT/eval``, or ``OUT/eval/<run>`` for a named run."""
     folder = as_out(out) / EVAL_DIRNAME
@@ -53,7 +103,7 @@ def find_eval_tables(out: Path) -> list[EvalTable]:
     if not root.is_dir():
         return []
     found = [EvalTable(None, t, table_path(out, t)) for t in EVALUATION_TABLES if table_path(out, t).is_file()]
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and RUN_NAME.fullmatch(p.name)):
         found += [
             EvalTable(folder.name, t, table_path(out, t, folder.name))
             for t in EVALUATION_TABLES

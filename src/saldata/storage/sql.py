@@ -6,6 +6,11 @@ a store of a million images touches only the columns and row groups it needs. A 
 is still being written has no images file yet and is not in any view. A view with no file
 (no committed shard, or an output older than its table) is an empty table of the right columns.
 
+``saldata evaluate``'s tables are views too (``storage/eval_tables.py``): each as
+``eval.<table>`` (``eval.metrics``, ``eval.objects``), a run named with ``--name`` as
+``eval_<name>.<table>``, and the default run's metrics also as plain ``metrics``. The plain name
+``objects`` is the catalog's table of object annotations, never an evaluation's.
+
 Queries see the views and nothing else. Two locks, each enough for what it covers:
 
 - every statement must parse as a SELECT (``SELECT``, ``WITH``, ``FROM``, ``VALUES``,
@@ -39,9 +44,11 @@ import pyarrow as pa
 from saldata.errors import ConfigError, NotAnOutputError, QueryTimeout
 from saldata.schemas.catalog import CATALOG_TABLES, OBJECT_TABLES, TABLES
 from saldata.storage.catalog import catalog_dir, committed_files, committed_shards, read_table
+from saldata.storage.eval_tables import EvalTable, find_eval_tables, sql_schema
 from saldata.storage.location import check_reachable, is_object
 
 VIEWS = ", ".join(CATALOG_TABLES)
+DEFAULT_EVALUATION = "metrics"  # the one evaluation table also seen unqualified (``objects`` is the catalog's)
 
 MEMORY_SHARE = 0.5  # of this machine's memory: DuckDB's own default (80%) leaves little to the rest
 SPILL_SHARE = 0.5  # of the free space where spill files go: a query must not fill the disk
@@ -85,6 +92,7 @@ def connect(out: Path) -> ReadOnlyConnection:
         raise NotAnOutputError(f"No catalog at {catalog_dir(out)}: is {out} a saldata extraction output?")
     con = duckdb.connect(config=resource_settings())
     con.execute("SET enable_progress_bar = false")  # DuckDB draws it on stdout, into the user's results
+    evaluations = find_eval_tables(out)
     if is_object(out):
         # DuckDB reads an object store only through its httpfs extension, which cannot be
         # installed offline: the committed files are read through fsspec, and DuckDB scans them
@@ -95,6 +103,7 @@ def connect(out: Path) -> ReadOnlyConnection:
             con.register(name, read_table(out, name))
         for name in OBJECT_TABLES:
             con.register(name, read_object_table(out, name))
+        _add_evaluations(con, evaluations, local=False)
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
         return ReadOnlyConnection(con)
@@ -106,6 +115,7 @@ def connect(out: Path) -> ReadOnlyConnection:
         paths = [str(Path(f).resolve()) for f in found]
         views[name] = paths
         files += paths
+    files += [str(Path(e.path).resolve()) for e in evaluations]
     # Only these files, named one by one (no folder, no glob: uncommitted shards stay out), each
     # checked against its commit record by committed_files before DuckDB may read it.
     if files:
@@ -115,9 +125,37 @@ def connect(out: Path) -> ReadOnlyConnection:
             con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet([{', '.join(map(_quote, paths))}])")
         else:  # an empty view still has the right columns and types
             con.register(name, CATALOG_TABLES[name].schema.empty_table())
+    _add_evaluations(con, evaluations, local=True)
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
     return ReadOnlyConnection(con)
+
+
+def _add_evaluations(con, evaluations: list[EvalTable], local: bool) -> None:
+    """Each evaluation table as ``eval.<table>`` (``eval_<name>.<table>`` for a named run), and the
+    default run's metrics as ``metrics`` too. A local file is a view over it; an object is read once
+    into a DuckDB table (there is no httpfs, as above). A file DuckDB cannot read gets no view (the
+    rest of the output stays queryable; saldata info names the file)."""
+    import duckdb
+
+    for i, table in enumerate(evaluations):
+        schema = sql_schema(table.run)
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        try:
+            if local:
+                source = f"read_parquet({_quote(str(Path(table.path).resolve()))})"
+                con.execute(f"CREATE VIEW {schema}.{table.table} AS SELECT * FROM {source}")
+            else:
+                import pyarrow.parquet as pq
+
+                with table.path.open("rb") as f:
+                    con.register(f"_evaluation_{i}", pq.read_table(f))
+                con.execute(f"CREATE TABLE {schema}.{table.table} AS SELECT * FROM _evaluation_{i}")
+                con.unregister(f"_evaluation_{i}")
+        except (duckdb.Error, OSError, pa.ArrowException):
+            continue
+        if table.run is None and table.table == DEFAULT_EVALUATION:
+            con.execute(f"CREATE VIEW {table.table} AS SELECT * FROM {schema}.{table.table}")
 
 
 def resource_settings() -> dict:
