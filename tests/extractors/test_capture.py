@@ -17,13 +17,11 @@ import torch
 from saldata.extractors.llava_next import CaptureSettings, LlavaNextExtractor
 from saldata.extractors.models import ModelSettings
 from saldata.extractors.prompts import resolve_prompt
+from tests.extractors.conftest import SHARPEN  # noqa: F401  (the module doc names it)
 
 MAX_NEW = 6
 # float32 capture vs float32 eager: observed <= 2.1e-9 on the sharpened model, ~1e-10 on tiny-random.
 ATTN_TOL, HIDDEN_TOL = 1e-8, 1e-4
-# q and k projections x4: every score x16. Sharp (std/mean 0.4-0.5 over the image columns) while
-# float32 still agrees to ~2e-9; x8 peaks at 0.27 but drifts to 2e-7.
-SHARPEN = 4.0
 MIN_SHARPNESS = 0.2  # std/mean of the reference's per-head image attention
 SIZES = {"640x480": (640, 480), "448x800": (448, 800)}  # landscape and portrait: different any-res grids
 
@@ -39,22 +37,6 @@ def _load_eager(model_dir):
 @pytest.fixture(scope="module")
 def reference(tiny_model_dir):
     return _load_eager(tiny_model_dir)
-
-
-@pytest.fixture(scope="module")
-def sharp_model_dir(tiny_model_dir, tmp_path_factory):
-    """tiny-random with every decoder layer's q and k projections scaled by SHARPEN, saved like any model."""
-    from transformers import AutoProcessor, LlavaNextForConditionalGeneration
-
-    model = LlavaNextForConditionalGeneration.from_pretrained(tiny_model_dir, dtype=torch.float32)
-    with torch.no_grad():
-        for layer in model.model.language_model.layers:
-            layer.self_attn.q_proj.weight.mul_(SHARPEN)
-            layer.self_attn.k_proj.weight.mul_(SHARPEN)
-    out = tmp_path_factory.mktemp("sharp-model")
-    model.save_pretrained(out)
-    AutoProcessor.from_pretrained(tiny_model_dir).save_pretrained(out)
-    return out
 
 
 @pytest.fixture(scope="module")

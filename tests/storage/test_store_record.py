@@ -137,5 +137,5 @@ def test_an_output_of_store_schema_5_verifies_its_shards_and_is_refused_on_resum
     with pytest.raises(ConfigError) as refused:
         preflight(readers_demo_config(copy), overwrite=False)
     message = str(refused.value)
-    assert "older saldata (store schema_version 5; this one writes 6: the store record" in message
+    assert "older saldata (store schema_version 5; this one writes 7: the store record" in message
     assert "--overwrite" in message and "\n" not in message

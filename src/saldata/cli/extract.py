@@ -18,7 +18,7 @@ from saldata.extractors.image_inputs import PLACES
 from saldata.extractors.models import ATTENTIONS, DEFAULT_MODEL, DEVICES, DTYPES
 from saldata.extractors.prompts import PRESET_MAX_NEW_TOKENS, PROMPT_PRESETS
 from saldata.extractors.random_models import RANDOM_MODELS
-from saldata.extractors.settings import DEFAULT_MAX_NEW_TOKENS, HEADS_MODES, LayerRangeError
+from saldata.extractors.settings import DECODE_CHUNK, DECODE_MODES, DEFAULT_MAX_NEW_TOKENS, HEADS_MODES, LayerRangeError
 from saldata.pipelines.config import DEFAULT_IMAGE_SIZE, DEFAULT_PREFETCH_SHARDS, DEFAULT_SHARD_SIZE, format_size
 from saldata.pipelines.host_memory import DEFAULT_SHARE
 
@@ -49,6 +49,7 @@ def _preset_budgets() -> str:
 
 Preset = _choices("preset", PROMPT_PRESETS)
 Heads = _choices("Heads", HEADS_MODES)
+Decode = _choices("Decode", DECODE_MODES)
 ImageProcessorOn = _choices("ImageProcessorOn", PLACES)
 DType = _choices("dtype", DTYPES)
 
@@ -162,6 +163,15 @@ def extract(
     heads: Annotated[
         Heads, typer.Option(help="Keep every head's map, or their mean.", rich_help_panel=PANEL_CAPTURE)
     ] = Heads.all,
+    decode: Annotated[
+        Decode,
+        typer.Option(
+            help="How the maps are computed. chunk: generate, then every token's row in one forward of the "
+            "generated tokens; steps: a row inside each decoding step (the path before chunk, kept for one "
+            "release). Both give the same maps to float rounding.",
+            rich_help_panel=PANEL_CAPTURE,
+        ),
+    ] = Decode[DECODE_CHUNK],
     batch_size: Annotated[
         str,
         typer.Option(
@@ -267,6 +277,7 @@ def extract(
                 heads=heads.value,
                 max_new_tokens=resolve_max_new_tokens(chosen_prompt, max_new_tokens),
                 force_new_tokens=force_new_tokens,
+                decode=decode.value,
             ),
             prompt=chosen_prompt,
             batch_size=batch_size,

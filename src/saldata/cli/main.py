@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import sys
+from typing import Annotated
 
 import typer
 
@@ -14,6 +15,9 @@ from saldata.cli.evaluate import evaluate
 from saldata.cli.export import export
 from saldata.cli.extract import extract
 from saldata.cli.help_format import use_click_conventions
+from saldata.cli.info import info
+from saldata.cli.objects import objects
+from saldata.cli.report_command import report
 from saldata.cli.status import status
 from saldata.cli.verify import verify
 
@@ -27,17 +31,33 @@ app = typer.Typer(
 )
 app.command(no_args_is_help=True)(extract)
 app.command(no_args_is_help=True)(status)
+app.command(no_args_is_help=True)(info)
 app.command(no_args_is_help=True)(verify)
 app.add_typer(catalog.app, name="catalog")
 app.command(no_args_is_help=True)(show)
 app.command(no_args_is_help=True)(stats)
 app.command(no_args_is_help=True)(evaluate)
 app.command(no_args_is_help=True)(export)
+app.command(no_args_is_help=True)(objects)
+app.command(no_args_is_help=True)(report)
 app.command()(datasets)
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        from saldata import __version__
+
+        typer.echo(f"saldata {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def main() -> None:
+def main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print saldata's version and exit."),
+    ] = False,
+) -> None:
     """saldata: LLaVA-Next descriptions, per-token hidden states and attention maps, at scale.
 
     Start with the offline demo: saldata extract --dataset demo --model tiny-random --out runs/demo

@@ -11,10 +11,20 @@ from saldata.datasets.folder import FolderReader
 from saldata.datasets.mit1003 import Mit1003Reader
 from saldata.datasets.osie import OsieReader
 from saldata.datasets.salicon import SaliconReader
+from saldata.datasets.visual_genome import VisualGenomeReader
 from saldata.errors import DatasetError
 
 DATASETS: dict[str, type[DatasetReader]] = {
-    r.name: r for r in (SaliconReader, Mit1003Reader, OsieReader, Cat2000Reader, DemoReader, FolderReader)
+    r.name: r
+    for r in (
+        SaliconReader,
+        Mit1003Reader,
+        OsieReader,
+        Cat2000Reader,
+        VisualGenomeReader,
+        DemoReader,
+        FolderReader,
+    )
 }
 
 

@@ -24,6 +24,7 @@ class ImageSource:
     fixations_path: str | None = None
     fixations_format: str | None = None
     category: str | None = None
+    coco_id: int | None = None  # the COCO image id, where the dataset knows it (SALICON, Visual Genome)
 
 
 class DatasetReader:

@@ -7,6 +7,14 @@ a registered attention implementation that forwards every call to the fast kerne
 flash) and, for each module carrying a recorder, also computes softmax(q_last . K^T) for that
 single query row: O(heads x seq) extra work per step and layer, so many layers cost one
 prefill, not one each. Forward hooks take the chosen layers' hidden states at the last position.
+
+The recorder works in one of two ways (``decode``, settings.py). ``steps``: attached to
+``generate``, it records the last query row of every forward, one row per decoding step.
+``chunk``: ``generate`` runs uncaptured, then ONE forward of the generated tokens over the cached
+prompt computes every row at once (row t is the query at position P + t - 1; row 0 is the
+prompt's last query), with the recorder taking every query row of that forward. Causal masking
+gives each row exactly the keys its decoding step saw, so the two agree to float rounding; the
+chunk needs no per-step Python work in the capture.
 """
 
 from __future__ import annotations
@@ -96,14 +104,14 @@ class CaptureBuffers:
     def items(self):
         return (("hidden", self.hidden), ("attn_base", self.attn_base), ("attn_highres", self.attn_highres))
 
-    def write_attention(self, step: int, position: int, cells: torch.Tensor) -> None:
-        """One step's attention of one layer over both grids' cells, (batch, heads, n_base + n_highres)."""
+    def write_attention(self, steps: slice, position: int, cells: torch.Tensor) -> None:
+        """Some steps' attention of one layer over both grids' cells, (batch, steps, heads, n_base + n_highres)."""
         if self.cells is not None:
-            self.cells[:, step, position].copy_(cells)
+            self.cells[:, steps, position].copy_(cells)
             return
         n_base = self.attn_base.shape[-1]
-        self.attn_base[:, step, position].copy_(cells[..., :n_base])
-        self.attn_highres[:, step, position].copy_(cells[..., n_base:])
+        self.attn_base[:, steps, position].copy_(cells[..., :n_base])
+        self.attn_highres[:, steps, position].copy_(cells[..., n_base:])
 
     def clear_rows_from(self, rows: torch.Tensor) -> None:
         """Set every step at or past ``rows[b]`` to 0 (the store's fill value): steps a finished image
@@ -124,12 +132,14 @@ class StepRecorder:
     ``cell_positions`` (batch, n_base + n_highres) are the key positions of the base grid's cells
     then the high-res grid's (the layout's cells among the image tokens, padding and newline
     tokens left out). Each row is written at its step's index into ``buffers``: no per-step
-    lists, no host work.
+    lists, no host work. ``every_query``: take every query row of a forward as consecutive steps
+    (the ``chunk`` decode), not only the last one.
     """
 
     cell_positions: torch.Tensor
     mean_heads: bool
     buffers: CaptureBuffers
+    every_query: bool = False
     attention_steps: list[int] = field(init=False)  # rows written so far, per layer position
     hidden_steps: list[int] = field(init=False)
 
@@ -140,40 +150,61 @@ class StepRecorder:
 
     def record_attention(self, position: int, query, key, attention_mask, scaling) -> None:
         batch, heads, _, head_dim = query.shape
-        kv_heads = key.shape[1]
+        kv_heads, n_keys = key.shape[1], key.shape[-2]
+        rows = query if self.every_query else query[:, :, -1:, :]
+        n = rows.shape[2]
         scaling = head_dim**-0.5 if scaling is None else scaling
         # Group query heads by their key head instead of repeating K (GQA): head h uses kv head h // rep.
-        q = query[:, :, -1, :].reshape(batch, kv_heads, heads // kv_heads, head_dim)
-        scores = torch.matmul(q, key.transpose(2, 3)).reshape(batch, heads, -1) * scaling
-        if attention_mask is not None:
-            if attention_mask.dim() == 4:
-                mask = attention_mask[:, :, -1, : key.shape[-2]]
-            else:  # 2-D padding mask (flash attention): 1 = attend
-                mask = attention_mask[:, None, -key.shape[-2] :].bool()
+        q = rows.reshape(batch, kv_heads, (heads // kv_heads) * n, head_dim)
+        scores = torch.matmul(q, key.transpose(2, 3)).reshape(batch, heads, n, n_keys) * scaling
+        mask = _row_mask(attention_mask, n, n_keys, scores.device)
+        if mask is not None:
             if mask.dtype == torch.bool:
                 scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
             else:
                 scores = scores + mask
         probs = torch.softmax(scores, dim=-1, dtype=torch.float32)
-        cells = probs.gather(-1, self.cell_positions[:, None, :].expand(batch, heads, -1))
+        cells = probs.gather(-1, self.cell_positions[:, None, None, :].expand(batch, heads, n, -1))
         if self.mean_heads:
             cells = cells.mean(dim=1, keepdim=True)
-        self.buffers.write_attention(self._next(self.attention_steps, position), position, cells)
+        self.buffers.write_attention(self._next(self.attention_steps, position, n), position, cells.transpose(1, 2))
 
     def hidden_hook(self, position: int):
         def record_hidden(module, args, output) -> None:
             hidden = output[0] if isinstance(output, tuple) else output
-            step = self._next(self.hidden_steps, position)
-            self.buffers.hidden[:, step, position].copy_(hidden[:, -1, :].float())
+            rows = hidden if self.every_query else hidden[:, -1:, :]
+            steps = self._next(self.hidden_steps, position, rows.shape[1])
+            self.buffers.hidden[:, steps, position].copy_(rows.float())
 
         return record_hidden
 
-    def _next(self, counts: list[int], position: int) -> int:
+    def _next(self, counts: list[int], position: int, n: int) -> slice:
         step = counts[position]
-        if step >= self.buffers.hidden.shape[1]:
-            raise RuntimeError(f"generate ran more than the {step} steps reserved for the capture")
-        counts[position] = step + 1
-        return step
+        if step + n > self.buffers.hidden.shape[1]:
+            raise RuntimeError(
+                f"generate ran more than the {self.buffers.hidden.shape[1]} steps reserved for the capture"
+            )
+        counts[position] = step + n
+        return slice(step, step + n)
+
+
+def _row_mask(attention_mask, n: int, n_keys: int, device) -> torch.Tensor | None:
+    """The mask of the last ``n`` query rows over ``n_keys`` keys, broadcastable to (batch, heads, n, keys).
+
+    sdpa may be handed no mask at all and rely on causality; a single last row attends every key
+    then, but several rows (the chunk) need the causal mask made here: row i sees keys up to
+    n_keys - n + i."""
+    if attention_mask is None:
+        if n == 1:
+            return None
+        keys = torch.arange(n_keys, device=device)
+        return keys[None, :] <= (n_keys - n + torch.arange(n, device=device))[:, None]
+    if attention_mask.dim() == 4:
+        return attention_mask[:, :, -n:, :n_keys]
+    # 2-D padding mask (flash attention): 1 = attend; causality is the kernel's, so add it for several rows
+    padding = attention_mask[:, None, None, -n_keys:].bool()
+    causal = _row_mask(None, n, n_keys, device)
+    return padding if causal is None else padding & causal
 
 
 class capture_layers:

@@ -14,7 +14,7 @@ from saldata.extractors.kv_cache import reserved_cache
 from saldata.extractors.layout import ImageTokenLayout, layout_for
 from saldata.extractors.models import ModelSettings, load_model
 from saldata.extractors.prompts import Prompt
-from saldata.extractors.settings import CaptureSettings, resolve_layers
+from saldata.extractors.settings import DECODE_CHUNK, CaptureSettings, resolve_layers
 from saldata.extractors.words import token_offsets
 
 
@@ -151,11 +151,19 @@ class LlavaNextExtractor:
         cells = np.concatenate([layout.base_positions.ravel(), layout.highres_positions.ravel()])
         image_positions = self._image_positions(inputs["input_ids"], layout)
         recorder = StepRecorder(
-            image_positions[:, torch.as_tensor(cells, device=self.device)], self.capture.heads == "mean", buffers
+            image_positions[:, torch.as_tensor(cells, device=self.device)],
+            self.capture.heads == "mean",
+            buffers,
+            every_query=self.capture.decode == DECODE_CHUNK,
         )
         cache = reserved_cache(self.config.text_config, len(prompt_ids), self.capture.max_new_tokens)
-        with torch.inference_mode(), capture_layers(self.language_model, self.layers, recorder):
-            result = self.model.generate(**inputs, **self.generation_kwargs, cache=cache)
+        with torch.inference_mode():
+            if recorder.every_query:
+                result = self.model.generate(**inputs, **self.generation_kwargs, cache=cache)
+                self._capture_chunk(result.sequences, len(prompt_ids), cache, recorder)
+            else:
+                with capture_layers(self.language_model, self.layers, recorder):
+                    result = self.model.generate(**inputs, **self.generation_kwargs, cache=cache)
             generated = result.sequences[:, inputs["input_ids"].shape[1] :].cpu().numpy()
             ends = [self._end(ids) for ids in generated]
             buffers.clear_rows_from(torch.tensor([n + (eos is not None) for n, eos in ends], device=self.device))
@@ -169,6 +177,25 @@ class LlavaNextExtractor:
             for row, (ids, (n, eos)) in enumerate(zip(generated, ends))
         ]
         return captures, time.perf_counter() - start
+
+    def _capture_chunk(self, sequences, prompt_length: int, cache, recorder: StepRecorder) -> None:
+        """Every captured row in one forward of the generated tokens over the cached prompt.
+
+        Row t is the query that produced generated token t: position prompt_length - 1 + t, whose
+        input is the token before it. The cache is cut back to the prompt less its last token, and
+        the forward writes the same keys and values over what generate left there."""
+        torch = self._torch
+        start = prompt_length - 1
+        rows = sequences[:, start:-1]  # the inputs of every decoding step, the prompt's last token first
+        cache.crop(-(cache.get_seq_length() - start))  # a negative count: tokens to remove (transformers 5)
+        with capture_layers(self.language_model, self.layers, recorder):
+            self.language_model(
+                input_ids=rows,
+                attention_mask=torch.ones(rows.shape[0], start + rows.shape[1], dtype=torch.long, device=rows.device),
+                cache=cache,
+                cache_position=torch.arange(start, start + rows.shape[1], device=rows.device),
+                use_cache=True,
+            )
 
     def _prompt_ids(self, height: int, width: int) -> np.ndarray:
         """The prompt's token ids with the image placeholder expanded for this image size.

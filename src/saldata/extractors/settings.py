@@ -10,6 +10,11 @@ from dataclasses import dataclass
 from saldata.errors import ConfigError
 
 HEADS_MODES = ("all", "mean")
+# How the maps are computed (extractors/capture.py). chunk: generate uncaptured, then every row in one forward
+# of the generated tokens; steps: record a row inside every decoding step (the path before chunk, kept for
+# one release; tests hold the two equal).
+DECODE_CHUNK, DECODE_STEPS = "chunk", "steps"
+DECODE_MODES = (DECODE_CHUNK, DECODE_STEPS)
 DEFAULT_MAX_NEW_TOKENS = 64
 ALL_LAYERS = "all"
 LAST_LAYER = (-1,)
@@ -24,10 +29,13 @@ class CaptureSettings:
     heads: str = "all"
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     force_new_tokens: bool = False  # benchmarks: suppress EOS so every image does equal work
+    decode: str = DECODE_CHUNK
 
     def __post_init__(self):
         if self.heads not in HEADS_MODES:
             raise ConfigError(f"--heads must be 'all' or 'mean', not {self.heads!r}.")
+        if self.decode not in DECODE_MODES:
+            raise ConfigError(f"--decode must be 'chunk' or 'steps', not {self.decode!r}.")
         if self.max_new_tokens < 1:
             raise ConfigError("--max-new-tokens must be at least 1.")
         if self.layers != ALL_LAYERS and (not isinstance(self.layers, tuple) or not self.layers):

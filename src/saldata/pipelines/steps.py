@@ -217,6 +217,7 @@ def catalog_rows(
                 "status": STATUS_DONE if cap else STATUS_FAILED,
                 "error": outcome.error,
                 "category": im.source.category,
+                "coco_id": im.source.coco_id,
                 "gt_status": truth.status,
                 "gt_error": truth.error,
                 "n_fixations": truth.n_fixations,

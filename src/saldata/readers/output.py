@@ -84,8 +84,58 @@ class Output:
         """One row per fixation point (empty for an output older than the table)."""
         return read_table(self.path, "fixations")
 
+    def objects(self) -> pa.Table:
+        """One row per object annotation placed on an image by ``saldata objects`` (COCO, Visual Genome),
+        boxes in stored-image pixels; no rows (with the columns) where none were added."""
+        return self._object_tables["objects"]
+
+    def object_mask(self, idx: int, object_id: int, source: str | None = None) -> np.ndarray:
+        """An object's mask at the stored image size, bool (height, width): COCO's segmentation
+        rasterised, or a Visual Genome box filled. ``source`` ('coco' or 'visual_genome') is needed
+        only when both sources have an object of this id on this image."""
+        from saldata.objects.annotation import SOURCES
+        from saldata.objects.rle import decode
+
+        if source is not None and source not in SOURCES:
+            raise ConfigError(f"source must be one of {', '.join(SOURCES)}, not {source!r}.")
+        found = self._masks_by_key.get((idx, object_id), {})
+        if source is not None:
+            found = {source: found[source]} if source in found else {}
+        if not found:
+            listing = (
+                f'saldata catalog query {shlex.quote(str(self.path))} "SELECT idx, object_id, source FROM objects"'
+            )
+            raise NotInOutputError(
+                f"{self.path}: no object with object_id {object_id!r} on image idx {idx!r}"
+                + (f" from {source}" if source else "")
+                + f" (saldata objects adds them); list them with: {listing}"
+            )
+        if len(found) > 1:
+            raise ConfigError(
+                f"object_id {object_id} of image idx {idx} is in both {' and '.join(sorted(found))}; "
+                f"name one: object_mask({idx}, {object_id}, source={sorted(found)[0]!r})."
+            )
+        width, height = self.attrs["image_size"]
+        rle = {"size": [height, width], "counts": next(iter(found.values())).encode("ascii")}
+        return decode(rle).astype(bool)
+
+    @cached_property
+    def _object_tables(self) -> dict[str, pa.Table]:
+        from saldata.objects.table import read_object_table
+
+        return {name: read_object_table(self.path, name) for name in ("objects", "object_masks")}
+
+    @cached_property
+    def _masks_by_key(self) -> dict[tuple[int, int], dict[str, str]]:
+        masks = self._object_tables["object_masks"].to_pydict()
+        by_key: dict[tuple[int, int], dict[str, str]] = {}
+        for idx, object_id, source, rle in zip(masks["idx"], masks["object_id"], masks["source"], masks["rle"]):
+            by_key.setdefault((idx, object_id), {})[source] = rle
+        return by_key
+
     def sql(self, query: str) -> pa.Table:
-        """Run read-only SQL (SELECT only) over the views ``images``, ``tokens``, ``words``, ``fixations``; an Arrow table."""
+        """Run read-only SQL (SELECT only) over the views ``images``, ``tokens``, ``words``, ``fixations``,
+        ``objects`` and ``object_masks``; an Arrow table."""
         from saldata.storage.sql import query as readonly_query
 
         return readonly_query(self.path, query)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-CATALOG_SCHEMA_VERSION = 5  # schemas/history.py says what each version changed
+CATALOG_SCHEMA_VERSION = 6  # schemas/history.py says what each version changed
 CATALOG_DIRNAME = "catalog"
 
 STATUS_DONE = "done"
@@ -66,6 +66,13 @@ IMAGES = TableSpec(
         Column("status", pa.string(), "'done' or 'failed'."),
         Column("error", pa.string(), "Why the image failed, naming the file.", nullable=True),
         Column("category", pa.string(), "Dataset category where it has them (CAT2000), else null.", nullable=True),
+        Column(
+            "coco_id",
+            pa.int64(),
+            "COCO image id: parsed from a SALICON file name (COCO_val2014_000000102625 -> 102625), from "
+            "image_data.json for Visual Genome; null otherwise. saldata objects joins COCO annotations by it.",
+            nullable=True,
+        ),
         Column("gt_status", pa.string(), "Ground truth: 'ok', 'none' (the dataset has none here) or 'failed'."),
         Column("gt_error", pa.string(), "Why the ground truth could not be read, naming the file.", nullable=True),
         Column("n_fixations", pa.int32(), "Fixation points in the ground truth (all subjects).", nullable=True),
@@ -156,4 +163,58 @@ FIXATIONS = TableSpec(
     "(images.n_fixations not null: as many rows), whatever its status.",
 )
 
+OBJECTS = TableSpec(
+    "objects",
+    (
+        Column("idx", pa.int64(), "Image row (see images.idx)."),
+        Column("object_id", pa.int64(), "The annotation's own id: COCO's annotation id, Visual Genome's object_id."),
+        Column("source", pa.string(), "'coco' or 'visual_genome'."),
+        Column(
+            "category",
+            pa.string(),
+            "COCO: the category's name; Visual Genome: the object's first name (null: it has none).",
+            nullable=True,
+        ),
+        Column("names", pa.list_(pa.string()), "COCO: [category]; Visual Genome: the object's names."),
+        Column("synsets", pa.list_(pa.string()), "Visual Genome's WordNet synsets (e.g. dog.n.01); [] for COCO."),
+        Column(
+            "bbox_x",
+            pa.float64(),
+            "Left edge of the box in stored-image pixels (0-based): the annotation's x times "
+            "width / annotation_width, the same stretch the image got.",
+        ),
+        Column("bbox_y", pa.float64(), "Top edge of the box in stored-image pixels, like bbox_x."),
+        Column("bbox_w", pa.float64(), "Box width in stored-image pixels."),
+        Column("bbox_h", pa.float64(), "Box height in stored-image pixels."),
+        Column(
+            "area_fraction",
+            pa.float64(),
+            "Share of the stored image's pixels inside the object's mask (Visual Genome: its box), as "
+            "object_mask rasterises it; always > 0.",
+        ),
+        Column("iscrowd", pa.bool_(), "COCO's iscrowd (a crowd region, RLE mask); false for Visual Genome."),
+    ),
+    "One row per placed object annotation (saldata objects), derived after the extraction.",
+)
+
+OBJECT_MASKS = TableSpec(
+    "object_masks",
+    (
+        Column("idx", pa.int64(), "Image row (see images.idx)."),
+        Column("object_id", pa.int64(), "The object (see objects.object_id)."),
+        Column("source", pa.string(), "'coco' or 'visual_genome' (see objects.source)."),
+        Column(
+            "rle",
+            pa.string(),
+            "The mask at the stored size (height x width of the root attribute image_size) as COCO's "
+            "compressed RLE counts: pycocotools.mask.decode({'size': [height, width], 'counts': rle}).",
+        ),
+    ),
+    "One row per objects row: its mask (COCO: the rasterised segmentation; Visual Genome: the box filled).",
+)
+
+# The tables every shard writes (one file per table per shard, named by the shard's commit record).
 TABLES: dict[str, TableSpec] = {t.name: t for t in (IMAGES, TOKENS, WORDS, FIXATIONS)}
+# Tables derived from a whole output after the extraction (saldata objects): one record, commits/objects.json.
+OBJECT_TABLES: dict[str, TableSpec] = {t.name: t for t in (OBJECTS, OBJECT_MASKS)}
+CATALOG_TABLES: dict[str, TableSpec] = {**TABLES, **OBJECT_TABLES}

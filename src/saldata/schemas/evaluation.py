@@ -18,6 +18,10 @@ from saldata.schemas.catalog import Column, TableSpec
 
 EVAL_DIRNAME = "eval"
 METRICS_FILE = "metrics.parquet"
+# Every table an evaluation writes, OUT/eval/<name>.parquet (and OUT/eval/<run>/<name>.parquet for a
+# run named with --name): metrics (below) and objects (grounding scores, evaluate --objects). info
+# lists them and catalog query shows them as views, whichever are present.
+EVALUATION_TABLES = ("metrics", "objects")
 LAYERS_FIGURE = "layers.png"
 
 UNIT_DESCRIPTION = "description"

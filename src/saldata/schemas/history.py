@@ -39,6 +39,14 @@ SCHEMA_HISTORY: tuple[tuple[int, int, str], ...] = (
         5,
         "the store record (OUT/commits/store.json): every metadata file of the store (the root zarr.json with the root attributes and the consolidated metadata, each array's zarr.json) with its size, CRC-32C and text, written with the store; saldata verify, saldata.open and a resume check them, and a resume restores a changed one",
     ),
+    (
+        7,
+        6,
+        "images.coco_id (the COCO image id: from SALICON file names, from image_data.json for Visual Genome); the "
+        "objects and object_masks tables (saldata objects: COCO and Visual Genome annotations placed at the stored "
+        "size, committed by OUT/commits/objects.json). The store itself is unchanged: its version moves so that a "
+        "resume refuses an output whose images files lack coco_id",
+    ),
 )
 
 

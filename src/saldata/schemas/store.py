@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-STORE_SCHEMA_VERSION = 6  # schemas/history.py says what each version changed
+STORE_SCHEMA_VERSION = 7  # schemas/history.py says what each version changed
 STORE_DIRNAME = "features.zarr"
 TOKEN_PAD = -1
 STRING = "string"  # Zarr v3's variable-length UTF-8 data type

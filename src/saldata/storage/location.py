@@ -379,6 +379,26 @@ def remove_tree(path) -> None:
         Path(path).unlink(missing_ok=True)
 
 
+def tree_bytes(path) -> int:
+    """Bytes of every file under a folder (or prefix), or of one file; 0 if absent. Links are not followed."""
+    if is_object(path):
+        try:
+            return int(path.fs.du(path.key, total=True))
+        except FileNotFoundError:
+            return 0
+    import os
+
+    path = Path(path)
+    if path.is_file():
+        return path.stat().st_size
+    total = 0
+    for folder, _, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):  # a file removed while walking (a run's staging) counts 0
+                total += os.lstat(os.path.join(folder, name)).st_size
+    return total
+
+
 def copy_file(source, target) -> None:
     """Copy one file; between two keys of one store, a server-side copy."""
     if is_object(source) and is_object(target) and source.protocol == target.protocol:

@@ -1,4 +1,5 @@
-"""Read-only SQL over the catalog: DuckDB views ``images``, ``tokens``, ``words``, ``fixations`` over committed shards.
+"""Read-only SQL over the catalog: DuckDB views ``images``, ``tokens``, ``words``, ``fixations`` over committed
+shards, and ``objects`` and ``object_masks`` over the files ``commits/objects.json`` names (``saldata objects``).
 
 Views read the Parquet files in place (nothing is copied or loaded up front), so a query on
 a store of a million images touches only the columns and row groups it needs. A shard that
@@ -36,11 +37,11 @@ from pathlib import Path
 import pyarrow as pa
 
 from saldata.errors import ConfigError, NotAnOutputError, QueryTimeout
-from saldata.schemas.catalog import TABLES
+from saldata.schemas.catalog import CATALOG_TABLES, OBJECT_TABLES, TABLES
 from saldata.storage.catalog import catalog_dir, committed_files, committed_shards, read_table
 from saldata.storage.location import check_reachable, is_object
 
-VIEWS = ", ".join(TABLES)
+VIEWS = ", ".join(CATALOG_TABLES)
 
 MEMORY_SHARE = 0.5  # of this machine's memory: DuckDB's own default (80%) leaves little to the rest
 SPILL_SHARE = 0.5  # of the free space where spill files go: a query must not fill the disk
@@ -76,7 +77,7 @@ class ReadOnlyConnection:
 
 
 def connect(out: Path) -> ReadOnlyConnection:
-    """A read-only connection with the views ``images``, ``tokens``, ``words``, ``fixations`` over ``out``'s catalog."""
+    """A read-only connection with the views of every catalog table (``VIEWS``) over ``out``'s catalog."""
     import duckdb
 
     check_reachable(catalog_dir(out))
@@ -88,14 +89,21 @@ def connect(out: Path) -> ReadOnlyConnection:
         # DuckDB reads an object store only through its httpfs extension, which cannot be
         # installed offline: the committed files are read through fsspec, and DuckDB scans them
         # as Arrow tables. Nothing else is reachable, as below.
+        from saldata.objects.table import read_object_table
+
         for name in TABLES:
             con.register(name, read_table(out, name))
+        for name in OBJECT_TABLES:
+            con.register(name, read_object_table(out, name))
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
         return ReadOnlyConnection(con)
+    from saldata.objects.table import checked_object_files
+
     views, files = {}, []
-    for name in TABLES:
-        paths = [str(Path(f).resolve()) for f in committed_files(out, name)]
+    for name in CATALOG_TABLES:
+        found = committed_files(out, name) if name in TABLES else checked_object_files(out, name)
+        paths = [str(Path(f).resolve()) for f in found]
         views[name] = paths
         files += paths
     # Only these files, named one by one (no folder, no glob: uncommitted shards stay out), each
@@ -106,7 +114,7 @@ def connect(out: Path) -> ReadOnlyConnection:
         if paths:
             con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet([{', '.join(map(_quote, paths))}])")
         else:  # an empty view still has the right columns and types
-            con.register(name, TABLES[name].schema.empty_table())
+            con.register(name, CATALOG_TABLES[name].schema.empty_table())
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
     return ReadOnlyConnection(con)
