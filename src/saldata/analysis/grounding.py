@@ -27,8 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from saldata.analysis import metrics
-
-POINTING_TOLERANCE_PX = 15.0
+from saldata.schemas.evaluation import POINTING_TOLERANCE_PX
 
 
 @dataclass(frozen=True, slots=True)

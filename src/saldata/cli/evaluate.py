@@ -32,13 +32,23 @@ def evaluate(
             "with EOS; a word loses token 0) or all-tokens (every generated token, no EOS step).",
         ),
     ] = "research",
+    objects: Annotated[
+        bool,
+        typer.Option(
+            "--objects",
+            help="Score each word's maps against its image's objects (saldata objects adds them) instead: "
+            "OUT/eval/objects.parquet and objects.png.",
+        ),
+    ] = False,
     storage_option: StorageOptions = None,
 ) -> None:
     """Score attention maps against human fixations and saliency maps (NSS, AUC, AUC-Judd, sAUC, CC, KLD, SIM).
 
     Every done image with ground truth, every chosen layer: the description's mean map and each
     word's map, upsampled to the stored image, beside a centre-bias baseline. Writes
-    OUT/eval/metrics.parquet and OUT/eval/layers.png, and prints the metrics by layer.
+    OUT/eval/metrics.parquet and OUT/eval/layers.png, and prints the metrics by layer. With
+    --objects: each word's maps against every object of its image (mass, ratio, pointing game,
+    whether the word names it), written to OUT/eval/objects.parquet and objects.png.
     """
     from saldata.analysis.evaluate import EvalSettings, summarise, write_metrics
     from saldata.analysis.evaluate import evaluate as score_output
@@ -52,6 +62,10 @@ def evaluate(
         settings = EvalSettings(None if chosen == ALL_LAYERS else chosen, per_head, grid, blur, rows)
         out = location(out, storage_option)
         data = Output(out)
+        if objects:
+            from saldata.cli.evaluate_objects import evaluate_objects
+
+            return evaluate_objects(out, data, settings)
         table, undefined, unscored = score_output(data, settings)
     except SaldataError as exc:
         fail(exc)
