@@ -34,7 +34,6 @@ from saldata.schemas.evaluation import (
     FIXATION_METRICS,
     HEAD_MEAN,
     METRIC_NAMES,
-    METRICS_FILE,
     NO_LAYER,
     NO_WORD,
     SHUFFLED_METRIC,
@@ -142,6 +141,22 @@ def unit_maps(maps: np.ndarray, rows: range, words: list[dict], per_head: bool):
             yield head, UNIT_WORD, w, per_row[kept.start - rows.start : kept.stop - rows.start].sum(axis=0)
 
 
+def centre_map(size: tuple[int, int], blur_px: float = 0.0) -> np.ndarray:
+    """The centre-bias baseline at the stored image size, blurred as the units' maps are."""
+    return metrics.blur(metrics.centre_bias(*size), blur_px)
+
+
+def image_maps(output: Output, array, idx: int, rows: range, words: list[dict], layers, settings, size, units=None):
+    """(layer, head, unit, word, map at ``size``) of one image: the maps every score of ``evaluate`` is
+    computed on (``metrics.parquet`` and, with ``--objects``, ``objects.parquet``). ``units``: the units to
+    make (default all: description and words), chosen before upsampling."""
+    for layer in layers:
+        maps = layer_maps(output, array, idx, rows, layer)
+        for head, unit, word, small in unit_maps(maps, rows, words, settings.per_head):
+            if units is None or unit in units:
+                yield layer, head, unit, word, on_image(small, size, settings.blur_px)
+
+
 def shard_scores(
     path: Path,
     truths: list[ImageTruth],
@@ -160,13 +175,13 @@ def shard_scores(
         other_x, other_y = negatives.points(truth.idx)
         truth = replace(truth, saliency=saliency, other_x=other_x, other_y=other_y)
         size = truth.saliency.shape
-        centre = metrics.blur(metrics.centre_bias(*size), settings.blur_px)
+        centre = centre_map(size, settings.blur_px)
         rows.append(_row(truth, NO_LAYER, HEAD_MEAN, UNIT_CENTRE_BIAS, None, score(centre, truth, problems)))
-        for layer in layers:
-            maps = layer_maps(output, array, truth.idx, truth.rows, layer)
-            for head, unit, word, small in unit_maps(maps, truth.rows, words.get(truth.idx, []), settings.per_head):
-                prediction = on_image(small, size, settings.blur_px)
-                rows.append(_row(truth, layer, head, unit, word, score(prediction, truth, problems)))
+        unit_words = words.get(truth.idx, [])
+        for layer, head, unit, word, prediction in image_maps(
+            output, array, truth.idx, truth.rows, unit_words, layers, settings, size
+        ):
+            rows.append(_row(truth, layer, head, unit, word, score(prediction, truth, problems)))
     return rows, problems
 
 
@@ -187,18 +202,9 @@ def evaluate(output: Output, settings: EvalSettings) -> tuple[pa.Table, Undefine
     """Score every committed, done image with ground truth and rows; one dask task per store shard."""
     import dask
 
-    layers = _chosen_layers(output, settings)
-    if settings.per_head and output.attrs.get("heads") == "mean":
-        raise ConfigError(
-            f"{output.path} stored the heads' mean (--heads mean); --per-head needs an extraction with --heads all."
-        )
-    width, height = output.attrs["image_size"]
-    if settings.blur_px > max(width, height):  # wider blurs are a flat map (and a kernel too large to build)
-        raise ConfigError(
-            f"--blur {settings.blur_px:.0f} px is wider than the {width}x{height} images; give at most {max(width, height)}."
-        )
+    layers = checked_layers(output, settings)
     truths, images_without_rows, negatives = _image_truths(output, settings.rows)
-    words, words_without_rows = _words_with_rows(output, truths)
+    words, words_without_rows = words_with_rows(output, {truth.idx: truth.rows for truth in truths})
     shard_size = int(output.attrs["shard_size"])
     by_shard: dict[int, list[ImageTruth]] = {}
     for truth in truths:
@@ -235,6 +241,21 @@ def settings_record(settings: EvalSettings, layers: tuple[int, ...]) -> dict:
 def planned_record(output: Output, settings: EvalSettings) -> dict:
     """The record ``evaluate`` will write, known before any scoring (to refuse a replacement first)."""
     return settings_record(settings, _chosen_layers(output, settings))
+
+
+def checked_layers(output: Output, settings: EvalSettings) -> tuple[int, ...]:
+    """The layers ``settings`` chooses, after checking the output can give what they ask."""
+    layers = _chosen_layers(output, settings)
+    if settings.per_head and output.attrs.get("heads") == "mean":
+        raise ConfigError(
+            f"{output.path} stored the heads' mean (--heads mean); --per-head needs an extraction with --heads all."
+        )
+    width, height = output.attrs["image_size"]
+    if settings.blur_px > max(width, height):  # wider blurs are a flat map (and a kernel too large to build)
+        raise ConfigError(
+            f"--blur {settings.blur_px:.0f} px is wider than the {width}x{height} images; give at most {max(width, height)}."
+        )
+    return layers
 
 
 def _chosen_layers(output: Output, settings: EvalSettings) -> tuple[int, ...]:
@@ -282,9 +303,9 @@ def _image_truths(output: Output, convention: str) -> tuple[list[ImageTruth], in
     return truths, len(images) - len(truths), negatives
 
 
-def _words_with_rows(output: Output, truths: list[ImageTruth]) -> tuple[dict[int, list[dict]], int]:
-    """The words of each scored image that keep at least one row, and how many of those images' words keep none."""
-    rows_of = {truth.idx: truth.rows for truth in truths}
+def words_with_rows(output: Output, rows_of: dict[int, range]) -> tuple[dict[int, list[dict]], int]:
+    """The words of each image of ``rows_of`` (idx -> its rows) that keep at least one row, and how many of
+    those images' words keep none."""
     words: dict[int, list[dict]] = {}
     dropped = 0
     query = "SELECT idx, word_index, word, first_position, last_position FROM words ORDER BY idx, word_index"
@@ -299,18 +320,10 @@ def _words_with_rows(output: Output, truths: list[ImageTruth]) -> tuple[dict[int
 
 
 def write_metrics(out: Path, table: pa.Table, run: str | None = None) -> Path:
-    """``OUT/eval/metrics.parquet`` (``OUT/eval/<run>/`` for a named run), replaced whole (``write_atomic``):
-    a rerun never leaves half a file."""
-    import pyarrow.parquet as pq
+    """``OUT/eval/metrics.parquet`` (``OUT/eval/<run>/`` for a named run), written whole."""
+    from saldata.storage.eval_tables import write_eval_table
 
-    from saldata.storage.commits import write_atomic
-    from saldata.storage.eval_tables import eval_dir
-
-    target = eval_dir(out, run) / METRICS_FILE
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)
-    write_atomic(target, sink.getvalue().to_pybytes())
-    return target
+    return write_eval_table(out, table, run)
 
 
 @dataclass(frozen=True, slots=True)

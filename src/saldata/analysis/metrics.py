@@ -238,21 +238,21 @@ def cc(saliency_map: np.ndarray, ground_truth: np.ndarray) -> float:
 def kld(saliency_map: np.ndarray, ground_truth: np.ndarray) -> float:
     """MIT benchmark KL divergence of the ground truth from the prediction (lower is better).
 
-    Both maps become densities (``_to_density``); then sum(g * log(eps + g / (p + eps))) with
+    Both maps become densities (``to_density``); then sum(g * log(eps + g / (p + eps))) with
     g the ground truth, p the prediction and eps ``KLD_EPSILON``, as pysaliency's ``MIT_KLDiv``
     (prediction first). Pixels where g is 0 add nothing.
     """
-    prediction, truth = (_to_density(m) for m in _as_pair(saliency_map, ground_truth))
+    prediction, truth = (to_density(m) for m in _as_pair(saliency_map, ground_truth))
     return float(np.sum(truth * np.log(KLD_EPSILON + truth / (prediction + KLD_EPSILON))))
 
 
 def sim(saliency_map: np.ndarray, ground_truth: np.ndarray) -> float:
     """Similarity: the histogram intersection sum(min(p, g)) of the two maps as densities, in [0, 1]."""
-    prediction, truth = (_to_density(m) for m in _as_pair(saliency_map, ground_truth))
+    prediction, truth = (to_density(m) for m in _as_pair(saliency_map, ground_truth))
     return float(np.sum(np.minimum(prediction, truth)))
 
 
-def _to_density(values: np.ndarray) -> np.ndarray:
+def to_density(values: np.ndarray) -> np.ndarray:
     """The map as a density summing to 1, as pysaliency converts saliency maps.
 
     A map with negative values is first shifted so its minimum is 0; a map summing to 0 becomes

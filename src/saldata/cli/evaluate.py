@@ -48,6 +48,14 @@ def evaluate(
     min_word_count: Annotated[
         int, typer.Option(help="Occurrences a word needs to be among the best and worst words by NSS.")
     ] = MIN_WORD_COUNT,
+    objects: Annotated[
+        bool,
+        typer.Option(
+            "--objects",
+            help="Score each word's maps against its image's objects (saldata objects adds them) instead: "
+            "OUT/eval/objects.parquet and objects.png.",
+        ),
+    ] = False,
     storage_option: StorageOptions = None,
 ) -> None:
     """Score attention maps against human fixations and saliency maps (NSS, AUC, AUC-Judd, sAUC, CC, KLD, SIM).
@@ -55,15 +63,17 @@ def evaluate(
     Every done image with ground truth, every chosen layer: the description's mean map and each
     word's map, upsampled to the stored image, beside a centre-bias baseline. Writes
     OUT/eval/metrics.parquet and OUT/eval/layers.png (OUT/eval/NAME/ with --name), and prints the
-    metrics by layer and the best and worst words by NSS. A table made with other settings is
-    replaced only with --overwrite.
+    metrics by layer and the best and worst words by NSS. With --objects: each word's maps against
+    every object of its image (mass, ratio, pointing game, whether the word names it), written to
+    objects.parquet and objects.png there instead. A table made with other settings is replaced
+    only with --overwrite.
     """
     from saldata.analysis.evaluate import EvalSettings, planned_record, summarise, write_metrics
     from saldata.analysis.evaluate import evaluate as score_output
     from saldata.analysis.layer_plot import layers_figure, save_png
     from saldata.extractors.settings import ALL_LAYERS, parse_layers
     from saldata.readers.output import Output
-    from saldata.schemas.evaluation import LAYERS_FIGURE, METRICS
+    from saldata.schemas.evaluation import LAYERS_FIGURE, METRICS, OBJECT_SCORES
     from saldata.storage.eval_tables import check_replace, check_run_name, eval_dir, table_path
 
     try:
@@ -74,6 +84,11 @@ def evaluate(
             raise ConfigError(f"--min-word-count must be at least 1, not {min_word_count}.")
         out = location(out, storage_option)
         data = Output(out)
+        if objects:
+            from saldata.cli.evaluate_objects import evaluate_objects
+
+            check_replace(table_path(out, OBJECT_SCORES.name, run), planned_record(data, settings), overwrite)
+            return evaluate_objects(out, data, settings, run)
         check_replace(table_path(out, METRICS.name, run), planned_record(data, settings), overwrite)
         table, undefined, unscored = score_output(data, settings)
     except SaldataError as exc:

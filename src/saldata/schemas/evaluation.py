@@ -102,3 +102,58 @@ def metrics_schema(settings: dict) -> pa.Schema:
         SETTINGS_KEY: json.dumps(settings, sort_keys=True),
     }
     return METRICS.schema.with_metadata(metadata)
+
+
+# ``saldata evaluate --objects``: OUT/eval/objects.parquet, grounding scores (analysis/grounding.py).
+OBJECTS_FILE = "objects.parquet"
+OBJECTS_FIGURE = "objects.png"
+OBJECTS_VERSION = 1  # the layout of objects.parquet
+POINTING_TOLERANCE_PX = 15.0  # the pointing game's: a maximum this close to an object hits it
+
+OBJECT_SCORES = TableSpec(
+    "objects",
+    (
+        Column("idx", pa.int64(), "Image row (see images.idx)."),
+        Column("image_id", pa.string(), "Image id (images.image_id)."),
+        Column("layer", pa.int32(), "Decoder layer of the word's map; -1 for the centre-bias baseline."),
+        Column("head", pa.int32(), "Attention head, or -1 for the mean over heads."),
+        Column("word_index", pa.int32(), "words.word_index of the word whose map is scored; -1 for the centre bias."),
+        Column("word", pa.string(), "words.word; null for the centre bias.", nullable=True),
+        Column("object_id", pa.int64(), "The object (objects.object_id: COCO's annotation id, VG's object_id)."),
+        Column(
+            "source", pa.string(), "'coco' or 'visual_genome' (objects.source): with idx and object_id, the object."
+        ),
+        Column("category", pa.string(), "objects.category.", nullable=True),
+        Column("mass_in_object", pa.float64(), "Share of the map's mass on the object's mask (VG: its box)."),
+        Column("area_fraction", pa.float64(), "Share of the image's pixels the mask covers."),
+        Column(
+            "ratio",
+            pa.float64(),
+            "mass_in_object / area_fraction: 1 for a map that prefers no pixel (chance), above 1 where the "
+            "map concentrates on the object.",
+            nullable=True,
+        ),
+        Column(
+            "pointing_hit",
+            pa.bool_(),
+            f"The map's maximum lies on the object or within {POINTING_TOLERANCE_PX:g} px of it (the pointing game).",
+        ),
+        Column(
+            "named",
+            pa.bool_(),
+            "The word names the object (analysis/naming.py: its singular, lower-cased, against the COCO category "
+            "and its synonyms, or the VG names and synset lemmas); false for the centre bias.",
+        ),
+    ),
+    "One row per word map x object of its image: image x layer x head x word x object; and the centre bias x object.",
+)
+
+
+def objects_schema(settings: dict) -> pa.Schema:
+    """The Arrow schema of ``objects.parquet``, its metadata recording the evaluation's ``settings``."""
+    metadata = {
+        "saldata.table": OBJECT_SCORES.name,
+        "saldata.objects_version": str(OBJECTS_VERSION),
+        SETTINGS_KEY: json.dumps(settings, sort_keys=True),
+    }
+    return OBJECT_SCORES.schema.with_metadata(metadata)

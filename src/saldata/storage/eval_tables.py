@@ -97,6 +97,21 @@ def table_path(out: Path, table: str, run: str | None = None) -> Path:
     return eval_dir(out, run) / f"{table}.parquet"
 
 
+def write_eval_table(out: Path, table, run: str | None = None) -> Path:
+    """Write ``table`` (an Arrow table whose schema metadata names it: ``saldata.table``) as its run's file,
+    replaced whole (``write_atomic``): a rerun never leaves half a file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from saldata.storage.commits import write_atomic
+
+    target = table_path(out, table.schema.metadata[b"saldata.table"].decode(), run)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    write_atomic(target, sink.getvalue().to_pybytes())
+    return target
+
+
 def find_eval_tables(out: Path) -> list[EvalTable]:
     """Every evaluation table of ``out``: the default run's first, then each named run's, by name."""
     root = eval_dir(out)
