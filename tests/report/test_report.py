@@ -213,3 +213,25 @@ def test_a_report_of_an_s3_output_is_the_local_outputs(s3_demo, demo_output_ray_
     for rel in local:
         assert (tmp_path / "remote" / rel).read_bytes() == (tmp_path / "local" / rel).read_bytes(), rel
     assert (tmp_path / "remote" / "gallery-1.html").read_text() == (tmp_path / "local" / "gallery-1.html").read_text()
+
+
+@pytest.mark.parametrize("damage", ["older layout", "not parquet"])
+def test_a_metrics_file_it_cannot_summarise_is_said_in_one_line(reported, tmp_path, damage):
+    out, _, _ = reported
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    metrics = copy / "eval" / "metrics.parquet"
+    if damage == "older layout":  # what evaluate wrote before sauc: no such column, version 2
+        table = pq.read_table(metrics).drop_columns(["sauc"])
+        meta = {**table.schema.metadata, b"saldata.metrics_version": b"2"}
+        pq.write_table(table.replace_schema_metadata(meta), metrics)
+    else:
+        metrics.write_bytes(b"not parquet")
+    code, text = invoke("report", copy, "-o", tmp_path / "r")
+    if damage == "older layout":
+        assert code == 0, text
+        page = (tmp_path / "r" / "index.html").read_text()
+        assert "has the metrics layout of version 2, this saldata&#x27;s is 3; rerun saldata evaluate" in page
+        assert "NSS" not in (tmp_path / "r" / "gallery-1.html").read_text()
+    else:
+        assert code == 1 and "metrics.parquet: cannot read it" in text and len(text.strip().splitlines()) == 1, text
