@@ -29,6 +29,8 @@ def test_overview_counts_equal_the_catalog(reported):
     )
     assert re.search(rf'data-count="done">{done}<', page) and re.search(rf'data-count="failed">{failed}<', page)
     assert done == 6 and "6 images, 1 gallery page" in text
+    size = sum(p.stat().st_size for p in report.rglob("*") if p.is_file())
+    assert re.search(r"overlays, [\d.]+ [KM]iB", text) and size < 3_000_000, text
     words = catalog(out, "SELECT lower(word), count(*) FROM '{out}/catalog/words/*.parquet' GROUP BY 1 ORDER BY 2 DESC")
     most = words[0]
     assert f'<td>{most[0]}</td><td class="num">{most[1]}</td>' in page
@@ -103,14 +105,16 @@ def test_an_overlay_is_what_show_draws(reported):
     """The overlay file decodes (JPEG) to analysis.overlay.overlay of the word's map, as show draws it."""
     import saldata
     from saldata.analysis.overlay import overlay
-    from saldata.report.render import source_pixels
+    from saldata.report.render import display_size, source_pixels
 
     out, report, _ = reported
     data = saldata.open(out)
     row = data.row("COCO_val2014_000000000003")
     pixels, error = source_pixels(row, tuple(data.attrs["image_size"]))
     assert error is None
-    small = np.asarray(Image.fromarray(pixels).resize((400, 300), Image.Resampling.BILINEAR))
+    size = display_size(tuple(data.attrs["image_size"]), 320)  # show's panels, 320 px wide
+    assert size == (320, 240)
+    small = np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.BILINEAR))
     words, maps = data.word_maps(row["idx"], layer=0)
     _, per_head = data.word_maps(row["idx"], layer=1, heads="all")
     for name, word_map in (("L0-Hm-W0.jpg", maps[0]), ("L1-H2-W1.jpg", per_head[1, 2])):

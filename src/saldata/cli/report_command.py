@@ -10,7 +10,7 @@ import typer
 from saldata.cli.failure import fail
 from saldata.cli.locations import OutArg, StorageOptions, location
 from saldata.errors import FAILURE, SaldataError
-from saldata.storage.os_errors import write_failure
+from saldata.storage.os_errors import human_bytes, write_failure
 from saldata.words import plural
 
 
@@ -73,7 +73,7 @@ def report(
         fail(write_failure(exc, output), code=FAILURE)
     typer.echo(
         f"{written.folder / 'index.html'}: {plural(written.images, 'image')}, "
-        f"{plural(written.pages, 'gallery page')}, {plural(written.overlays, 'overlay')}"
+        f"{plural(written.pages, 'gallery page')}, {plural(written.overlays, 'overlay')}, {human_bytes(written.bytes)}"
     )
 
 

@@ -59,6 +59,7 @@ class Written:
     images: int
     pages: int  # gallery pages
     overlays: int
+    bytes: int  # the report folder's files, all together
 
 
 def chosen_rows(output, settings: ReportSettings) -> list[dict]:
@@ -138,8 +139,9 @@ def make_report(output, target: Path, settings: ReportSettings, info: dict) -> W
     overlays = sum(len(image.words) for image in images) * len(drawn.views())
     record = {"out": str(output.path), "settings": asdict(settings), "images": len(images), "overlays": overlays}
     (stage / MARKER).write_text(json.dumps(record, indent=1, default=list) + "\n")
+    size = sum(path.stat().st_size for path in stage.rglob("*") if path.is_file())
     _swap_in(stage, target)
-    return Written(target, len(images), n_pages, overlays)
+    return Written(target, len(images), n_pages, overlays, size)
 
 
 def _write_pages(stage: Path, images: list, summary, drawn: Drawn, settings, output, n_rows: int) -> int:

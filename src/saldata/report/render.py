@@ -14,8 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from saldata.analysis.overlay import PANEL
+
 THUMB_SIDE = 160  # a gallery thumbnail's long side, pixels
-PICTURE_SIDE = 400  # the long side of an image page's pictures and overlays
+PICTURE_SIDE = max(PANEL)  # the long side of an image page's pictures and overlays: show's panels
 JPEG_QUALITY = 80
 HEAD_MEAN = "m"  # the head part of an overlay's name for the heads' mean
 WORD_FIELDS = ("word_index", "word", "first_position", "last_position", "char_start", "char_end")
