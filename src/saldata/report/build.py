@@ -114,8 +114,9 @@ def check_target(target: Path, out) -> None:
         raise ConfigError(f"--output {target}: the folder {target.parent} does not exist; create it first.")
 
 
-def make_report(output, target: Path, settings: ReportSettings, info: dict) -> Written:
-    """Draw the report of ``output`` into the local folder ``target``, replacing an older report there."""
+def make_report(output, target: Path, settings: ReportSettings, info: dict, on_total=None, on_image=None) -> Written:
+    """Draw the report of ``output`` into the local folder ``target``, replacing an older report there;
+    ``on_total(n)`` is told how many images it draws, ``on_image()`` called (from a thread) after each."""
     import dask
 
     check_target(target, output.path)
@@ -132,7 +133,11 @@ def make_report(output, target: Path, settings: ReportSettings, info: dict) -> W
     by_shard: dict[int, list[dict]] = {}
     for row in rows:
         by_shard.setdefault(row["idx"] // shard_size, []).append(row)
-    tasks = [dask.delayed(draw_shard)(output.path, part, fixations, drawn, stage) for part in by_shard.values()]
+    if on_total is not None:
+        on_total(len(rows))
+    tasks = [
+        dask.delayed(draw_shard)(output.path, part, fixations, drawn, stage, on_image) for part in by_shard.values()
+    ]
     drawn_pages = dask.compute(*tasks, scheduler="threads", num_workers=os.cpu_count()) if tasks else []
     images = [image for part in drawn_pages for image in part]
     n_pages = _write_pages(stage, images, summary, drawn, settings, output, len(rows))

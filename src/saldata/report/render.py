@@ -75,14 +75,17 @@ def jpeg(pixels: np.ndarray, size: tuple[int, int] | None = None) -> bytes:
     return buffer.getvalue()
 
 
-def draw_shard(path, rows: list[dict], fixations: dict, drawn: Drawn, target: Path) -> list[ImagePage]:
+def draw_shard(path, rows: list[dict], fixations: dict, drawn: Drawn, target: Path, on_image=None) -> list[ImagePage]:
     """Draw every image of ``rows`` (done images of one shard) into ``target/images/<idx>/``."""
     from saldata.readers.output import Output
 
     output = Output(path)  # one per task: the threads share no zarr handles
-    return [
-        draw_image(output, row, fixations.get(row["idx"], (np.zeros(0), np.zeros(0))), drawn, target) for row in rows
-    ]
+    pages = []
+    for row in rows:
+        pages.append(draw_image(output, row, fixations.get(row["idx"], (np.zeros(0), np.zeros(0))), drawn, target))
+        if on_image is not None:
+            on_image()
+    return pages
 
 
 def draw_image(output, row: dict, points: tuple, drawn: Drawn, target: Path) -> ImagePage:
