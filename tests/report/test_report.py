@@ -239,3 +239,33 @@ def test_a_metrics_file_it_cannot_summarise_is_said_in_one_line(reported, tmp_pa
         assert "NSS" not in (tmp_path / "r" / "gallery-1.html").read_text()
     else:
         assert code == 1 and "metrics.parquet: cannot read it" in text and len(text.strip().splitlines()) == 1, text
+
+
+def test_an_interrupt_stops_the_drawing_and_leaves_the_last_report(reported, tmp_path):
+    import os
+    import signal
+    import time
+
+    import saldata
+    from saldata.pipelines.signals import Interrupted, catch_signals
+    from saldata.report.build import ReportSettings, make_report
+
+    out, report, _ = reported
+    target = tmp_path / "r"
+    shutil.copytree(report, target)
+    before = sorted(p.relative_to(target) for p in target.rglob("*"))
+    drawn = []
+
+    def interrupt():  # after the first image, a Ctrl-C to the main thread, as a terminal sends it
+        drawn.append(1)
+        if len(drawn) == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    catch_signals()  # as the command does: SIGINT raises Interrupted in the main thread
+    with pytest.raises(Interrupted):
+        make_report(saldata.open(out), target, ReportSettings(), {}, on_image=interrupt)
+    assert sorted(p.relative_to(target) for p in target.rglob("*")) == before  # the last report, whole
+    time.sleep(3)  # time enough for the shards being drawn to finish, had they not stopped
+    assert len(drawn) < 6  # the threads stopped at their next image
+    code, text = invoke("report", out, "-o", target, "--limit", "1")  # a rerun clears what was left aside
+    assert code == 0 and not (tmp_path / ".r.partial").exists(), text

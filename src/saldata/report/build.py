@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -135,10 +136,16 @@ def make_report(output, target: Path, settings: ReportSettings, info: dict, on_t
         by_shard.setdefault(row["idx"] // shard_size, []).append(row)
     if on_total is not None:
         on_total(len(rows))
+    stop = threading.Event()
     tasks = [
-        dask.delayed(draw_shard)(output.path, part, fixations, drawn, stage, on_image) for part in by_shard.values()
+        dask.delayed(draw_shard)(output.path, part, fixations, drawn, stage, on_image, stop)
+        for part in by_shard.values()
     ]
-    drawn_pages = dask.compute(*tasks, scheduler="threads", num_workers=os.cpu_count()) if tasks else []
+    try:
+        drawn_pages = dask.compute(*tasks, scheduler="threads", num_workers=os.cpu_count()) if tasks else []
+    except BaseException:  # Ctrl-C, a failure: the shards being drawn stop at their next image, not at their end
+        stop.set()
+        raise
     images = [image for part in drawn_pages for image in part]
     n_pages = _write_pages(stage, images, summary, drawn, settings, output, len(rows))
     overlays = sum(len(image.words) for image in images) * len(drawn.views())

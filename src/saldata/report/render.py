@@ -75,13 +75,16 @@ def jpeg(pixels: np.ndarray, size: tuple[int, int] | None = None) -> bytes:
     return buffer.getvalue()
 
 
-def draw_shard(path, rows: list[dict], fixations: dict, drawn: Drawn, target: Path, on_image=None) -> list[ImagePage]:
-    """Draw every image of ``rows`` (done images of one shard) into ``target/images/<idx>/``."""
+def draw_shard(path, rows: list[dict], fixations: dict, drawn: Drawn, target: Path, on_image=None, stop=None):
+    """Draw every image of ``rows`` (done images of one shard) into ``target/images/<idx>/``: their
+    ``ImagePage``s. ``stop`` (a ``threading.Event``) set ends it before the next image."""
     from saldata.readers.output import Output
 
     output = Output(path)  # one per task: the threads share no zarr handles
     pages = []
     for row in rows:
+        if stop is not None and stop.is_set():
+            break
         pages.append(draw_image(output, row, fixations.get(row["idx"], (np.zeros(0), np.zeros(0))), drawn, target))
         if on_image is not None:
             on_image()
