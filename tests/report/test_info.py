@@ -15,6 +15,8 @@ import zarr
 
 import saldata
 from saldata.report.info import describe, hub_revision
+from saldata.schemas.catalog import CATALOG_SCHEMA_VERSION
+from saldata.schemas.store import STORE_SCHEMA_VERSION
 from tests.helpers import commit_rewrite
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*nanobind.*")
@@ -39,7 +41,7 @@ def test_describe_reads_what_the_output_holds(demo_output):
     assert info["heads"] == {"captured": "all", "stored": heads} and heads > 1
     assert info["grids"] == {"base": [24, 24], "highres": [36, 48]}
     assert (info["dtype"], info["max_new_tokens"], info["shard_size"]) == ("float32", 12, 4)
-    assert info["schema"] == {"store": 6, "catalog": 5}
+    assert info["schema"] == {"store": STORE_SCHEMA_VERSION, "catalog": CATALOG_SCHEMA_VERSION}
     written = {"saldata": attrs["saldata_version"], "transformers": attrs["transformers_version"]}
     import transformers
 
