@@ -39,7 +39,7 @@ def browser_page(width: int = 1280, height: int = 900):
 
 
 def screenshot(report: Path, target: Path, idx: int = 3, word: int = 1) -> None:
-    with browser_page(1100, 760) as (page, problems):
+    with browser_page(1100, 600) as (page, problems):
         page.goto((report / "images" / f"{idx}.html").resolve().as_uri())
         page.locator(".words button").nth(word).click()
         page.wait_for_function("document.getElementById('overlay').complete")

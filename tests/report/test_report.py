@@ -29,6 +29,8 @@ def test_overview_counts_equal_the_catalog(reported):
     )
     assert re.search(rf'data-count="done">{done}<', page) and re.search(rf'data-count="failed">{failed}<', page)
     assert done == 6 and "6 images, 1 gallery page" in text
+    size = sum(p.stat().st_size for p in report.rglob("*") if p.is_file())
+    assert re.search(r"overlays, [\d.]+ [KM]iB", text) and size < 3_000_000, text
     words = catalog(out, "SELECT lower(word), count(*) FROM '{out}/catalog/words/*.parquet' GROUP BY 1 ORDER BY 2 DESC")
     most = words[0]
     assert f'<td>{most[0]}</td><td class="num">{most[1]}</td>' in page
@@ -103,14 +105,16 @@ def test_an_overlay_is_what_show_draws(reported):
     """The overlay file decodes (JPEG) to analysis.overlay.overlay of the word's map, as show draws it."""
     import saldata
     from saldata.analysis.overlay import overlay
-    from saldata.report.render import source_pixels
+    from saldata.report.render import display_size, source_pixels
 
     out, report, _ = reported
     data = saldata.open(out)
     row = data.row("COCO_val2014_000000000003")
     pixels, error = source_pixels(row, tuple(data.attrs["image_size"]))
     assert error is None
-    small = np.asarray(Image.fromarray(pixels).resize((400, 300), Image.Resampling.BILINEAR))
+    size = display_size(tuple(data.attrs["image_size"]), 320)  # show's panels, 320 px wide
+    assert size == (320, 240)
+    small = np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.BILINEAR))
     words, maps = data.word_maps(row["idx"], layer=0)
     _, per_head = data.word_maps(row["idx"], layer=1, heads="all")
     for name, word_map in (("L0-Hm-W0.jpg", maps[0]), ("L1-H2-W1.jpg", per_head[1, 2])):
@@ -213,3 +217,55 @@ def test_a_report_of_an_s3_output_is_the_local_outputs(s3_demo, demo_output_ray_
     for rel in local:
         assert (tmp_path / "remote" / rel).read_bytes() == (tmp_path / "local" / rel).read_bytes(), rel
     assert (tmp_path / "remote" / "gallery-1.html").read_text() == (tmp_path / "local" / "gallery-1.html").read_text()
+
+
+@pytest.mark.parametrize("damage", ["older layout", "not parquet"])
+def test_a_metrics_file_it_cannot_summarise_is_said_in_one_line(reported, tmp_path, damage):
+    out, _, _ = reported
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    metrics = copy / "eval" / "metrics.parquet"
+    if damage == "older layout":  # what evaluate wrote before sauc: no such column, version 2
+        table = pq.read_table(metrics).drop_columns(["sauc"])
+        meta = {**table.schema.metadata, b"saldata.metrics_version": b"2"}
+        pq.write_table(table.replace_schema_metadata(meta), metrics)
+    else:
+        metrics.write_bytes(b"not parquet")
+    code, text = invoke("report", copy, "-o", tmp_path / "r")
+    if damage == "older layout":
+        assert code == 0, text
+        page = (tmp_path / "r" / "index.html").read_text()
+        assert "has the metrics layout of version 2, this saldata&#x27;s is 3; rerun saldata evaluate" in page
+        assert "NSS" not in (tmp_path / "r" / "gallery-1.html").read_text()
+    else:
+        assert code == 1 and "metrics.parquet: cannot read it" in text and len(text.strip().splitlines()) == 1, text
+
+
+def test_an_interrupt_stops_the_drawing_and_leaves_the_last_report(reported, tmp_path):
+    import os
+    import signal
+    import time
+
+    import saldata
+    from saldata.pipelines.signals import Interrupted, catch_signals
+    from saldata.report.build import ReportSettings, make_report
+
+    out, report, _ = reported
+    target = tmp_path / "r"
+    shutil.copytree(report, target)
+    before = sorted(p.relative_to(target) for p in target.rglob("*"))
+    drawn = []
+
+    def interrupt():  # after the first image, a Ctrl-C to the main thread, as a terminal sends it
+        drawn.append(1)
+        if len(drawn) == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    catch_signals()  # as the command does: SIGINT raises Interrupted in the main thread
+    with pytest.raises(Interrupted):
+        make_report(saldata.open(out), target, ReportSettings(), {}, on_image=interrupt)
+    assert sorted(p.relative_to(target) for p in target.rglob("*")) == before  # the last report, whole
+    time.sleep(3)  # time enough for the shards being drawn to finish, had they not stopped
+    assert len(drawn) < 6  # the threads stopped at their next image
+    code, text = invoke("report", out, "-o", target, "--limit", "1")  # a rerun clears what was left aside
+    assert code == 0 and not (tmp_path / ".r.partial").exists(), text

@@ -19,6 +19,7 @@ pytestmark = [
         chromium_path() is None, reason="no chromium on PATH (apt-get install -y chromium; .ci/run installs it)"
     ),
 ]
+pytest.importorskip("playwright", reason="playwright drives the browser: pip install -e '.[dev]'")
 
 ALL_PICTURES_LOADED = "[...document.images].every(i => i.complete && i.naturalWidth > 0)"
 

@@ -92,7 +92,7 @@ def export(
     if require_eos and format is not Format.language_att:
         fail(f"--require-eos does not apply to --format {format.value}; leave it out.")
     catch_signals()
-    progress = _progress()
+    progress = progress_bar("export")
     try:
         settings = ExportSettings(layer, tuple(split) if split else None, grid, unit, annotations, require_eos, rows)
         exporter = EXPORTERS[format.value](Output(location(out, storage_option)), dest, settings)
@@ -120,14 +120,14 @@ def export(
         typer.echo(f"  {note}")
 
 
-def _progress():
-    """The bar, on a terminal only: on a pipe or in a log it would be noise in stderr."""
+def progress_bar(name: str):
+    """A command's bar, on a terminal only: on a pipe or in a log it would be noise in stderr."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     console = Console(stderr=True)
     return Progress(
-        TextColumn("[bold]export"),
+        TextColumn(f"[bold]{name}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),

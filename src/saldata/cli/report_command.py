@@ -10,7 +10,7 @@ import typer
 from saldata.cli.failure import fail
 from saldata.cli.locations import OutArg, StorageOptions, location
 from saldata.errors import FAILURE, SaldataError
-from saldata.storage.os_errors import write_failure
+from saldata.storage.os_errors import human_bytes, write_failure
 from saldata.words import plural
 
 
@@ -50,11 +50,15 @@ def report(
     chosen word's attention overlay. Every picture is drawn now, as a small JPEG: per image
     min(words, --max-words) x (layers + heads x head layers) overlays. Open OUTPUT/index.html.
     """
+    from saldata.cli.export import progress_bar
+    from saldata.cli.interrupt import Interrupted, catch_signals
     from saldata.extractors.settings import ALL_LAYERS, parse_layers
     from saldata.readers.output import Output
     from saldata.report.build import HEADS_AT_LAST, NO_HEADS, ReportSettings, make_report
     from saldata.report.info import describe
 
+    catch_signals()
+    progress = progress_bar("report")
     try:
         chosen = parse_layers(layers)
         heads = head_layers.strip().lower()
@@ -66,14 +70,22 @@ def report(
             image_ids=None if images is None else tuple(i.strip() for i in images.split(",") if i.strip()),
         )
         data = Output(location(out, storage_option))
-        written = make_report(data, output, settings, describe(data))
+        info = describe(data)
+        task = progress.add_task("report", total=None)
+        with progress:
+            written = make_report(
+                data, output, settings, info, lambda n: progress.update(task, total=n), lambda: progress.advance(task)
+            )
     except SaldataError as exc:
         fail(exc)
+    except Interrupted as exc:
+        typer.secho(f"interrupted: {output} is as it was; rerun the same command", fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(code=exc.exit_code) from None
     except OSError as exc:  # a full disk, a read-only folder
         fail(write_failure(exc, output), code=FAILURE)
     typer.echo(
         f"{written.folder / 'index.html'}: {plural(written.images, 'image')}, "
-        f"{plural(written.pages, 'gallery page')}, {plural(written.overlays, 'overlay')}"
+        f"{plural(written.pages, 'gallery page')}, {plural(written.overlays, 'overlay')}, {human_bytes(written.bytes)}"
     )
 
 

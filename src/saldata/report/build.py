@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -59,6 +60,7 @@ class Written:
     images: int
     pages: int  # gallery pages
     overlays: int
+    bytes: int  # the report folder's files, all together
 
 
 def chosen_rows(output, settings: ReportSettings) -> list[dict]:
@@ -113,8 +115,9 @@ def check_target(target: Path, out) -> None:
         raise ConfigError(f"--output {target}: the folder {target.parent} does not exist; create it first.")
 
 
-def make_report(output, target: Path, settings: ReportSettings, info: dict) -> Written:
-    """Draw the report of ``output`` into the local folder ``target``, replacing an older report there."""
+def make_report(output, target: Path, settings: ReportSettings, info: dict, on_total=None, on_image=None) -> Written:
+    """Draw the report of ``output`` into the local folder ``target``, replacing an older report there;
+    ``on_total(n)`` is told how many images it draws, ``on_image()`` called (from a thread) after each."""
     import dask
 
     check_target(target, output.path)
@@ -131,15 +134,26 @@ def make_report(output, target: Path, settings: ReportSettings, info: dict) -> W
     by_shard: dict[int, list[dict]] = {}
     for row in rows:
         by_shard.setdefault(row["idx"] // shard_size, []).append(row)
-    tasks = [dask.delayed(draw_shard)(output.path, part, fixations, drawn, stage) for part in by_shard.values()]
-    drawn_pages = dask.compute(*tasks, scheduler="threads", num_workers=os.cpu_count()) if tasks else []
+    if on_total is not None:
+        on_total(len(rows))
+    stop = threading.Event()
+    tasks = [
+        dask.delayed(draw_shard)(output.path, part, fixations, drawn, stage, on_image, stop)
+        for part in by_shard.values()
+    ]
+    try:
+        drawn_pages = dask.compute(*tasks, scheduler="threads", num_workers=os.cpu_count()) if tasks else []
+    except BaseException:  # Ctrl-C, a failure: the shards being drawn stop at their next image, not at their end
+        stop.set()
+        raise
     images = [image for part in drawn_pages for image in part]
     n_pages = _write_pages(stage, images, summary, drawn, settings, output, len(rows))
     overlays = sum(len(image.words) for image in images) * len(drawn.views())
     record = {"out": str(output.path), "settings": asdict(settings), "images": len(images), "overlays": overlays}
     (stage / MARKER).write_text(json.dumps(record, indent=1, default=list) + "\n")
+    size = sum(path.stat().st_size for path in stage.rglob("*") if path.is_file())
     _swap_in(stage, target)
-    return Written(target, len(images), n_pages, overlays)
+    return Written(target, len(images), n_pages, overlays, size)
 
 
 def _write_pages(stage: Path, images: list, summary, drawn: Drawn, settings, output, n_rows: int) -> int:

@@ -76,14 +76,14 @@ def _pictures(image) -> str:
     if image.has_saliency:
         figures.append(
             f'<figure><img src="{image.idx}/saliency.jpg" alt="saliency map"><figcaption>saliency map '
-            "(its own min to max, in the colour scale below)</figcaption></figure>"
+            "(its own min to max, in the colour scale)</figcaption></figure>"
         )
     else:
         figures.append('<figure><p class="muted">no ground truth for this image</p></figure>')
     figures.append(
         '<figure><img id="overlay" alt="attention overlay"><figcaption id="overlay-label">choose a word</figcaption>'
-        f'<div><img src="../{ASSETS}/{SCALE_PNG}" alt="colour scale" style="width:320px;height:12px;display:block">'
-        "<span style=\"display:inline-block;width:260px\">word's min</span>word's max</div></figure>"
+        f'<img src="../{ASSETS}/{SCALE_PNG}" alt="colour scale" style="height:12px">'
+        "<div class=\"scale\"><span>word's min</span><span>word's max</span></div></figure>"
     )
     return f'<div class="pictures">{"".join(figures)}</div>'
 

@@ -14,7 +14,14 @@ import numpy as np
 
 from saldata.errors import StoreError, first_line
 from saldata.schemas.catalog import STATUS_DONE, STATUS_FAILED
-from saldata.schemas.evaluation import EVAL_DIRNAME, HEAD_MEAN, METRICS_FILE, SETTINGS_KEY, UNIT_DESCRIPTION
+from saldata.schemas.evaluation import (
+    EVAL_DIRNAME,
+    HEAD_MEAN,
+    METRICS_FILE,
+    METRICS_VERSION,
+    SETTINGS_KEY,
+    UNIT_DESCRIPTION,
+)
 
 TOP_WORDS = 30
 LENGTH_BINS = 20
@@ -24,11 +31,12 @@ LENGTH_BINS = 20
 class Evaluation:
     """What ``saldata evaluate`` left in ``OUT/eval``: its summary, its settings, the NSS of each image."""
 
-    levels: list  # analysis.evaluate.Level, one per layer
-    centre: object  # analysis.evaluate.Level of the centre bias
     settings: dict
-    nss: dict[int, dict[int, float | None]]  # idx -> layer -> description-level NSS (heads averaged)
-    best_layer: int | None
+    levels: list = field(default_factory=list)  # analysis.evaluate.Level, one per layer
+    centre: object = None  # analysis.evaluate.Level of the centre bias
+    nss: dict[int, dict[int, float | None]] = field(default_factory=dict)  # idx -> layer -> description NSS
+    best_layer: int | None = None
+    outdated: str | None = None  # why the file is not summarised: an older layout, whose columns differ
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +96,10 @@ def read_evaluation(out) -> Evaluation | None:
         raise StoreError(f"{path}: cannot read it ({first_line(exc)}); rerun saldata evaluate to rewrite it.") from None
     metadata = table.schema.metadata or {}
     settings = json.loads(metadata.get(SETTINGS_KEY.encode(), b"{}"))
+    version = metadata.get(b"saldata.metrics_version", b"1").decode()
+    if version != str(METRICS_VERSION):  # older files lack columns (sauc) or meant others otherwise (auc_judd)
+        return Evaluation(settings, outdated=f"{path} has the metrics layout of version {version}, this saldata's is "
+                          f"{METRICS_VERSION}; rerun saldata evaluate to see its summary here.")  # fmt: skip
     levels, centre = summarise(table)
     best = best_layer(levels)
     columns = table.select(["idx", "layer", "head", "unit", "nss"]).to_pydict()
@@ -95,4 +107,4 @@ def read_evaluation(out) -> Evaluation | None:
     for idx, layer, head, unit, value in zip(*columns.values()):
         if unit == UNIT_DESCRIPTION and head == HEAD_MEAN:
             nss.setdefault(idx, {})[layer] = value
-    return Evaluation(levels, centre, settings, nss, best.layer if best else None)
+    return Evaluation(settings, levels, centre, nss, best.layer if best else None)

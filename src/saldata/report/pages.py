@@ -29,7 +29,8 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 .card img{display:block;max-width:100%;height:auto}
 .desc{display:-webkit-box;-webkit-line-clamp:4;-webkit-box-orient:vertical;overflow:hidden}
 .pager a,.pager span{margin-right:6px}.pager .here{font-weight:bold}
-.pictures{display:flex;flex-wrap:wrap;gap:14px}.pictures figure{margin:0}
+.pictures{display:flex;flex-wrap:wrap;gap:14px}.pictures figure{margin:0;flex:1 1 0;min-width:240px;max-width:320px}
+.pictures img{width:100%;height:auto;display:block}.scale{display:flex;justify-content:space-between}
 .words button{font:inherit;margin:2px;padding:1px 5px;border:1px solid #999;background:#fff;cursor:pointer}
 .words button.chosen{background:#1f2a44;color:#fff}.muted{color:#777}
 """
@@ -123,6 +124,8 @@ def _evaluation(evaluation) -> str:
     if evaluation is None:
         return '<h2>Evaluation</h2><p class="muted">saldata evaluate has not run on this output.</p>'
     settings = ", ".join(f"{k} {v}" for k, v in evaluation.settings.items()) or "not recorded"
+    if evaluation.outdated:
+        return f"<h2>Evaluation</h2><p>{escape(evaluation.outdated)}</p>"
     headers = ["layer", *(name + (" (lower is better)" if name == "kld" else "") for name in METRIC_NAMES), "images"]
     rows = []
     for level in [*evaluation.levels, evaluation.centre]:

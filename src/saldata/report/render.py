@@ -14,8 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from saldata.analysis.overlay import PANEL
+
 THUMB_SIDE = 160  # a gallery thumbnail's long side, pixels
-PICTURE_SIDE = 400  # the long side of an image page's pictures and overlays
+PICTURE_SIDE = max(PANEL)  # the long side of an image page's pictures and overlays: show's panels
 JPEG_QUALITY = 80
 HEAD_MEAN = "m"  # the head part of an overlay's name for the heads' mean
 WORD_FIELDS = ("word_index", "word", "first_position", "last_position", "char_start", "char_end")
@@ -73,14 +75,20 @@ def jpeg(pixels: np.ndarray, size: tuple[int, int] | None = None) -> bytes:
     return buffer.getvalue()
 
 
-def draw_shard(path, rows: list[dict], fixations: dict, drawn: Drawn, target: Path) -> list[ImagePage]:
-    """Draw every image of ``rows`` (done images of one shard) into ``target/images/<idx>/``."""
+def draw_shard(path, rows: list[dict], fixations: dict, drawn: Drawn, target: Path, on_image=None, stop=None):
+    """Draw every image of ``rows`` (done images of one shard) into ``target/images/<idx>/``: their
+    ``ImagePage``s. ``stop`` (a ``threading.Event``) set ends it before the next image."""
     from saldata.readers.output import Output
 
     output = Output(path)  # one per task: the threads share no zarr handles
-    return [
-        draw_image(output, row, fixations.get(row["idx"], (np.zeros(0), np.zeros(0))), drawn, target) for row in rows
-    ]
+    pages = []
+    for row in rows:
+        if stop is not None and stop.is_set():
+            break
+        pages.append(draw_image(output, row, fixations.get(row["idx"], (np.zeros(0), np.zeros(0))), drawn, target))
+        if on_image is not None:
+            on_image()
+    return pages
 
 
 def draw_image(output, row: dict, points: tuple, drawn: Drawn, target: Path) -> ImagePage:
