@@ -14,6 +14,7 @@ import pytest
 import zarr
 from typer.testing import CliRunner
 
+import saldata
 from saldata.analysis import metrics
 from saldata.cli.main import app
 from saldata.schemas.evaluation import OBJECT_SCORES
@@ -117,6 +118,7 @@ def test_columns_and_settings(scored):
     assert metadata[b"saldata.objects_version"] == b"1"
     assert json.loads(metadata[b"saldata.evaluation"]) == {
         "blur_px": 0.0, "grid": "highres", "layers": [0, 1], "per_head": False, "rows": "research",
+        "saldata_version": saldata.__version__,
     }  # fmt: skip
     assert (out / "eval" / "objects.png").stat().st_size > 0
     assert not (out / "eval" / "metrics.parquet").exists()  # --objects scores objects only
@@ -219,7 +221,7 @@ def test_scores_match_a_recomputation_from_zarr_and_the_catalog(scored):
 
 def test_per_head_rows_score_each_heads_map(scored, tmp_path):
     out = shutil.copytree(scored[0], tmp_path / "out")
-    code, text = invoke("evaluate", out, "--objects", "--per-head", "--layers", "0", "--blur", "2")
+    code, text = invoke("evaluate", out, "--objects", "--per-head", "--layers", "0", "--blur", "2", "--overwrite")
     assert code == 0, text
     table = pq.read_table(out / "eval" / "objects.parquet")
     heads = zarr.open_group(out / "features.zarr", mode="r")["attn_highres"].shape[3]
@@ -249,3 +251,18 @@ def test_the_readme_documents_every_column():
         n for row in section.splitlines() if row.startswith("| `") for n in re.findall(r"`([^`]+)`", row.split("|")[1])
     ]
     assert documented == OBJECT_SCORES.names
+
+
+def test_a_rerun_with_other_settings_is_refused_and_a_named_run_writes_beside(scored, tmp_path):
+    """The rule of every evaluation table (storage/eval_tables.check_replace): never replaced silently."""
+    out = shutil.copytree(scored[0], tmp_path / "out")
+    before = (out / "eval" / "objects.parquet").read_bytes()
+    code, text = invoke("evaluate", out, "--objects", "--blur", "2")
+    assert code == 2 and "was made with other settings (blur_px 2.0, not 0.0)" in text, text
+    assert (out / "eval" / "objects.parquet").read_bytes() == before
+    code, text = invoke("evaluate", out, "--objects", "--blur", "2", "--name", "blur2")
+    assert code == 0, text
+    assert (out / "eval" / "objects.parquet").read_bytes() == before
+    named = pq.read_table(out / "eval" / "blur2" / "objects.parquet")
+    assert named.num_rows == pq.read_table(out / "eval" / "objects.parquet").num_rows
+    assert (out / "eval" / "blur2" / "objects.png").stat().st_size > 0

@@ -14,6 +14,7 @@ import sys
 
 import pytest
 
+from saldata.schemas.evaluation import METRIC_NAMES
 from tests.helpers import run_cli
 
 MEAN_STDERR = re.compile(r"\d\.\d{3} ± \d\.\d{3}")
@@ -49,7 +50,9 @@ def test_evaluate_into_a_pipe_prints_each_row_on_one_line(out):
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     centre = [line for line in lines if line.startswith("│ centre bias")]
-    assert len(centre) == 1 and len(MEAN_STDERR.findall(centre[0])) == 6, proc.stdout  # every metric's cell
+    assert len(centre) == 1 and len(MEAN_STDERR.findall(centre[0])) == len(METRIC_NAMES), (
+        proc.stdout
+    )  # every metric's cell
     assert any("mean ± s.e." in line and str(out) in line for line in lines), proc.stdout  # the title, whole
 
 
