@@ -19,8 +19,7 @@ it first: a file changed, deleted or renamed after its commit is one ``DamageErr
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -28,7 +27,15 @@ import pyarrow.parquet as pq
 
 from saldata.errors import DamageError, first_line
 from saldata.schemas.catalog import CATALOG_DIRNAME, OBJECT_MASKS, OBJECT_TABLES, OBJECTS
-from saldata.storage.commits import FileDigest, commits_dir, digest_bytes, digest_file, write_atomic
+from saldata.storage.commits import (
+    FileDigest,
+    commits_dir,
+    digest_bytes,
+    digest_file,
+    record_fields,
+    record_json,
+    write_atomic,
+)
 from saldata.storage.location import as_out, is_object, read_many, remove_tree
 
 RECORD_FILE = "objects.json"
@@ -46,15 +53,11 @@ class ObjectsRecord:
     version: int = RECORD_VERSION
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1, sort_keys=True)
+        return record_json(self)
 
     @classmethod
     def from_json(cls, text: str) -> ObjectsRecord:
-        data = json.loads(text)
-        if data.get("version", 0) > RECORD_VERSION:
-            raise ValueError(f"record version {data['version']} is newer than this saldata's; upgrade saldata")
-        files = {rel: FileDigest(**digest) for rel, digest in data.pop("files").items()}
-        return cls(files=files, **data)
+        return cls(**record_fields(text, RECORD_VERSION))
 
     def files_of(self, table: str) -> list[str]:
         return sorted(rel for rel in self.files if rel.startswith(f"{CATALOG_DIRNAME}/{table}/"))

@@ -94,14 +94,19 @@ METRICS = TableSpec(
 )
 
 
-def metrics_schema(settings: dict) -> pa.Schema:
-    """The Arrow schema of ``metrics.parquet``, its metadata recording the evaluation's ``settings``."""
+def evaluation_schema(table: TableSpec, version: int, settings: dict) -> pa.Schema:
+    """An evaluation table's Arrow schema, its metadata naming it (``saldata.table``), its layout's version
+    (``saldata.<table>_version``) and the evaluation's ``settings`` (``storage/eval_tables.py`` reads them)."""
     metadata = {
-        "saldata.table": METRICS.name,
-        "saldata.metrics_version": str(METRICS_VERSION),
+        "saldata.table": table.name,
+        f"saldata.{table.name}_version": str(version),
         SETTINGS_KEY: json.dumps(settings, sort_keys=True),
     }
-    return METRICS.schema.with_metadata(metadata)
+    return table.schema.with_metadata(metadata)
+
+
+def metrics_schema(settings: dict) -> pa.Schema:
+    return evaluation_schema(METRICS, METRICS_VERSION, settings)
 
 
 # ``saldata evaluate --objects``: OUT/eval/objects.parquet, grounding scores (analysis/grounding.py).
@@ -150,10 +155,4 @@ OBJECT_SCORES = TableSpec(
 
 
 def objects_schema(settings: dict) -> pa.Schema:
-    """The Arrow schema of ``objects.parquet``, its metadata recording the evaluation's ``settings``."""
-    metadata = {
-        "saldata.table": OBJECT_SCORES.name,
-        "saldata.objects_version": str(OBJECTS_VERSION),
-        SETTINGS_KEY: json.dumps(settings, sort_keys=True),
-    }
-    return OBJECT_SCORES.schema.with_metadata(metadata)
+    return evaluation_schema(OBJECT_SCORES, OBJECTS_VERSION, settings)

@@ -81,13 +81,27 @@ class CommitRecord:
     version: int = RECORD_VERSION
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1, sort_keys=True)
+        return record_json(self)
 
     @classmethod
     def from_json(cls, text: str) -> CommitRecord:
-        data = json.loads(text)
-        files = {k: FileDigest(**v) if v is not None else None for k, v in data.pop("files").items()}
-        return cls(files=files, **data)
+        return cls(**record_fields(text))
+
+
+def record_json(record) -> str:
+    """A record (a dataclass naming files with their digests) as the JSON every record file holds."""
+    return json.dumps(asdict(record), indent=1, sort_keys=True)
+
+
+def record_fields(text: str, newest: int | None = None) -> dict:
+    """A record's fields from ``record_json``'s text, its ``files`` as ``FileDigest`` (None where absent).
+
+    ``newest``: the newest record version this saldata reads; a newer one is refused."""
+    data = json.loads(text)
+    if newest is not None and data.get("version", 0) > newest:
+        raise ValueError(f"record version {data['version']} is newer than this saldata's; upgrade saldata")
+    data["files"] = {k: FileDigest(**v) if v is not None else None for k, v in data["files"].items()}
+    return data
 
 
 def commits_dir(out: Path) -> Path:

@@ -20,12 +20,12 @@ used to rewrite anything.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from saldata.errors import DamageError, first_line
 from saldata.schemas.store import STORE_DIRNAME, STORE_SCHEMA_VERSION
-from saldata.storage.commits import FileDigest, commits_dir, digest_bytes, write_atomic
+from saldata.storage.commits import FileDigest, commits_dir, digest_bytes, record_fields, record_json, write_atomic
 from saldata.storage.location import as_out, check_reachable, read_many
 from saldata.storage.zarr_store import metadata_relpaths, store_in_place, store_schema_version
 
@@ -43,14 +43,11 @@ class StoreRecord:
     version: int = STORE_RECORD_VERSION
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1, sort_keys=True)
+        return record_json(self)
 
     @classmethod
     def from_json(cls, text: str) -> StoreRecord:
-        data = json.loads(text)
-        if data.get("version", 0) > STORE_RECORD_VERSION:
-            raise ValueError(f"record version {data['version']} is newer than this saldata's; upgrade saldata")
-        record = cls(files={k: FileDigest(**v) for k, v in data.pop("files").items()}, **data)
+        record = cls(**record_fields(text, STORE_RECORD_VERSION))
         if set(record.texts) != set(record.files):
             raise ValueError("it names other files than it keeps")
         for rel, text in record.texts.items():
