@@ -62,6 +62,7 @@ def test_describe_reads_what_the_output_holds(demo_output):
 def test_pending_and_failed_images_by_reason(demo_output_ray_free, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(demo_output_ray_free, out)
+    shutil.rmtree(out / "eval", ignore_errors=True)  # another test may have evaluated the session's output
     (out / "commits" / "shard-00001.json").unlink()  # images 4, 5 as a killed run leaves them
     images = out / "catalog" / "images" / "shard-00000.parquet"
     rows = pq.read_table(images).to_pylist()
@@ -83,6 +84,7 @@ def test_pending_and_failed_images_by_reason(demo_output_ray_free, tmp_path):
 def test_the_catalog_version_is_what_its_files_say(demo_output_ray_free, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(demo_output_ray_free, out)
+    shutil.rmtree(out / "eval", ignore_errors=True)  # another test may have evaluated the session's output
     images = out / "catalog" / "images" / "shard-00000.parquet"
     table = pq.read_table(images)
     older = table.replace_schema_metadata({**table.schema.metadata, b"saldata.schema_version": b"4"})
@@ -98,6 +100,7 @@ def test_evaluation_tables_and_their_settings_are_listed(demo_output_ray_free, t
 
     out = tmp_path / "out"
     shutil.copytree(demo_output_ray_free, out)
+    shutil.rmtree(out / "eval", ignore_errors=True)  # another test may have evaluated the session's output
     result = CliRunner().invoke(app, ["evaluate", str(out), "--layers", "1", "--blur", "4"])
     assert result.exit_code == 0, result.output
     metadata = pq.read_metadata(out / "eval" / "metrics.parquet")
@@ -121,6 +124,7 @@ def test_objects_added_by_saldata_objects_are_counted_by_source(demo_output_ray_
 
     out = tmp_path / "out"
     shutil.copytree(demo_output_ray_free, out)
+    shutil.rmtree(out / "eval", ignore_errors=True)  # another test may have evaluated the session's output
     coco = write_coco(tmp_path / "instances.json")
     result = CliRunner().invoke(app, ["objects", str(out), "--coco", str(coco)])
     assert result.exit_code == 0, result.output
@@ -164,6 +168,7 @@ def test_a_damaged_evaluation_table_is_named_and_never_replaced_unasked(demo_out
 
     out = tmp_path / "out"
     shutil.copytree(demo_output_ray_free, out)
+    shutil.rmtree(out / "eval", ignore_errors=True)  # another test may have evaluated the session's output
     (out / "eval").mkdir()
     (out / "eval" / "metrics.parquet").write_bytes(b"not parquet")
     (table,) = describe(out)["evaluation"]

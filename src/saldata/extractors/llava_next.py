@@ -160,7 +160,7 @@ class LlavaNextExtractor:
         with torch.inference_mode():
             if recorder.every_query:
                 result = self.model.generate(**inputs, **self.generation_kwargs, cache=cache)
-                self._capture_chunk(result.sequences, len(prompt_ids), cache, recorder)
+                self._capture_chunk(result.sequences, inputs["input_ids"].shape[1], cache, recorder)
             else:
                 with capture_layers(self.language_model, self.layers, recorder):
                     result = self.model.generate(**inputs, **self.generation_kwargs, cache=cache)

@@ -36,7 +36,7 @@ def add_objects(out, *, coco: Path | None = None, visual_genome: Path | None = N
         )
     output = Output(out)  # a missing or damaged output is refused here, before a source is read
     version = output.attrs.get("schema_version")
-    if version < COCO_ID_SINCE:
+    if not isinstance(version, int) or version < COCO_ID_SINCE:
         raise ConfigError(
             f"{output.path} was written by an older saldata (store schema_version {version}) whose catalog has no "
             "images.coco_id to join annotations by; re-extract it with saldata extract --overwrite first."
