@@ -37,6 +37,7 @@ def objects(
     """
     from saldata.objects.build import add_objects
     from saldata.objects.table import objects_record_path
+    from saldata.schemas.catalog import OBJECTS
     from saldata.storage.os_errors import write_failure
 
     try:
@@ -60,7 +61,7 @@ def objects(
             )
         if result.n_rejected > SHOWN_REJECTED:
             typer.echo(f"  ... {result.n_rejected - SHOWN_REJECTED} more, listed in {objects_record_path(where)}")
-    total = sum(report.record.rows[rel] for rel in report.record.files_of("objects"))
+    total = report.record.rows_of(OBJECTS.name)
     typer.echo(
         f"committed: {plural(total, 'object')} in the objects table, every source's (record: {objects_record_path(where)})"
     )

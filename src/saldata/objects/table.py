@@ -62,6 +62,10 @@ class ObjectsRecord:
     def files_of(self, table: str) -> list[str]:
         return sorted(rel for rel in self.files if rel.startswith(f"{CATALOG_DIRNAME}/{table}/"))
 
+    def rows_of(self, table: str) -> int:
+        """The committed rows of ``table`` (``objects`` or ``object_masks``), every source's."""
+        return sum(self.rows.get(rel, 0) for rel in self.files_of(table))
+
 
 def objects_record_path(out) -> Path:
     return commits_dir(out) / RECORD_FILE

@@ -14,12 +14,11 @@ from collections import Counter
 from pathlib import Path
 
 from saldata.readers.output import Output
-from saldata.schemas.catalog import CATALOG_DIRNAME
+from saldata.schemas.catalog import CATALOG_DIRNAME, OBJECTS
 from saldata.schemas.store import STORE_DIRNAME
 
 # A model fetched from the Hub lives at .../models--ORG--NAME/snapshots/<commit>: that commit is its revision.
 HUB_SNAPSHOT = re.compile(r"/models--[^/]+/snapshots/([0-9a-f]{40})(?:/|$)")
-OBJECTS_TABLE = "objects"  # the catalog table of object annotations (saldata objects), where added
 
 
 def describe(output: Output | Path | str, storage_options: dict | None = None) -> dict:
@@ -163,7 +162,7 @@ def objects(out: Path) -> dict:
         return {"added": True, "rows": None, "sources": {}, "error": str(exc)}
     if record is None:
         return {"added": False, "rows": None, "sources": {}}
-    rows = sum(record.rows.get(rel, 0) for rel in record.files_of(OBJECTS_TABLE))
+    rows = record.rows_of(OBJECTS.name)
     sources = {
         name: {key: result.get(key) for key in ("inputs", "placed", "n_rejected", "not_in_output")}
         for name, result in sorted(record.sources.items())

@@ -6,7 +6,6 @@ Counts come from the committed catalog (``readers.output.Output``), the evaluati
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -14,14 +13,7 @@ import numpy as np
 
 from saldata.errors import StoreError, first_line
 from saldata.schemas.catalog import STATUS_DONE, STATUS_FAILED
-from saldata.schemas.evaluation import (
-    EVAL_DIRNAME,
-    HEAD_MEAN,
-    METRICS_FILE,
-    METRICS_VERSION,
-    SETTINGS_KEY,
-    UNIT_DESCRIPTION,
-)
+from saldata.schemas.evaluation import HEAD_MEAN, METRICS, METRICS_VERSION, UNIT_DESCRIPTION
 
 TOP_WORDS = 30
 LENGTH_BINS = 20
@@ -86,17 +78,18 @@ def read_evaluation(out) -> Evaluation | None:
     import pyarrow.parquet as pq
 
     from saldata.analysis.evaluate import best_layer, summarise
+    from saldata.storage.eval_tables import table_path, table_record
 
-    path = out / EVAL_DIRNAME / METRICS_FILE  # a local file or an object: both read whole
+    path = table_path(out, METRICS.name)  # a local file or an object: both read whole
     if not path.exists():
         return None
     try:
         table = pq.read_table(pa.BufferReader(path.read_bytes()))
     except (OSError, pa.ArrowException) as exc:
         raise StoreError(f"{path}: cannot read it ({first_line(exc)}); rerun saldata evaluate to rewrite it.") from None
-    metadata = table.schema.metadata or {}
-    settings = json.loads(metadata.get(SETTINGS_KEY.encode(), b"{}"))
-    version = metadata.get(b"saldata.metrics_version", b"1").decode()
+    record = table_record(table.schema.metadata, table.num_rows, METRICS.name)
+    settings = record.settings or {}
+    version = record.version or "1"  # a file from before the layout was versioned: version 1
     if version != str(METRICS_VERSION):  # older files lack columns (sauc) or meant others otherwise (auc_judd)
         return Evaluation(settings, outdated=f"{path} has the metrics layout of version {version}, this saldata's is "
                           f"{METRICS_VERSION}; rerun saldata evaluate to see its summary here.")  # fmt: skip

@@ -137,10 +137,16 @@ def read_record(path: Path) -> TableRecord:
             meta = pq.read_metadata(f)
     except (OSError, pa.ArrowException) as exc:
         return TableRecord(error=f"{path} cannot be read ({type(exc).__name__}: {first_line(exc)})")
-    fields = {k.decode(): v.decode() for k, v in (meta.metadata or {}).items()}
-    table = fields.get("saldata.table", path.stem)
+    return table_record(meta.metadata, meta.num_rows, path.stem)
+
+
+def table_record(metadata: dict | None, rows: int, name: str) -> TableRecord:
+    """What a table's Parquet schema ``metadata`` (bytes keys and values) says of it; ``name``: its table,
+    where the metadata names none. Settings that are not JSON read as none recorded."""
+    fields = {k.decode(): v.decode() for k, v in (metadata or {}).items()}
+    table = fields.get("saldata.table", name)
     try:
         settings = json.loads(fields[SETTINGS_KEY]) if SETTINGS_KEY in fields else None
     except ValueError:
         settings = None
-    return TableRecord(meta.num_rows, fields.get(f"saldata.{table}_version"), settings)
+    return TableRecord(rows, fields.get(f"saldata.{table}_version"), settings)
