@@ -333,7 +333,7 @@ def test_only_committed_shards_are_scored_and_a_rerun_replaces_the_file(demo_out
     first = pq.read_table(out / "eval" / "metrics.parquet")
     assert set(first.column("idx").to_pylist()) == {0, 1, 2, 3}
     code, text = invoke("evaluate", out, "--layers", "0")  # other settings: never silently over the first
-    assert code == 2 and "was made with other settings (layers [0], not [1])" in text, text
+    assert code == 2 and "was made with other settings (layers [1] there, [0] now)" in text, text
     assert pq.read_table(out / "eval" / "metrics.parquet").equals(first)
     code, text = invoke("evaluate", out, "--layers", "0", "--overwrite")
     assert code == 0, text

@@ -63,7 +63,7 @@ def test_other_settings_never_silently_replace_a_table(two_runs, tmp_path, name)
     before = target.read_bytes()
     code, text = invoke("evaluate", out, "--layers", "0", *same, *named)
     assert code == 2 and len(text.strip().splitlines()) == 1, text
-    assert f"{target} was made with other settings (layers [0], not [1])" in text
+    assert f"{target} was made with other settings (layers [1] there, [0] now)" in text
     assert "pass --name NAME to write the new results beside it, or --overwrite to replace it." in text
     assert target.read_bytes() == before
     code, text = invoke("evaluate", out, "--layers", "1", *same, *named)  # the same settings: replaced

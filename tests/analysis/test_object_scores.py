@@ -258,7 +258,7 @@ def test_a_rerun_with_other_settings_is_refused_and_a_named_run_writes_beside(sc
     out = shutil.copytree(scored[0], tmp_path / "out")
     before = (out / "eval" / "objects.parquet").read_bytes()
     code, text = invoke("evaluate", out, "--objects", "--blur", "2")
-    assert code == 2 and "was made with other settings (blur_px 2.0, not 0.0)" in text, text
+    assert code == 2 and "was made with other settings (blur_px 0.0 there, 2.0 now)" in text, text
     assert (out / "eval" / "objects.parquet").read_bytes() == before
     code, text = invoke("evaluate", out, "--objects", "--blur", "2", "--name", "blur2")
     assert code == 0, text

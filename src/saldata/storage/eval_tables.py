@@ -82,9 +82,9 @@ def check_replace(path: Path, settings: dict, overwrite: bool = False) -> None:
 
 
 def settings_differences(old: dict, new: dict) -> list[str]:
-    """'KEY NEW, not OLD' for each setting both records hold that differs (provenance aside)."""
+    """'KEY OLD there, NEW now' for each setting both records hold that differs (provenance aside)."""
     keys = sorted((old.keys() & new.keys()) - set(PROVENANCE))
-    return [f"{k} {json.dumps(new[k])}, not {json.dumps(old[k])}" for k in keys if old[k] != new[k]]
+    return [f"{k} {json.dumps(old[k])} there, {json.dumps(new[k])} now" for k in keys if old[k] != new[k]]
 
 
 def eval_dir(out: Path, run: str | None = None) -> Path:
